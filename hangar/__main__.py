@@ -1,0 +1,5 @@
+import sys
+
+from hangar.cli import main
+
+sys.exit(main())

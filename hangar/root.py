@@ -1,0 +1,235 @@
+"""The root of the tree: `hangar serve`.
+
+Builds the child specs (one worker per provider, then the router), runs the
+root supervisor, answers `hangar ctl` on the control socket, and turns the outcome into
+an exit status. In stdio mode the root hands the client's stdin/stdout to the router
+and points its own fd 0/1 elsewhere, so nothing else in the tree can write to stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import structlog
+import zmq.asyncio
+
+from hangar.config import HangarConfig
+from hangar.control import ControlServer
+from hangar.errors import ControlError
+from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
+from supervisors.runtime import ChildInfo, ChildState, ProcessStart, StartError, Supervisor, SupervisorExit
+from supervisors.spec import AutoShutdown, ChildSpec, Restart, Shutdown, Strategy, SupervisorFlags
+from workers.spec import ProviderSpec
+
+ROUTER_ID = "router"
+ROUTER_SHUTDOWN_S = 5.0  # the router drains in-flight calls for at most this long
+WORKER_READY_TIMEOUT_S = 15.0  # a worker imports little; this is generous for a loaded machine
+ROUTER_READY_TIMEOUT_S = 30.0  # the router imports the MCP SDK
+EX_SOFTWARE = 70  # sysexits: the tree gave up (restart intensity exceeded)
+
+log = structlog.get_logger("hangar.root")
+
+
+def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
+    env = dict(os.environ)
+    env["HANGAR_PROVIDER_SPEC"] = json.dumps(provider.to_dict())
+    env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
+    # close stdin, SIGTERM, SIGKILL: three waits of shutdown_timeout_s, plus a second to exit
+    shutdown_s = 3 * provider.shutdown_timeout_s + 1.0
+    return ChildSpec(
+        id=provider.id,
+        start=ProcessStart(argv=(sys.executable, "-m", "workers"), env=env, ready_timeout_s=WORKER_READY_TIMEOUT_S),
+        restart=Restart.PERMANENT,
+        shutdown=Shutdown.after(shutdown_s),
+    )
+
+
+def router_spec(config: HangarConfig, router_endpoint: str, stdin: int, stdout: int) -> ChildSpec:
+    env = dict(os.environ)
+    env["HANGAR_PROVIDERS"] = json.dumps([p.to_dict() for p in config.providers])
+    env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
+    return ChildSpec(
+        id=ROUTER_ID,
+        start=ProcessStart(
+            argv=(sys.executable, "-m", "hangar.router_process"),
+            env=env,
+            stdin=stdin,
+            stdout=stdout,
+            ready_timeout_s=ROUTER_READY_TIMEOUT_S,
+        ),
+        restart=Restart.TRANSIENT,  # stdin EOF ends it normally, and that ends the tree
+        shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
+        significant=True,
+    )
+
+
+class Root:
+    def __init__(self, config: HangarConfig, control_socket: Path | None) -> None:
+        self.config = config
+        self.instance = instance_dir(os.getpid())
+        self.control_path = control_socket or default_control_socket(self.instance)
+        self.started_at = time.monotonic()
+        self.supervisor: Supervisor | None = None
+
+    async def run(self) -> int:
+        client_in, client_out = _take_stdio()
+        context = zmq.asyncio.Context()
+        router_endpoint = f"ipc://{self.instance}/router.sock"
+        specs = [worker_spec(p, router_endpoint) for p in self.config.providers]
+        specs.append(router_spec(self.config, router_endpoint, client_in, client_out))
+        flags = SupervisorFlags(
+            strategy=Strategy.ONE_FOR_ONE,
+            intensity=self.config.supervisor.intensity,
+            period_s=self.config.supervisor.period_s,
+            auto_shutdown=AutoShutdown.ANY_SIGNIFICANT,
+        )
+        supervisor = Supervisor(
+            "root",
+            flags,
+            specs,
+            endpoint=f"ipc://{self.instance}/supervisor.sock",
+            context=context,
+            on_event=self._on_child_event,
+        )
+        self.supervisor = supervisor
+        control = ControlServer(self.control_path, self._control)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, supervisor.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: log.info("sighup_ignored", hint="restart to reload"))
+        try:
+            await control.start()
+            log.info("hangar_starting", providers=len(self.config.providers), control_socket=str(self.control_path))
+            try:
+                await supervisor.start()
+            except StartError as exc:
+                log.error("hangar_start_failed", error=str(exc))
+                return EX_SOFTWARE
+            log.info("hangar_ready", elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
+            outcome = await supervisor.run()
+            log.info("hangar_stopped", outcome=outcome.value)
+            return EX_SOFTWARE if outcome is SupervisorExit.ESCALATED else 0
+        finally:
+            await control.close()
+            await supervisor.close()
+            context.term()
+            remove_instance_dir(self.instance)
+
+    async def _on_child_event(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
+        if event == "exit" and child_id != ROUTER_ID and self.supervisor is not None:
+            await self.supervisor.notify(ROUTER_ID, "worker_down", provider=child_id, detail=fields.get("detail"))
+
+    # ---------------------------------------------------------------- control
+
+    async def _control(self, command: str, args: dict[str, Any]) -> Any:
+        supervisor = self.supervisor
+        if supervisor is None:
+            raise ControlError("hangar is still starting")
+        if command == "status":
+            return [self._status_row(info) for info in supervisor.which_children() if info.id != ROUTER_ID]
+        if command == "tree":
+            return self._tree(supervisor)
+        if command in ("start", "stop", "restart"):
+            child_id = str(args.get("id", ""))
+            known = [info.id for info in supervisor.which_children()]
+            if child_id not in known:
+                raise ControlError(f"unknown id {child_id!r}", hint=f"known ids: {', '.join(known)}")
+            if child_id == ROUTER_ID:
+                if command != "restart":
+                    raise ControlError("the router can only be restarted", hint="hangar ctl restart router")
+                await supervisor.restart_child(ROUTER_ID)
+                return {"id": ROUTER_ID, "state": supervisor.child(ROUTER_ID).state.value}
+            if supervisor.child(child_id).state is not ChildState.RUNNING:
+                raise ControlError(f"the worker of {child_id} is {supervisor.child(child_id).state.value}",
+                                   hint="the supervisor is restarting it; try again in a moment")
+            return await supervisor.request(child_id, command, timeout_s=70.0)
+        raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help")
+
+    def _status_row(self, info: ChildInfo) -> dict[str, Any]:
+        status = info.status
+        running = info.state is ChildState.RUNNING
+        return {
+            "id": info.id,
+            "mode": status.get("mode", "subprocess"),
+            "state": status.get("state", "unknown") if running else f"worker {info.state.value}",
+            "reason": status.get("reason") if running else (info.last_exit.detail if info.last_exit else None),
+            "worker_pid": info.pid,
+            "provider_pid": status.get("provider_pid") if running else None,
+            "restarts": status.get("restarts", 0),
+            "worker_restarts": info.restarts,
+            "in_flight": status.get("in_flight", 0) if running else 0,
+            "calls": status.get("calls", 0),
+            "last_error": status.get("last_error"),
+        }
+
+    def _tree(self, supervisor: Supervisor) -> dict[str, Any]:
+        children = []
+        for info in supervisor.which_children():
+            node: dict[str, Any] = {
+                "id": info.id,
+                "kind": "router" if info.id == ROUTER_ID else "worker",
+                "pid": info.pid,
+                "state": info.state.value,
+                "uptime_s": round(info.uptime_s, 1) if info.uptime_s is not None else None,
+                "restarts": info.restarts,
+                "last_exit": None if info.last_exit is None else {
+                    "reason": info.last_exit.reason.value, "detail": info.last_exit.detail},
+                **_usage(info.pid),
+            }
+            if info.id != ROUTER_ID:
+                provider_pid = info.status.get("provider_pid")
+                node["provider"] = {
+                    "state": info.status.get("state"),
+                    "pid": provider_pid,
+                    "restarts": info.status.get("restarts", 0),
+                    **_usage(provider_pid, include_children=True),
+                }
+            children.append(node)
+        return {
+            "id": "root",
+            "kind": "supervisor",
+            "pid": os.getpid(),
+            "state": "running",
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "strategy": supervisor.flags.strategy.value,
+            "intensity": supervisor.flags.intensity,
+            "period_s": supervisor.flags.period_s,
+            "restarts_in_window": max((c.restarts_in_window for c in supervisor.which_children()), default=0),
+            "control_socket": str(self.control_path),
+            **_usage(os.getpid()),
+            "children": children,
+        }
+
+
+def _usage(pid: int | None, include_children: bool = False) -> dict[str, Any]:
+    """RSS (MiB) and CPU seconds of a process (and its descendants, for providers)."""
+    if not pid:
+        return {"rss_mib": None, "cpu_s": None}
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *(proc.children(recursive=True) if include_children else [])]
+        rss = sum(p.memory_info().rss for p in procs)
+        cpu = sum(sum(p.cpu_times()[:2]) for p in procs)
+    except psutil.Error:
+        return {"rss_mib": None, "cpu_s": None}
+    return {"rss_mib": round(rss / 2**20, 1), "cpu_s": round(cpu, 2)}
+
+
+def _take_stdio() -> tuple[int, int]:
+    """Keep the client's pipe for the router; point our own fd 0/1 at /dev/null and stderr."""
+    client_in = os.dup(0)
+    client_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return client_in, client_out

@@ -1,0 +1,84 @@
+"""Entry point of the router process (started last by the root supervisor).
+
+In stdio mode its stdin/stdout are the MCP client's pipe. When the client closes stdin
+the MCP loop ends and the router exits 0: a normal exit of a significant child, which
+shuts the whole tree down. On SIGTERM it stops taking requests, lets in-flight calls
+finish (bounded by the supervisor's shutdown timeout), and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from typing import Any
+
+import structlog
+import zmq.asyncio
+from mcp.server.stdio import stdio_server
+
+from hangar.dispatch import Dispatcher
+from hangar.router import Router
+from supervisors.child import ChildLink, CommandError
+from supervisors.logs import configure_logging
+from workers.spec import ProviderSpec
+
+log = structlog.get_logger("hangar.router")
+
+
+async def main() -> None:
+    configure_logging("router")
+    specs = [ProviderSpec.from_dict(d) for d in json.loads(os.environ["HANGAR_PROVIDERS"])]
+    context = zmq.asyncio.Context()
+    router: Router | None = None
+
+    def tools_changed() -> None:
+        if router is not None:
+            router.tools_changed()
+
+    dispatcher = Dispatcher(context, os.environ["HANGAR_ROUTER_ENDPOINT"], [s.id for s in specs], tools_changed)
+    router = Router(specs, dispatcher)
+
+    async def on_event(message: dict[str, Any]) -> None:
+        if message.get("event") == "worker_down":
+            dispatcher.worker_down(str(message.get("provider")), str(message.get("detail")))
+
+    async def on_command(op: str, args: dict[str, Any]) -> Any:
+        if op == "list":
+            return router.list_rows()
+        raise CommandError("unknown_command", f"router does not know the command {op!r}")
+
+    def status() -> dict[str, Any]:
+        return {"providers": len(specs), "in_flight": sum(dispatcher.in_flight(s.id) for s in specs)}
+
+    link = ChildLink(context, status=status, on_command=on_command, on_event=on_event)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the root decides when the router stops
+
+    async def serve_stdio() -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            await router.server.run(read_stream, write_stream, router.initialization_options())
+        log.info("client_disconnected", reason="stdin closed")
+
+    background = [asyncio.create_task(dispatcher.run()), asyncio.create_task(link.run())]
+    await link.ready()
+    serving = asyncio.create_task(serve_stdio())
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([serving, stopped, *background], return_when=asyncio.FIRST_COMPLETED)
+    for task in [serving, stopped, *background]:
+        task.cancel()
+    await asyncio.gather(serving, stopped, *background, return_exceptions=True)
+    dispatcher.close()
+    link.close()
+    context.term()
+    if serving in done and serving.exception() is not None:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -1,0 +1,387 @@
+"""Tests for hangar.config: the forms of the file, interpolation, and located errors."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hangar.config import HangarConfig, RootSupervision, check_config, describe, load_config
+from hangar.errors import ConfigError
+from workers.spec import BackoffSpec, ProviderMode, RestartType
+
+
+def write(tmp_path: Path, text: str, name: str = "hangar.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> HangarConfig:
+    return load_config(write(tmp_path, text), {} if environ is None else environ)
+
+
+def error(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text, environ)
+    return caught.value
+
+
+def test_mapping_form(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          time:
+            command: [uvx, mcp-server-time]
+            idle_ttl_s: 0
+            max_concurrency: 4
+            restart: transient
+            backoff: {initial_s: 1, factor: 3, max_s: 10, jitter: 0, reset_after_s: 5}
+            intensity: 2
+            period_s: 5
+        """,
+    )
+    assert config.path == str(tmp_path / "hangar.yaml")
+    assert config.log_level == "info"
+    assert config.supervisor == RootSupervision(intensity=10, period_s=60.0)
+    (spec,) = config.providers
+    assert spec.id == "time"
+    assert spec.mode is ProviderMode.SUBPROCESS
+    assert spec.command == ("uvx", "mcp-server-time")
+    assert spec.cwd == str(tmp_path)
+    assert spec.idle_ttl_s == 0
+    assert spec.max_concurrency == 4
+    assert spec.restart is RestartType.TRANSIENT
+    assert spec.backoff == BackoffSpec(initial_s=1, factor=3, max_s=10, jitter=0, reset_after_s=5)
+    assert (spec.intensity, spec.period_s) == (2, 5.0)
+
+
+def test_list_form_keeps_order(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          - id: b
+            command: one
+          - id: a
+            command: two
+        """,
+    )
+    assert [(spec.id, spec.command) for spec in config.providers] == [("b", ("one",)), ("a", ("two",))]
+
+
+def test_mcp_servers_form_with_args_and_env(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        {
+        \t"mcpServers": {
+        \t\t"fs": {"command": "npx", "args": ["-y", "server-fs", "/tmp"], "env": {"DEBUG": "1"},
+        \t\t       "type": "stdio"}
+        \t}
+        }
+        """,
+        name=".mcp.json",
+    )
+    (spec,) = load_config(path, {}).providers
+    assert spec.id == "fs"
+    assert spec.command == ("npx", "-y", "server-fs", "/tmp")
+    assert spec.env == {"DEBUG": "1"}
+
+
+def test_mcp_servers_remote_type_is_rejected(tmp_path: Path) -> None:
+    exc = error(tmp_path, "mcpServers:\n  web:\n    type: http\n    command: x\n")
+    assert (
+        str(exc) == f"{tmp_path}/hangar.yaml:3: mcpServers.web.type: remote providers are not supported yet"
+    )
+
+
+def test_providers_and_mcp_servers_together(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers: {a: {command: x}}\nmcpServers: {b: {command: y}}\n")
+    assert exc.key_path == "mcpServers"
+    assert exc.line == 2
+    assert exc.message == "'providers' and 'mcpServers' cannot both be given"
+
+
+def test_string_command_is_one_program_and_args_are_appended(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          p:
+            command: /opt/My Tools/server
+            args: [--port, 8080, --verbose, true]
+        """,
+    )
+    assert config.providers[0].command == ("/opt/My Tools/server", "--port", "8080", "--verbose", "true")
+
+
+def test_command_line_in_a_string_is_rejected(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: npx -y server\n")
+    assert (exc.key_path, exc.line) == ("providers.p.command", 3)
+    assert exc.message == "'npx -y server' is not a program name"
+    assert exc.hint is not None and "args" in exc.hint
+
+
+def test_missing_command(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    idle_ttl_s: 1\n")
+    assert str(exc) == f"{tmp_path}/hangar.yaml:2: providers.p: missing required key 'command'"
+
+
+def test_env_values_are_stringified(tmp_path: Path) -> None:
+    config = load(tmp_path, "providers:\n  p:\n    command: x\n    env: {A: 1, B: true, C: 1.50, D: text}\n")
+    assert config.providers[0].env == {"A": "1", "B": "true", "C": "1.50", "D": "text"}
+
+
+def test_variable_and_default(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          p:
+            command: ${TOOL}
+            args: ["${MODE:-fast}", "${EMPTY:-was-empty}", "x${TOOL}y"]
+        """,
+        {"TOOL": "srv", "EMPTY": ""},
+    )
+    assert config.providers[0].command == ("srv", "fast", "was-empty", "xsrvy")
+
+
+def test_dollar_dollar_escapes_a_literal_reference(tmp_path: Path) -> None:
+    config = load(tmp_path, "providers:\n  p:\n    command: x\n    args: ['$${HOME}', 'a$b']\n")
+    assert config.providers[0].command == ("x", "${HOME}", "a$b")
+
+
+def test_missing_variable_names_it_with_key_path_and_line(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    env:\n      TOKEN: ${API_TOKEN}\n")
+    assert (exc.key_path, exc.line) == ("providers.p.env.TOKEN", 5)
+    assert str(exc).startswith(
+        f"{tmp_path}/hangar.yaml:5: providers.p.env.TOKEN: environment variable 'API_TOKEN' is not set\n"
+    )
+
+
+def test_unterminated_reference(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: ${OOPS\n")
+    assert (exc.key_path, exc.line, exc.message) == (
+        "providers.p.command",
+        3,
+        "invalid variable reference '${OOPS'",
+    )
+
+
+def test_hangar_python_builtin(tmp_path: Path) -> None:
+    text = "providers:\n  p:\n    command: ${HANGAR_PYTHON}\n"
+    assert load(tmp_path, text).providers[0].command == (sys.executable,)
+    assert load(tmp_path, text, {"HANGAR_PYTHON": "/usr/bin/python3"}).providers[0].command == (
+        "/usr/bin/python3",
+    )
+
+
+def test_hangar_config_dir_builtin(tmp_path: Path) -> None:
+    config = load(tmp_path, "providers:\n  p:\n    command: ${HANGAR_CONFIG_DIR}/server.py\n")
+    assert config.providers[0].command == (f"{tmp_path}/server.py",)
+
+
+def test_relative_cwd_resolves_against_config_dir(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    config = load(tmp_path, "providers:\n  p:\n    command: x\n    cwd: ./work/../work\n")
+    assert config.providers[0].cwd == str(tmp_path / "work")
+
+
+def test_missing_cwd(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    cwd: nowhere\n")
+    assert (exc.key_path, exc.line) == ("providers.p.cwd", 4)
+    assert exc.message == f"directory does not exist: {tmp_path}/nowhere"
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p: {command: x}\nlog_levle: debug\n")
+    assert str(exc) == (
+        f"{tmp_path}/hangar.yaml:3: log_levle: unknown key 'log_levle'; "
+        "allowed keys: providers, mcpServers, supervisor, log_level\n"
+        "hint: did you mean 'log_level'?"
+    )
+
+
+def test_top_level_extension_keys_hold_anchors(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        x-defaults: &defaults
+          idle_ttl_s: 5
+          command: x
+        providers:
+          p:
+            <<: *defaults
+            idle_ttl_s: 7
+        """,
+    )
+    assert (config.providers[0].command, config.providers[0].idle_ttl_s) == (("x",), 7.0)
+
+
+def test_unknown_provider_key(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  - id: p\n    command: x\n    timeout: 5\n")
+    assert str(exc).startswith(f"{tmp_path}/hangar.yaml:4: providers[0].timeout: unknown key 'timeout'; ")
+    assert "allowed keys: id, mode, command, args, env, cwd, idle_ttl_s," in exc.message
+
+
+def test_wrong_type_reports_value_line(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    idle_ttl_s: abc\n")
+    assert str(exc) == f"{tmp_path}/hangar.yaml:4: providers.p.idle_ttl_s: expected a number, got 'abc'"
+
+
+def test_bool_is_not_a_number(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    call_timeout_s: true\n")
+    assert exc.message == "expected a number, got true"
+
+
+def test_integer_and_range_checks(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    max_concurrency: 2.5\n")
+    assert (exc.line, exc.message) == (4, "expected an integer, got 2.5")
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    max_concurrency: 0\n")
+    assert (exc.line, exc.message) == (4, "must be >= 1, got 0")
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    startup_timeout_s: 0\n")
+    assert (exc.line, exc.message) == (4, "must be > 0, got 0")
+
+
+def test_backoff_validation(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    backoff:\n      jitter: 1\n")
+    assert (exc.key_path, exc.line, exc.message) == ("providers.p.backoff.jitter", 5, "must be < 1, got 1")
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    backoff: {initial_s: 5, max_s: 2}\n")
+    assert (exc.key_path, exc.message) == ("providers.p.backoff.max_s", "max_s (2) must be >= initial_s (5)")
+
+
+def test_numeric_string_from_interpolation_is_accepted(tmp_path: Path) -> None:
+    text = "providers:\n  p:\n    command: x\n    idle_ttl_s: ${TTL:-30}\n    max_concurrency: ${CONC}\n"
+    spec = load(tmp_path, text, {"CONC": "3"}).providers[0]
+    assert (spec.idle_ttl_s, spec.max_concurrency) == (30.0, 3)
+
+
+def test_literal_numeric_string_is_not_a_number(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    idle_ttl_s: '30'\n")
+    assert exc.message == "expected a number, got '30'"
+
+
+def test_duplicate_id_in_list_form(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  - id: p\n    command: x\n  - id: p\n    command: y\n")
+    assert (
+        str(exc)
+        == f"{tmp_path}/hangar.yaml:4: providers[1].id: duplicate provider id 'p' (first defined on line 2)"
+    )
+
+
+def test_duplicate_key_in_mapping_form(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p: {command: x}\n  p: {command: y}\n")
+    assert (exc.key_path, exc.line, exc.message) == (
+        "providers.p",
+        3,
+        "duplicate key 'p' (first defined on line 2)",
+    )
+
+
+def test_bad_id(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  my.server:\n    command: x\n")
+    assert (exc.key_path, exc.line, exc.message) == (
+        "providers.my.server",
+        2,
+        "invalid provider id 'my.server'",
+    )
+    exc = error(tmp_path, f"providers:\n  {'a' * 49}:\n    command: x\n")
+    assert exc.message == f"invalid provider id '{'a' * 49}'"
+
+
+def test_reserved_ids(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  - id: router\n    command: x\n")
+    assert (exc.key_path, exc.line, exc.message) == ("providers[0].id", 2, "provider id 'router' is reserved")
+    exc = error(tmp_path, "providers:\n  hangar-tools:\n    command: x\n")
+    assert exc.message == "provider id 'hangar-tools' is reserved"
+
+
+def test_double_underscore_in_id(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  a__b:\n    command: x\n")
+    assert (exc.line, exc.message) == (2, "invalid provider id 'a__b': it must not contain '__'")
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: [x\n    args: y\n")
+    assert exc.key_path == ""
+    assert exc.line == 4
+    assert str(exc).startswith(f"{tmp_path}/hangar.yaml:4: invalid YAML: ")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "absent.yaml", {})
+    assert str(caught.value) == f"{tmp_path}/absent.yaml: config file not found"
+
+
+def test_empty_providers(tmp_path: Path) -> None:
+    exc = error(tmp_path, "log_level: debug\nproviders: {}\n")
+    assert str(exc) == f"{tmp_path}/hangar.yaml:2: providers: no providers configured"
+
+
+def test_no_providers_key(tmp_path: Path) -> None:
+    exc = error(tmp_path, "log_level: debug\n")
+    assert (exc.key_path, exc.line, exc.message) == ("", None, "no providers configured")
+
+
+def test_tools_input_schema_alias_is_normalized(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          p:
+            command: x
+            tools:
+              - name: now
+                description: The time in ${ZONE:-UTC}
+                input_schema:
+                  properties: {tz: {type: string}}
+              - name: ping
+        """,
+    )
+    assert config.providers[0].tools == (
+        {
+            "name": "now",
+            "description": "The time in UTC",
+            "inputSchema": {"type": "object", "properties": {"tz": {"type": "string"}}},
+        },
+        {"name": "ping", "inputSchema": {"type": "object"}},
+    )
+
+
+def test_tool_without_name(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    tools:\n      - description: d\n")
+    assert (exc.key_path, exc.line, exc.message) == ("providers.p.tools[0]", 5, "missing required key 'name'")
+
+
+def test_unknown_tool_key(tmp_path: Path) -> None:
+    exc = error(
+        tmp_path, "providers:\n  p:\n    command: x\n    tools:\n      - name: t\n        schema: {}\n"
+    )
+    assert (exc.key_path, exc.line) == ("providers.p.tools[0].schema", 6)
+
+
+def test_supervisor_and_log_level(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        "log_level: WARNING\nsupervisor: {intensity: 3, period_s: 9}\nproviders: {p: {command: x}}\n",
+    )
+    assert config.log_level == "warning"
+    assert config.supervisor == RootSupervision(intensity=3, period_s=9.0)
+
+
+def test_bad_log_level(tmp_path: Path) -> None:
+    exc = error(tmp_path, "log_level: loud\nproviders: {p: {command: x}}\n")
+    assert (
+        str(exc)
+        == f"{tmp_path}/hangar.yaml:1: log_level: expected one of debug, info, warning, error, got 'loud'"
+    )
+
+
+def test_describe_and_check_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers:\n  a: {command: x}\n  b: {command: y}\n")
+    assert describe(check_config(path)) == f"ok: 2 providers (a, b) in {path}"

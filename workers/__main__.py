@@ -1,0 +1,47 @@
+"""Entry point of a provider worker process (started by the root supervisor)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+
+import zmq.asyncio
+
+from supervisors.child import ChildLink
+from supervisors.logs import configure_logging
+from workers.spec import ProviderSpec
+from workers.worker import Worker
+
+ENV_SPEC = "HANGAR_PROVIDER_SPEC"
+ENV_ROUTER_ENDPOINT = "HANGAR_ROUTER_ENDPOINT"
+
+
+async def main() -> None:
+    spec = ProviderSpec.from_dict(json.loads(os.environ[ENV_SPEC]))
+    configure_logging(f"worker:{spec.id}")
+    context = zmq.asyncio.Context()
+    worker = Worker(spec, context, os.environ[ENV_ROUTER_ENDPOINT])
+    link = ChildLink(context, status=worker.status, on_command=worker.command)
+    worker.on_change = link.publish_status
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the root supervisor decides when workers stop
+    await link.ready()
+    serving = [asyncio.create_task(worker.run()), asyncio.create_task(link.run())]
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([*serving, stopped], return_when=asyncio.FIRST_COMPLETED)
+    await worker.shutdown()
+    for task in [*serving, stopped]:
+        task.cancel()
+    await asyncio.gather(*serving, stopped, return_exceptions=True)
+    link.close()
+    context.term()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -1,0 +1,83 @@
+"""What a worker needs to know about the provider it owns.
+
+A `ProviderSpec` is plain data: `hangar.config` builds it from the user's file, the
+root supervisor hands it to the worker process as JSON, and the worker never reads
+the config file itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_IDLE_TTL_S = 300.0  # a provider nobody called for five minutes gives its memory back
+DEFAULT_MAX_CONCURRENCY = 16  # concurrent calls over one provider session
+DEFAULT_STARTUP_TIMEOUT_S = 30.0  # spawn to answered `initialize`; npx may download first
+DEFAULT_CALL_TIMEOUT_S = 60.0  # a call with no timeout of its own
+DEFAULT_SHUTDOWN_TIMEOUT_S = 3.0  # after stdin closes, before SIGTERM (and again before SIGKILL)
+DEFAULT_INTENSITY = 5  # provider restarts tolerated ...
+DEFAULT_PERIOD_S = 60.0  # ... within this many seconds before the worker gives up
+
+
+class ProviderMode(enum.Enum):
+    SUBPROCESS = "subprocess"
+
+
+class RestartType(enum.Enum):
+    """When a crashed provider is started again (OTP restart types)."""
+
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+    TEMPORARY = "temporary"
+
+
+@dataclass(frozen=True)
+class BackoffSpec:
+    """Delay before restart k: min(initial_s * factor**k, max_s) * (1 +- jitter)."""
+
+    initial_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 30.0
+    jitter: float = 0.1
+    reset_after_s: float = 30.0  # k goes back to 0 once the provider stayed ready this long
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider: how to run it, and how its worker supervises it."""
+
+    id: str
+    mode: ProviderMode = ProviderMode.SUBPROCESS
+    command: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    idle_ttl_s: float = DEFAULT_IDLE_TTL_S
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
+    call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S
+    shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
+    tools: tuple[dict[str, Any], ...] = ()  # predefined MCP tool objects, listed while cold
+    restart: RestartType = RestartType.PERMANENT
+    backoff: BackoffSpec = field(default_factory=BackoffSpec)
+    intensity: int = DEFAULT_INTENSITY
+    period_s: float = DEFAULT_PERIOD_S
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["mode"] = self.mode.value
+        data["restart"] = self.restart.value
+        data["command"] = list(self.command)
+        data["tools"] = list(self.tools)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProviderSpec:
+        values = dict(data)
+        values["mode"] = ProviderMode(values["mode"])
+        values["restart"] = RestartType(values["restart"])
+        values["backoff"] = BackoffSpec(**values["backoff"])
+        values["command"] = tuple(values["command"])
+        values["tools"] = tuple(values["tools"])
+        return cls(**values)

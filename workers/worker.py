@@ -1,0 +1,476 @@
+"""The provider worker: one OS process that owns one provider's whole lifecycle.
+
+It connects a DEALER socket (identity: the provider id) to the router, answers calls
+over one provider session (at most `max_concurrency` at once), starts the provider on
+first need (single-flight), stops it when idle, and restarts it with backoff when it
+crashes, giving up (`dead`) when it crashes more than `intensity` times in `period_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+import zmq
+import zmq.asyncio
+
+from supervisors.backoff import Backoff
+from supervisors.child import HEARTBEAT_INTERVAL_S, LINGER_MS, CommandError
+from supervisors.exits import classify_exit
+from supervisors.restart_window import RestartWindow
+from supervisors.spec import BackoffPolicy, Restart
+from supervisors.strategy import should_restart
+from supervisors.wire import Kind, WireError, pack, unpack
+from workers.lifecycle import ProviderState, Transition
+from workers.session import McpSession, RpcError, SessionClosed
+from workers.spec import ProviderSpec
+from workers.transport import StdioTransport, TransportError
+
+ROUTER_HWM = 10_000  # queued frames per peer; beyond that a send fails instead of blocking
+STDERR_IN_HINT = 3  # last provider stderr lines quoted in a crash error
+HISTORY = 20  # transitions kept for `hangar_details`
+
+log = structlog.get_logger("workers")
+
+
+class CallFailed(Exception):
+    """A call could not be answered by the provider; carries the error a user sees."""
+
+    def __init__(self, type_: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.error = {"type": type_, "message": message, "hint": hint}
+
+
+class Worker:
+    """Owns one provider. `on_change` is awaited after every state or tools change."""
+
+    def __init__(self, spec: ProviderSpec, context: zmq.asyncio.Context, router_endpoint: str) -> None:
+        self.spec = spec
+        self.state = ProviderState.COLD
+        self.reason = "not started yet"
+        self.rev = 0
+        self.restarts = 0
+        self.calls = 0
+        self.in_flight = 0
+        self.last_error: str | None = None
+        self.history: list[Transition] = []
+        self.tools: list[dict[str, Any]] = [dict(t) for t in spec.tools]
+        self.tools_source = "config" if spec.tools else "none"
+        self.on_change: Callable[[], Awaitable[None]] | None = None
+        self._transport: StdioTransport | None = None
+        self._session: McpSession | None = None
+        self._start_task: asyncio.Task[McpSession] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._semaphore = asyncio.Semaphore(spec.max_concurrency)
+        self._calls: dict[Any, asyncio.Task[None]] = {}
+        self._last_activity = time.monotonic()
+        self._started_at: float | None = None
+        self._window = RestartWindow(spec.intensity, spec.period_s)
+        self._backoff = Backoff(
+            BackoffPolicy(
+                base_s=spec.backoff.initial_s,
+                factor=spec.backoff.factor,
+                max_s=spec.backoff.max_s,
+                jitter=spec.backoff.jitter,
+                reset_after_s=spec.backoff.reset_after_s,
+            )
+        )
+        self._stopping = False
+        self._log = log.bind(provider=spec.id)
+        self._socket = context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.IDENTITY, spec.id.encode())
+        self._socket.setsockopt(zmq.LINGER, LINGER_MS)
+        self._socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
+        self._socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
+        self._socket.connect(router_endpoint)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.spec.id,
+            "mode": self.spec.mode.value,
+            "state": self.state.value,
+            "reason": self.reason,
+            "worker_pid": os.getpid(),
+            "provider_pid": self._transport.pid if self._transport and self.state.serving else None,
+            "restarts": self.restarts,
+            "in_flight": self.in_flight,
+            "calls": self.calls,
+            "last_error": self.last_error,
+            "tools_count": len(self.tools),
+            "tools_source": self.tools_source,
+            "rev": self.rev,
+            "uptime_s": round(time.monotonic() - self._started_at, 3) if self._started_at else None,
+        }
+
+    def details(self) -> dict[str, Any]:
+        status = self.status()
+        status["command"] = list(self.spec.command)
+        status["cwd"] = self.spec.cwd
+        status["idle_ttl_s"] = self.spec.idle_ttl_s
+        status["max_concurrency"] = self.spec.max_concurrency
+        status["restart"] = self.spec.restart.value
+        status["restarts_in_window"] = self._window.count(time.monotonic())
+        status["server_info"] = self._session.server_info if self._session else None
+        status["stderr_tail"] = self._transport.stderr_tail() if self._transport else []
+        status["history"] = [
+            {"from": t.before.value, "to": t.after.value, "reason": t.reason, "at": t.at} for t in self.history
+        ]
+        return status
+
+    async def _set_state(self, state: ProviderState, reason: str) -> None:
+        if state is self.state and reason == self.reason:
+            return
+        self.history.append(Transition(self.state, state, reason, time.time()))
+        del self.history[:-HISTORY]
+        self._log.info("provider_state", before=self.state.value, after=state.value, reason=reason)
+        self.state = state
+        self.reason = reason
+        await self._changed()
+
+    async def _changed(self) -> None:
+        self.rev += 1
+        await self.announce()
+        if self.on_change is not None:
+            await self.on_change()
+
+    async def announce(self) -> None:
+        """Send the router this provider's full picture (status and tools)."""
+        self._send_nowait(pack(Kind.EVENT, event="provider", status=self.status(), tools=self.tools))
+
+    def _send_nowait(self, frame: bytes) -> None:
+        try:
+            self._socket.send(frame, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self._log.warning("router_unreachable", reason="send queue full")
+
+    # ------------------------------------------------------------- main loops
+
+    async def run(self) -> None:
+        """Serve the router until cancelled."""
+        await self.announce()
+        tasks = [asyncio.create_task(self._reader_loop()), asyncio.create_task(self._tick_loop())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            self._send_nowait(pack(Kind.HEARTBEAT, rev=self.rev, state=self.state.value))
+            idle_s = time.monotonic() - self._last_activity
+            if (
+                self.state is ProviderState.READY
+                and self.spec.idle_ttl_s > 0
+                and self.in_flight == 0
+                and idle_s >= self.spec.idle_ttl_s
+            ):
+                await self.stop_provider(f"idle for {self.spec.idle_ttl_s:g}s")
+
+    async def _reader_loop(self) -> None:
+        while True:
+            frame = await self._socket.recv()
+            try:
+                message = unpack(frame)
+            except WireError as exc:
+                self._log.warning("router_message_dropped", error=str(exc))
+                continue
+            if message["kind"] == Kind.CALL:
+                task = asyncio.create_task(self._serve(message))
+                self._calls[message.get("id")] = task
+                task.add_done_callback(lambda _t, key=message.get("id"): self._calls.pop(key, None))
+            elif message["kind"] == Kind.CANCEL:
+                task = self._calls.get(message.get("id"))
+                if task is not None:
+                    task.cancel()
+
+    async def _serve(self, message: dict[str, Any]) -> None:
+        request_id = message.get("id")
+        op = str(message.get("op"))
+        try:
+            result = await self.command(op, dict(message.get("args") or {}), cid=message.get("cid"))
+        except CallFailed as exc:
+            self._send_nowait(pack(Kind.ERROR, id=request_id, error=exc.error))
+        except CommandError as exc:
+            error = {"type": exc.type, "message": exc.message, "hint": exc.hint}
+            self._send_nowait(pack(Kind.ERROR, id=request_id, error=error))
+        except asyncio.CancelledError:
+            pass  # the router gave up on this call; a cancelled request gets no response
+        except Exception as exc:
+            self._log.exception("call_failed_unexpectedly", op=op)
+            error = {"type": "internal_error", "message": f"{type(exc).__name__}: {exc}", "hint": None}
+            self._send_nowait(pack(Kind.ERROR, id=request_id, error=error))
+        else:
+            self._send_nowait(pack(Kind.REPLY, id=request_id, result=result))
+
+    # --------------------------------------------------------------- commands
+
+    async def command(self, op: str, args: dict[str, Any], cid: str | None = None) -> Any:
+        """One entry point for the router's calls and the supervisor's commands."""
+        if op == "tools/call":
+            return await self.call_tool(args, cid=cid)
+        if op == "tools/list":
+            return await self.list_tools(start=bool(args.get("start", True)))
+        if op == "start":
+            await self.start_provider(revive=True)
+            return self.status()
+        if op == "stop":
+            await self.stop_provider("stopped on request")
+            return self.status()
+        if op == "restart":
+            await self.stop_provider("restart requested")
+            await self.start_provider(revive=True)
+            return self.status()
+        if op == "status":
+            return self.status()
+        if op == "details":
+            return self.details()
+        if op == "sync":
+            await self.announce()
+            return self.status()
+        raise CommandError("unknown_command", f"worker does not know the command {op!r}")
+
+    async def call_tool(self, params: dict[str, Any], cid: str | None) -> dict[str, Any]:
+        timeout_s = float(params.pop("timeout_s", None) or self.spec.call_timeout_s)
+        self._last_activity = time.monotonic()
+        self.calls += 1
+        session = await self._ensure_started()
+        async with self._semaphore:
+            self.in_flight += 1
+            started = time.monotonic()
+            try:
+                return await session.request("tools/call", params, timeout_s=timeout_s)
+            except RpcError as exc:
+                raise CallFailed("provider_error", f"{self.spec.id} answered: {exc.message}",
+                                 _rpc_hint(exc.code)) from exc
+            except TimeoutError as exc:
+                raise CallFailed(
+                    "timeout",
+                    f"{self.spec.id}__{params.get('name')} gave no answer within {timeout_s:g}s",
+                    "raise timeout_s for this call, or call_timeout_s for the provider",
+                ) from exc
+            except SessionClosed as exc:
+                raise CallFailed(
+                    "provider_crashed",
+                    f"provider {self.spec.id} went away during the call ({exc})",
+                    self._crash_hint(),
+                ) from exc
+            finally:
+                self.in_flight -= 1
+                self._last_activity = time.monotonic()
+                self._log.debug("call_done", cid=cid, tool=params.get("name"),
+                                elapsed_ms=round((time.monotonic() - started) * 1000, 3))
+
+    async def list_tools(self, start: bool) -> list[dict[str, Any]]:
+        if self.state.serving or self.spec.tools or not start:
+            return self.tools
+        await self._ensure_started()
+        return self.tools
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def start_provider(self, revive: bool = False) -> None:
+        if revive and self.state is ProviderState.DEAD:
+            self._window.reset()
+            self._backoff.reset()
+            await self._set_state(ProviderState.COLD, "revived on request")
+        if revive and self.state is ProviderState.RESTARTING and self._start_task is not None:
+            self._start_task.cancel()
+            self._start_task = None
+        await self._ensure_started()
+
+    async def _ensure_started(self) -> McpSession:
+        if self.state.serving and self._session is not None:
+            return self._session
+        if self.state is ProviderState.DEAD:
+            raise CallFailed("provider_dead", f"provider {self.spec.id} is down: {self.reason}",
+                             f"fix the cause, then hangar_start('{self.spec.id}') or "
+                             f"`hangar ctl restart {self.spec.id}`" + self._stderr_suffix())
+        if self.state is ProviderState.STOPPING:
+            raise CallFailed("provider_not_ready", f"provider {self.spec.id} is stopping",
+                             "call again in a moment")
+        if self._start_task is None:
+            self._start_task = asyncio.create_task(self._start(delay_s=0.0))
+        try:
+            return await asyncio.shield(self._start_task)
+        except TransportError as exc:
+            raise CallFailed("provider_start_failed", f"provider {self.spec.id} did not start: {exc}",
+                             "check the provider's command in the config" + self._stderr_suffix()) from exc
+        except (SessionClosed, RpcError, TimeoutError) as exc:
+            detail = "no answer to initialize" if isinstance(exc, TimeoutError) else str(exc)
+            raise CallFailed("provider_start_failed", f"provider {self.spec.id} did not start: {detail}",
+                             self._crash_hint()) from exc
+
+    async def _start(self, delay_s: float) -> McpSession:
+        """Spawn, initialize, list tools. Single-flight: every caller awaits this one task."""
+        try:
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            await self._set_state(ProviderState.STARTING, "starting")
+            transport = StdioTransport(self.spec, self._on_stderr)
+            self._transport = transport
+            started = time.monotonic()
+            await transport.start()
+            session = McpSession(transport, self._on_notification)
+            try:
+                await session.initialize(self.spec.startup_timeout_s)
+                tools = await session.list_tools(self.spec.startup_timeout_s)
+            except BaseException:
+                await session.close()
+                raise
+            self._session = session
+            self._started_at = time.monotonic()
+            self._backoff.note_ready(self._started_at)
+            self._set_tools(tools)
+            self._watch_task = asyncio.create_task(self._watch(transport, session))
+            self._last_activity = time.monotonic()
+            elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+            self._log.info("provider_started", pid=transport.pid, elapsed_ms=elapsed_ms, tools=len(tools))
+            await self._set_state(ProviderState.READY, f"started in {elapsed_ms:g} ms")
+            return session
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.last_error = f"start failed: {exc}"
+            returncode = None
+            if self._transport is not None:
+                returncode = await self._transport.stop(self.spec.shutdown_timeout_s)
+            self._on_failure_soon(returncode, f"start failed: {exc}")
+            raise
+        finally:
+            self._start_task = None
+
+    def _on_failure_soon(self, returncode: int | None, detail: str) -> None:
+        task = asyncio.create_task(self._on_provider_down(returncode, detail))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _watch(self, transport: StdioTransport, session: McpSession) -> None:
+        returncode = await transport.wait()
+        await session.closed.wait()
+        transport.signal_group(9)  # SIGKILL whatever the leader left behind in its group
+        if self._stopping or self._transport is not transport:
+            return
+        self._session = None
+        exit_ = classify_exit(returncode=returncode, stop_requested=False)
+        self.last_error = f"exited: {exit_.detail}"
+        await self._on_provider_down(returncode, f"exited: {exit_.detail}")
+
+    async def _on_provider_down(self, returncode: int | None, detail: str) -> None:
+        """The provider crashed or failed to start: restart with backoff, or give up."""
+        if self._stopping:
+            return
+        self._session = None
+        self._started_at = None
+        now = time.monotonic()
+        self._backoff.note_exit(now)
+        exit_ = classify_exit(returncode=returncode, stop_requested=False)
+        if returncode is None:
+            exit_ = classify_exit(returncode=1, stop_requested=False)  # a failed start is abnormal
+        if not should_restart(Restart(self.spec.restart.value), exit_.reason):
+            await self._set_state(ProviderState.COLD, f"{detail}; not restarted ({self.spec.restart.value})")
+            return
+        if not self._window.record(now):
+            self._log.error("provider_gave_up", restarts=self.restarts, detail=detail)
+            await self._set_state(
+                ProviderState.DEAD,
+                f"{detail}; gave up after more than {self.spec.intensity} restarts in {self.spec.period_s:g}s",
+            )
+            return
+        delay_s = self._backoff.next_delay()
+        self.restarts += 1
+        await self._set_state(ProviderState.RESTARTING, f"{detail}; restarting in {delay_s:.2f}s")
+        self._start_task = asyncio.create_task(self._start(delay_s=delay_s))
+        self._start_task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def stop_provider(self, reason: str) -> None:
+        """Stop the provider (in-flight calls get an error) and go cold."""
+        if self.state in (ProviderState.COLD, ProviderState.DEAD) and self._start_task is None:
+            if self.state is ProviderState.DEAD:
+                self._window.reset()
+                self._backoff.reset()
+                await self._set_state(ProviderState.COLD, reason)
+            return
+        self._stopping = True
+        try:
+            if self._start_task is not None:
+                self._start_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._start_task
+                self._start_task = None
+            await self._set_state(ProviderState.STOPPING, reason)
+            for task in list(self._calls.values()):
+                pass  # in-flight calls fail on their own when the session closes
+            transport, session = self._transport, self._session
+            self._session = None
+            self._started_at = None
+            if transport is not None:
+                returncode = await transport.stop(self.spec.shutdown_timeout_s)
+                self._log.info("provider_stopped", pid=transport.pid, returncode=returncode, reason=reason)
+            if session is not None:
+                await session.close()
+            if self._watch_task is not None:
+                self._watch_task.cancel()
+                self._watch_task = None
+            await self._set_state(ProviderState.COLD, reason)
+        finally:
+            self._stopping = False
+
+    async def shutdown(self) -> None:
+        """The worker is exiting: stop the provider, close the socket."""
+        await self.stop_provider("worker shutting down")
+        self._socket.close(linger=LINGER_MS)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _set_tools(self, tools: list[dict[str, Any]]) -> None:
+        self.tools = tools
+        self.tools_source = "live"
+
+    def _on_notification(self, method: str, params: dict[str, Any]) -> None:
+        if method == "notifications/tools/list_changed" and self._session is not None:
+            task = asyncio.create_task(self._refresh_tools())
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        elif method == "notifications/message":
+            self._log.info("provider_log", level=params.get("level"), data=params.get("data"))
+
+    async def _refresh_tools(self) -> None:
+        session = self._session
+        if session is None:
+            return
+        try:
+            tools = await session.list_tools(self.spec.startup_timeout_s)
+        except (RpcError, SessionClosed, TimeoutError) as exc:
+            self._log.warning("tools_refresh_failed", error=str(exc))
+            return
+        if tools != self.tools:
+            self._set_tools(tools)
+            self._log.info("provider_tools_changed", tools=len(tools))
+            await self._changed()
+
+    def _on_stderr(self, line: str) -> None:
+        self._log.info("provider_stderr", line=line)
+
+    def _stderr_suffix(self) -> str:
+        tail = self._transport.stderr_tail()[-STDERR_IN_HINT:] if self._transport else []
+        return ("; provider stderr: " + " | ".join(tail)) if tail else ""
+
+    def _crash_hint(self) -> str:
+        return (f"the provider restarts by itself; see `hangar ctl status` and the log"
+                f"{self._stderr_suffix()}")
+
+
+def _rpc_hint(code: int) -> str | None:
+    if code == -32602:
+        return "check the tool name and arguments against hangar_tools"
+    if code == -32601:
+        return "the provider does not support this method"
+    return None
