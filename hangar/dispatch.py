@@ -20,10 +20,12 @@ import zmq
 import zmq.asyncio
 
 from supervisors.child import HEARTBEAT_TIMEOUT_S, LINGER_MS
-from supervisors.wire import Kind, WireError, pack, unpack
+from supervisors.wire import Kind, WireError, nowait_view, pack, unpack
 
 ROUTER_HWM = 10_000  # queued frames per worker; a full queue is an error, never a block
 REPLY_MARGIN_S = 5.0  # the worker enforces the call timeout; the router waits this much longer
+CONNECT_WAIT_S = 3.0  # a worker (re)connecting to a fresh router: ZMTP reconnect plus one heartbeat
+CONNECT_RETRY_S = 0.02  # between sends to a worker that is not connected yet
 CONTROL_TIMEOUT_S = 60.0  # start/stop/tools: may include a provider's cold start
 
 log = structlog.get_logger("hangar.dispatch")
@@ -82,6 +84,7 @@ class Dispatcher:
         self._socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
         self._socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         self._socket.bind(endpoint)
+        self._nowait = nowait_view(self._socket)
         self.synced = asyncio.Event()
         if not provider_ids:
             self.synced.set()
@@ -108,15 +111,7 @@ class Dispatcher:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = _Pending(provider, future)
         try:
-            try:
-                frame = pack(Kind.CALL, id=request_id, op=op, args=args, cid=cid)
-                self._socket.send_multipart([provider.encode(), frame], flags=zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                raise CallError(
-                    "worker_unavailable",
-                    f"the worker of provider {provider} is not connected ({exc.strerror})",
-                    "it is being restarted by the supervisor; call again in a moment",
-                ) from exc
+            await self._send_call(provider, pack(Kind.CALL, id=request_id, op=op, args=args, cid=cid))
             try:
                 return await asyncio.wait_for(future, timeout_s + REPLY_MARGIN_S)
             except TimeoutError:
@@ -132,9 +127,28 @@ class Dispatcher:
         finally:
             self._pending.pop(request_id, None)
 
+    async def _send_call(self, provider: str, frame: bytes) -> None:
+        """Hand a call to the worker, waiting up to CONNECT_WAIT_S for it to (re)connect.
+
+        Retrying is safe here: a send that failed never left the router.
+        """
+        deadline = time.monotonic() + CONNECT_WAIT_S
+        while True:
+            try:
+                self._nowait.send_multipart([provider.encode(), frame], flags=zmq.NOBLOCK)
+                return
+            except zmq.ZMQError as exc:
+                if time.monotonic() >= deadline:
+                    raise CallError(
+                        "worker_unavailable",
+                        f"the worker of provider {provider} is not connected ({exc.strerror})",
+                        "the supervisor is restarting it; call again in a moment",
+                    ) from exc
+            await asyncio.sleep(CONNECT_RETRY_S)
+
     def _cancel_remote(self, provider: str, request_id: int) -> None:
         try:
-            self._socket.send_multipart([provider.encode(), pack(Kind.CANCEL, id=request_id)], flags=zmq.NOBLOCK)
+            self._nowait.send_multipart([provider.encode(), pack(Kind.CANCEL, id=request_id)], flags=zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
 
@@ -201,7 +215,7 @@ class Dispatcher:
     def _sync(self, provider: str) -> None:
         """Ask a worker for its full picture (router restarted, or an event was lost)."""
         try:
-            self._socket.send_multipart([provider.encode(), pack(Kind.CALL, id=0, op="sync", args={})],
+            self._nowait.send_multipart([provider.encode(), pack(Kind.CALL, id=0, op="sync", args={})],
                                         flags=zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
@@ -213,4 +227,4 @@ class Dispatcher:
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(CallError("shutting_down", "hangar is shutting down"))
-        self._socket.close(linger=LINGER_MS)
+        self._socket.close(linger=0)  # at exit, nothing queued is worth waiting for

@@ -115,13 +115,33 @@ class Root:
                 return EX_SOFTWARE
             log.info("hangar_ready", elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
             outcome = await supervisor.run()
-            log.info("hangar_stopped", outcome=outcome.value)
+            log.info("hangar_stopping", outcome=outcome.value)
+            await self._drain(supervisor)
+            await supervisor.shutdown()
+            log.info("hangar_stopped", outcome=outcome.value,
+                     elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
             return EX_SOFTWARE if outcome is SupervisorExit.ESCALATED else 0
         finally:
             await control.close()
             await supervisor.close()
             context.term()
             remove_instance_dir(self.instance)
+
+    async def _drain(self, supervisor: Supervisor) -> None:
+        """Stop the router first (it drains in-flight calls), then all providers at once.
+
+        The ordered stop that follows is then quick: each worker has nothing left to
+        stop. Without this, providers would stop one after another.
+        """
+        await supervisor.terminate_child(ROUTER_ID)
+        running = [i.id for i in supervisor.which_children() if i.id != ROUTER_ID and i.state is ChildState.RUNNING]
+        timeouts = {p.id: 3 * p.shutdown_timeout_s + 1.0 for p in self.config.providers}
+        results = await asyncio.gather(
+            *(supervisor.request(pid, "stop", timeout_s=timeouts[pid]) for pid in running), return_exceptions=True
+        )
+        for pid, result in zip(running, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("provider_drain_failed", provider=pid, error=str(result) or type(result).__name__)
 
     async def _on_child_event(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
         if event == "exit" and child_id != ROUTER_ID and self.supervisor is not None:

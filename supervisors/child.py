@@ -102,7 +102,7 @@ class ChildLink:
             await asyncio.gather(heartbeat, reader, return_exceptions=True)
 
     def close(self) -> None:
-        self._socket.close(linger=LINGER_MS)
+        self._socket.close(linger=0)  # at exit, nothing queued is worth waiting for
 
     def _on_lifeline(self) -> None:
         try:

@@ -194,11 +194,15 @@ class Supervisor:
                 raise
 
     async def run(self) -> SupervisorExit:
-        """Supervise until stopped, auto-shutdown, or escalation; then stop everything."""
+        """Supervise until stop(), auto-shutdown or escalation; call shutdown() after."""
         assert self._done is not None, "start() first"
         outcome = await self._done
-        await self._stop_all()
+        self._stopping = True  # from here on, exits are not restarted
         return outcome
+
+    async def shutdown(self) -> None:
+        """Stop every child in reverse start order, each per its shutdown spec."""
+        await self._stop_all()
 
     def stop(self) -> None:
         """Ask the supervisor to stop all children (reverse order) and return from run()."""

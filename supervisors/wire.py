@@ -10,6 +10,8 @@ import enum
 from typing import Any
 
 import msgpack
+import zmq
+import zmq.asyncio
 
 PROTOCOL_VERSION = 1
 
@@ -49,3 +51,12 @@ def unpack(frame: bytes) -> dict[str, Any]:
     if message.get("kind") not in Kind._value2member_map_:
         raise WireError(f"unknown message kind {message.get('kind')!r}")
     return message
+
+
+def nowait_view(socket: zmq.asyncio.Socket) -> zmq.Socket:
+    """A synchronous view of an asyncio socket, for sends that must fail at once, never wait.
+
+    (`send(..., NOBLOCK)` on the asyncio socket returns a future, so its errors would
+    surface nowhere unless awaited.)
+    """
+    return zmq.Socket.shadow(socket.underlying)

@@ -25,7 +25,7 @@ from supervisors.exits import classify_exit
 from supervisors.restart_window import RestartWindow
 from supervisors.spec import BackoffPolicy, Restart
 from supervisors.strategy import should_restart
-from supervisors.wire import Kind, WireError, pack, unpack
+from supervisors.wire import Kind, WireError, nowait_view, pack, unpack
 from workers.lifecycle import ProviderState, Transition
 from workers.session import McpSession, RpcError, SessionClosed
 from workers.spec import ProviderSpec
@@ -88,6 +88,7 @@ class Worker:
         self._socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
         self._socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         self._socket.connect(router_endpoint)
+        self._nowait = nowait_view(self._socket)
 
     # ------------------------------------------------------------------ status
 
@@ -146,9 +147,9 @@ class Worker:
 
     def _send_nowait(self, frame: bytes) -> None:
         try:
-            self._socket.send(frame, flags=zmq.NOBLOCK)
-        except zmq.Again:
-            self._log.warning("router_unreachable", reason="send queue full")
+            self._nowait.send(frame, flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            self._log.warning("router_unreachable", error=exc.strerror)
 
     # ------------------------------------------------------------- main loops
 
@@ -427,7 +428,7 @@ class Worker:
     async def shutdown(self) -> None:
         """The worker is exiting: stop the provider, close the socket."""
         await self.stop_provider("worker shutting down")
-        self._socket.close(linger=LINGER_MS)
+        self._socket.close(linger=0)  # at exit, nothing queued is worth waiting for
 
     # ---------------------------------------------------------------- helpers
 

@@ -1,0 +1,238 @@
+"""Shutting `hangar serve` down end to end: no process survives, stdout carries only MCP."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from hangar.control import request
+from tests.conftest import FIXTURE_SERVER, fixture_provider, start_serve, wait_until
+
+TREE_DEADLINE_S = 5.0
+ECHO_TOOL = {
+    "name": "echo",
+    "description": "Return the text unchanged.",
+    "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+}
+
+
+def providers(**p1_overrides: Any) -> dict[str, Any]:
+    """p1 lists its tools by starting; p2 declares them in the config."""
+    return {
+        "p1": fixture_provider(**p1_overrides),
+        "p2": fixture_provider(tools=[ECHO_TOOL]),
+    }
+
+
+def is_gone(proc: psutil.Process) -> bool:
+    """Exited: no such process (or the pid was reused), or a zombie nobody has reaped yet."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def tree(root_pid: int) -> list[psutil.Process]:
+    root = psutil.Process(root_pid)
+    return [root, *root.children(recursive=True)]
+
+
+def survivors(procs: list[psutil.Process]) -> list[str]:
+    alive = []
+    for proc in procs:
+        if not is_gone(proc):
+            try:
+                alive.append(f"{proc.pid} {proc.cmdline()}")
+            except psutil.Error:
+                continue
+    return alive
+
+
+@pytest.fixture
+def kill_leftovers() -> Iterator[list[psutil.Process]]:
+    """Orphans reparented to init escape the autouse leak check: kill any the test leaves."""
+    procs: list[psutil.Process] = []
+    yield procs
+    for proc in procs:
+        if not is_gone(proc):
+            proc.kill()
+
+
+@pytest.fixture
+def warm_hangar(
+    write_config: Callable[..., Path], short_tmp: Path, kill_leftovers: list[psutil.Process]
+) -> Callable[..., tuple[subprocess.Popen[bytes], list[psutil.Process]]]:
+    """Start `hangar serve`, start both providers, and return it with every process of its tree."""
+
+    def start(**p1_overrides: Any) -> tuple[subprocess.Popen[bytes], list[psutil.Process]]:
+        socket = short_tmp / "ctl.sock"
+        proc = start_serve(write_config(providers(**p1_overrides)), socket)
+        kill_leftovers.append(psutil.Process(proc.pid))
+        for provider in ("p1", "p2"):
+            assert request(socket, "start", {"id": provider})["state"] == "ready"
+        procs = tree(proc.pid)
+        kill_leftovers.extend(procs)
+        # root, two workers, the router and two providers (at least)
+        assert len(procs) >= 6, [p.cmdline() for p in procs]
+        return proc, procs
+
+    return start
+
+
+def assert_tree_ends_with_exit_0(proc: subprocess.Popen[bytes], procs: list[psutil.Process], started: float) -> None:
+    try:
+        code = proc.wait(timeout=max(0.1, started + TREE_DEADLINE_S - time.monotonic()))
+    finally:
+        assert proc.stdout is not None
+        proc.stdout.close()
+    remaining = max(0.1, started + TREE_DEADLINE_S - time.monotonic())
+    wait_until(lambda: not survivors(procs), remaining, f"every process of the tree to exit: {survivors(procs)}")
+    assert code == 0
+
+
+def test_closing_stdin_ends_the_whole_tree_with_exit_0(warm_hangar):
+    proc, procs = warm_hangar()
+    started = time.monotonic()
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert_tree_ends_with_exit_0(proc, procs, started)
+
+
+def test_sigterm_ends_the_whole_tree_with_exit_0(warm_hangar):
+    proc, procs = warm_hangar()
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert_tree_ends_with_exit_0(proc, procs, started)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+
+
+def test_sigint_ends_the_whole_tree_with_exit_0(warm_hangar):
+    proc, procs = warm_hangar()
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert_tree_ends_with_exit_0(proc, procs, started)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+
+
+def test_sigkill_of_the_root_leaves_no_worker_router_or_provider(warm_hangar):
+    proc, procs = warm_hangar()
+    others = [p for p in procs if p.pid != proc.pid]
+    started = time.monotonic()
+    proc.kill()
+    assert proc.wait(timeout=TREE_DEADLINE_S) == -signal.SIGKILL
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.close()
+    proc.stdout.close()
+    remaining = max(0.1, started + TREE_DEADLINE_S - time.monotonic())
+    wait_until(lambda: not survivors(others), remaining, f"the orphans to exit: {survivors(others)}")
+
+
+def test_provider_grandchild_is_gone_after_stdin_eof(warm_hangar):
+    script = f"sleep 1000 & exec {shlex.quote(sys.executable)} {shlex.quote(str(FIXTURE_SERVER))}"
+    proc, procs = warm_hangar(command="sh", args=["-c", script])
+    sleepers = [p for p in procs if p.name() == "sleep" and p.cmdline() == ["sleep", "1000"]]
+    assert len(sleepers) == 1, [p.cmdline() for p in procs]
+    started = time.monotonic()
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=TREE_DEADLINE_S)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    remaining = max(0.1, started + TREE_DEADLINE_S - time.monotonic())
+    wait_until(lambda: is_gone(sleepers[0]), remaining, f"the provider's grandchild {sleepers[0].pid} to exit")
+
+
+# ------------------------------------------------------------- stdout is MCP only
+
+
+def read_lines(stream: Any, lines: queue.Queue[bytes | None]) -> None:
+    for line in iter(stream.readline, b""):
+        lines.put(line)
+    lines.put(None)
+
+
+def next_line(lines: queue.Queue[bytes | None], deadline: float) -> bytes | None:
+    try:
+        return lines.get(timeout=max(0.01, deadline - time.monotonic()))
+    except queue.Empty:
+        raise AssertionError("timed out waiting for a line on hangar's stdout") from None
+
+
+def send(proc: subprocess.Popen[bytes], message: dict[str, Any]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(message).encode() + b"\n")
+    proc.stdin.flush()
+
+
+def is_jsonrpc(line: bytes) -> bool:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("jsonrpc") == "2.0" and (
+        "method" in message or ("id" in message and ("result" in message or "error" in message))
+    )
+
+
+def test_stdout_carries_only_json_rpc(write_config, short_tmp):
+    config = write_config(providers())
+    proc = start_serve(config, short_tmp / "ctl.sock")
+    assert proc.stdout is not None
+    lines: queue.Queue[bytes | None] = queue.Queue()
+    reader = threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    seen: list[bytes] = []
+    try:
+        send(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "e2e", "version": "0"}}})
+        deadline = time.monotonic() + 20.0
+        while True:
+            line = next_line(lines, deadline)
+            assert line is not None, "hangar closed stdout before answering initialize"
+            seen.append(line)
+            if is_jsonrpc(line) and json.loads(line).get("id") == 1:
+                break
+        send(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        send(proc, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                    "params": {"name": "p1__echo", "arguments": {"text": "through hangar"}}})
+        answered: dict[int, dict[str, Any]] = {}
+        while not {2, 3} <= answered.keys():
+            line = next_line(lines, deadline)
+            assert line is not None, "hangar closed stdout before answering"
+            seen.append(line)
+            if is_jsonrpc(line) and json.loads(line).get("id") in (2, 3):
+                answered[json.loads(line)["id"]] = json.loads(line)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        eof_deadline = time.monotonic() + 10.0
+        while (line := next_line(lines, eof_deadline)) is not None:
+            seen.append(line)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    assert "p1__echo" in {tool["name"] for tool in answered[2]["result"]["tools"]}
+    assert answered[3]["result"]["content"][0]["text"] == "through hangar"
+    assert not [line for line in seen if not is_jsonrpc(line)], seen
+    assert not [line for line in seen if b"fixture server" in line]
+    assert os.path.exists(config)
