@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shlex
 import signal
@@ -61,11 +60,32 @@ def survivors(procs: list[psutil.Process]) -> list[str]:
     return alive
 
 
+def reap(proc: subprocess.Popen[bytes]) -> None:
+    """Close our ends of the pipes and make sure `hangar serve` has exited and is reaped."""
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None and not stream.closed:
+            try:
+                stream.close()
+            except BrokenPipeError:
+                pass
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture
-def kill_leftovers() -> Iterator[list[psutil.Process]]:
-    """Orphans reparented to init escape the autouse leak check: kill any the test leaves."""
+def cleanup() -> Iterator[tuple[list[subprocess.Popen[bytes]], list[psutil.Process]]]:
+    """Reap every `hangar serve` the test started; kill any process of its tree still there.
+
+    Orphans reparented to init escape the autouse leak check, hence the explicit list.
+    """
+    serves: list[subprocess.Popen[bytes]] = []
     procs: list[psutil.Process] = []
-    yield procs
+    yield serves, procs
+    for serve in serves:
+        reap(serve)
     for proc in procs:
         if not is_gone(proc):
             proc.kill()
@@ -73,18 +93,18 @@ def kill_leftovers() -> Iterator[list[psutil.Process]]:
 
 @pytest.fixture
 def warm_hangar(
-    write_config: Callable[..., Path], short_tmp: Path, kill_leftovers: list[psutil.Process]
+    write_config: Callable[..., Path], short_tmp: Path, cleanup: tuple[list[Any], list[psutil.Process]]
 ) -> Callable[..., tuple[subprocess.Popen[bytes], list[psutil.Process]]]:
     """Start `hangar serve`, start both providers, and return it with every process of its tree."""
 
     def start(**p1_overrides: Any) -> tuple[subprocess.Popen[bytes], list[psutil.Process]]:
         socket = short_tmp / "ctl.sock"
         proc = start_serve(write_config(providers(**p1_overrides)), socket)
-        kill_leftovers.append(psutil.Process(proc.pid))
+        cleanup[0].append(proc)
         for provider in ("p1", "p2"):
             assert request(socket, "start", {"id": provider})["state"] == "ready"
         procs = tree(proc.pid)
-        kill_leftovers.extend(procs)
+        cleanup[1].extend(procs)
         # root, two workers, the router and two providers (at least)
         assert len(procs) >= 6, [p.cmdline() for p in procs]
         return proc, procs
@@ -92,57 +112,47 @@ def warm_hangar(
     return start
 
 
-def assert_tree_ends_with_exit_0(proc: subprocess.Popen[bytes], procs: list[psutil.Process], started: float) -> None:
+def wait_exit(proc: subprocess.Popen[bytes], deadline: float, after: str) -> int:
     try:
-        code = proc.wait(timeout=max(0.1, started + TREE_DEADLINE_S - time.monotonic()))
-    finally:
-        assert proc.stdout is not None
-        proc.stdout.close()
-    remaining = max(0.1, started + TREE_DEADLINE_S - time.monotonic())
+        return proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"hangar serve still running {TREE_DEADLINE_S:g}s after {after}") from None
+
+
+def assert_tree_ends_with_exit_0(proc: subprocess.Popen[bytes], procs: list[psutil.Process], after: str) -> None:
+    deadline = time.monotonic() + TREE_DEADLINE_S
+    code = wait_exit(proc, deadline, after)
+    remaining = max(0.1, deadline - time.monotonic())
     wait_until(lambda: not survivors(procs), remaining, f"every process of the tree to exit: {survivors(procs)}")
     assert code == 0
 
 
 def test_closing_stdin_ends_the_whole_tree_with_exit_0(warm_hangar):
     proc, procs = warm_hangar()
-    started = time.monotonic()
     assert proc.stdin is not None
     proc.stdin.close()
-    assert_tree_ends_with_exit_0(proc, procs, started)
+    assert_tree_ends_with_exit_0(proc, procs, "stdin EOF")
 
 
 def test_sigterm_ends_the_whole_tree_with_exit_0(warm_hangar):
     proc, procs = warm_hangar()
-    started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    try:
-        assert_tree_ends_with_exit_0(proc, procs, started)
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
+    assert_tree_ends_with_exit_0(proc, procs, "SIGTERM")
 
 
 def test_sigint_ends_the_whole_tree_with_exit_0(warm_hangar):
     proc, procs = warm_hangar()
-    started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    try:
-        assert_tree_ends_with_exit_0(proc, procs, started)
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
+    assert_tree_ends_with_exit_0(proc, procs, "SIGINT")
 
 
 def test_sigkill_of_the_root_leaves_no_worker_router_or_provider(warm_hangar):
     proc, procs = warm_hangar()
     others = [p for p in procs if p.pid != proc.pid]
-    started = time.monotonic()
+    deadline = time.monotonic() + TREE_DEADLINE_S
     proc.kill()
-    assert proc.wait(timeout=TREE_DEADLINE_S) == -signal.SIGKILL
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.close()
-    proc.stdout.close()
-    remaining = max(0.1, started + TREE_DEADLINE_S - time.monotonic())
+    assert wait_exit(proc, deadline, "SIGKILL") == -signal.SIGKILL
+    remaining = max(0.1, deadline - time.monotonic())
     wait_until(lambda: not survivors(others), remaining, f"the orphans to exit: {survivors(others)}")
 
 
@@ -151,13 +161,11 @@ def test_provider_grandchild_is_gone_after_stdin_eof(warm_hangar):
     proc, procs = warm_hangar(command="sh", args=["-c", script])
     sleepers = [p for p in procs if p.name() == "sleep" and p.cmdline() == ["sleep", "1000"]]
     assert len(sleepers) == 1, [p.cmdline() for p in procs]
-    started = time.monotonic()
+    deadline = time.monotonic() + TREE_DEADLINE_S
     assert proc.stdin is not None
     proc.stdin.close()
-    proc.wait(timeout=TREE_DEADLINE_S)
-    assert proc.stdout is not None
-    proc.stdout.close()
-    remaining = max(0.1, started + TREE_DEADLINE_S - time.monotonic())
+    wait_exit(proc, deadline, "stdin EOF")
+    remaining = max(0.1, deadline - time.monotonic())
     wait_until(lambda: is_gone(sleepers[0]), remaining, f"the provider's grandchild {sleepers[0].pid} to exit")
 
 
@@ -193,9 +201,10 @@ def is_jsonrpc(line: bytes) -> bool:
     )
 
 
-def test_stdout_carries_only_json_rpc(write_config, short_tmp):
-    config = write_config(providers())
-    proc = start_serve(config, short_tmp / "ctl.sock")
+def test_stdout_carries_only_json_rpc(write_config, short_tmp, cleanup):
+    proc = start_serve(write_config(providers()), short_tmp / "ctl.sock")
+    cleanup[0].append(proc)
+    cleanup[1].extend(tree(proc.pid))
     assert proc.stdout is not None
     lines: queue.Queue[bytes | None] = queue.Queue()
     reader = threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True)
@@ -229,10 +238,7 @@ def test_stdout_carries_only_json_rpc(write_config, short_tmp):
         eof_deadline = time.monotonic() + 10.0
         while (line := next_line(lines, eof_deadline)) is not None:
             seen.append(line)
-        proc.wait(timeout=10)
-        proc.stdout.close()
     assert "p1__echo" in {tool["name"] for tool in answered[2]["result"]["tools"]}
     assert answered[3]["result"]["content"][0]["text"] == "through hangar"
     assert not [line for line in seen if not is_jsonrpc(line)], seen
     assert not [line for line in seen if b"fixture server" in line]
-    assert os.path.exists(config)
