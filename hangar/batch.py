@@ -58,12 +58,16 @@ def parse_batch(
             raise BatchInvalid(f"{where}: must be an object with provider, tool, arguments")
         unknown = sorted(set(call) - CALL_KEYS)
         if unknown:
-            raise BatchInvalid(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(CALL_KEYS))}")
+            raise BatchInvalid(
+                f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(CALL_KEYS))}"
+            )
         provider, tool = call.get("provider"), call.get("tool")
         if not isinstance(provider, str) or not provider:
             raise BatchInvalid(f"{where}: provider is required (a provider id string)")
         if provider not in providers:
-            raise BatchInvalid(f"{where}: unknown provider {provider!r}; known: {', '.join(sorted(providers))}")
+            raise BatchInvalid(
+                f"{where}: unknown provider {provider!r}; known: {', '.join(sorted(providers))}"
+            )
         if not isinstance(tool, str) or not tool:
             raise BatchInvalid(f"{where}: tool is required (the provider's own tool name)")
         if tool.startswith(f"{provider}__"):
@@ -80,7 +84,9 @@ def parse_batch(
     return parsed, max_concurrency, fail_fast
 
 
-async def run_batch(calls: list[BatchCall], call_fn: CallFn, *, max_concurrency: int, fail_fast: bool) -> dict[str, Any]:
+async def run_batch(
+    calls: list[BatchCall], call_fn: CallFn, *, max_concurrency: int, fail_fast: bool
+) -> dict[str, Any]:
     """Run the calls concurrently (at most max_concurrency at once); results in request order."""
     started = time.perf_counter()
     semaphore = asyncio.Semaphore(max_concurrency)
@@ -111,14 +117,14 @@ async def run_batch(calls: list[BatchCall], call_fn: CallFn, *, max_concurrency:
                 failed.set()
 
     tasks = [asyncio.create_task(one(i, c)) for i, c in enumerate(calls)]
+    gathered: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
     if fail_fast:
-        waiter = asyncio.create_task(failed.wait())
-        await asyncio.wait([waiter, asyncio.gather(*tasks, return_exceptions=True)],
-                           return_when=asyncio.FIRST_COMPLETED)
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(failed.wait())
+        await asyncio.wait({waiter, gathered}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         for task in tasks:
-            task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+            task.cancel()  # the calls still running are cancelled upstream too
+    await gathered
     final = [r if r is not None else _cancelled(i, calls[i]) for i, r in enumerate(results)]
     succeeded = sum(1 for r in final if r["ok"])
     return {
@@ -142,7 +148,11 @@ def _tool_error(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _skipped() -> dict[str, Any]:
-    return {"type": "cancelled", "message": "not run: an earlier call failed and fail_fast is set", "hint": None}
+    return {
+        "type": "cancelled",
+        "message": "not run: an earlier call failed and fail_fast is set",
+        "hint": None,
+    }
 
 
 def _cancelled(index: int, call: BatchCall) -> dict[str, Any]:
@@ -151,7 +161,10 @@ def _cancelled(index: int, call: BatchCall) -> dict[str, Any]:
         "provider": call.provider,
         "tool": call.tool,
         "ok": False,
-        "error": {"type": "cancelled", "message": "cancelled: another call failed and fail_fast is set",
-                  "hint": None},
+        "error": {
+            "type": "cancelled",
+            "message": "cancelled: another call failed and fail_fast is set",
+            "hint": None,
+        },
         "elapsed_ms": 0.0,
     }

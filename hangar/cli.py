@@ -32,15 +32,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hangar", description="One MCP endpoint in front of many MCP servers.")
+    parser = argparse.ArgumentParser(
+        prog="hangar", description="One MCP endpoint in front of many MCP servers."
+    )
     parser.add_argument("--version", action="version", version="hangar 0.1.0")
     commands = parser.add_subparsers(metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run hangar (MCP over stdio)")
-    serve.add_argument("--config", "-c", default=os.environ.get(ENV_CONFIG),
-                       help=f"config file (default: ${ENV_CONFIG})")
-    serve.add_argument("--socket", default=os.environ.get(ENV_CTL_SOCKET),
-                       help=f"control socket path (default: ${ENV_CTL_SOCKET}, else a per-user runtime dir)")
+    serve.add_argument(
+        "--config", "-c", default=os.environ.get(ENV_CONFIG), help=f"config file (default: ${ENV_CONFIG})"
+    )
+    serve.add_argument(
+        "--socket",
+        default=os.environ.get(ENV_CTL_SOCKET),
+        help=f"control socket path (default: ${ENV_CTL_SOCKET}, else a per-user runtime dir)",
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=_serve)
 
@@ -51,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_config_check)
 
     ctl = commands.add_parser("ctl", help="inspect and steer a running hangar")
-    ctl.add_argument("--socket", help=f"control socket (default: ${ENV_CTL_SOCKET}, else the running instance)")
+    ctl.add_argument(
+        "--socket", help=f"control socket (default: ${ENV_CTL_SOCKET}, else the running instance)"
+    )
     ctl_commands = ctl.add_subparsers(metavar="ACTION")
     for name, help_text in (("tree", "the supervision tree"), ("status", "one line per provider")):
         sub = ctl_commands.add_parser(name, help=help_text)
@@ -118,7 +126,10 @@ def _ctl(args: argparse.Namespace) -> int:
     elif action == "tree":
         print(_format_tree(result))
     else:
-        print(f"{result.get('id')}: {result.get('state')}" + (f" ({result['reason']})" if result.get("reason") else ""))
+        print(
+            f"{result.get('id')}: {result.get('state')}"
+            + (f" ({result['reason']})" if result.get("reason") else "")
+        )
     return 0
 
 
@@ -130,12 +141,23 @@ def _table(rows: list[list[str]]) -> str:
 def _format_status(rows: list[dict[str, Any]]) -> str:
     table = [["ID", "MODE", "STATE", "WORKER", "PROVIDER", "RESTARTS", "IN-FLIGHT", "LAST ERROR"]]
     for row in rows:
-        table.append([
-            str(row["id"]), str(row["mode"]), str(row["state"]), str(row["worker_pid"] or "-"),
-            str(row["provider_pid"] or "-"), str(row["restarts"]), str(row["in_flight"]),
-            str(row.get("last_error") or "-"),
-        ])
+        table.append(
+            [
+                str(row["id"]),
+                str(row["mode"]),
+                str(row["state"]),
+                str(row["worker_pid"] or "-"),
+                str(row["provider_pid"] or "-"),
+                str(row["restarts"]),
+                str(row["in_flight"]),
+                str(row.get("last_error") or "-"),
+            ]
+        )
     return _table(table)
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def _format_tree(tree: dict[str, Any]) -> str:
@@ -152,14 +174,15 @@ def _format_tree(tree: dict[str, Any]) -> str:
         exit_text = f"  last exit: {exit_['reason']} ({exit_['detail']})" if exit_ else ""
         lines.append(
             f"{branch}{child['kind']} {child['id']}  pid {child['pid'] or '-'}  {child['state']}  "
-            f"up {child['uptime_s'] if child['uptime_s'] is not None else '-'}s  restarts {child['restarts']}  "
+            f"up {_or_dash(child['uptime_s'])}s  restarts {child['restarts']}  "
             f"rss {child['rss_mib'] or '-'} MiB{exit_text}"
         )
         provider = child.get("provider")
         if provider:
             lines.append(
                 f"{indent}└── provider  pid {provider['pid'] or '-'}  {provider['state']}  "
-                f"restarts {provider['restarts']}  rss {provider['rss_mib'] or '-'} MiB  cpu {provider['cpu_s'] or 0}s"
+                f"restarts {provider['restarts']}  rss {_or_dash(provider['rss_mib'])} MiB  "
+                f"cpu {provider['cpu_s'] or 0}s"
             )
     return "\n".join(lines)
 

@@ -47,8 +47,9 @@ class ControlServer:
             self.path.unlink()
         old_umask = os.umask(0o177)  # the socket is born 0600: no window where others could connect
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path),
-                                                           limit=MAX_REQUEST_BYTES)
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES
+            )
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
@@ -103,12 +104,16 @@ def resolve_socket(explicit: str | None) -> Path:
         return Path(os.environ[ENV_CTL_SOCKET])
     found = find_control_sockets()
     if not found:
-        raise ControlError("no running hangar found", hint="start one with `hangar serve --config FILE`, "
-                           "or point at it with --socket / $HANGAR_CTL_SOCKET")
+        raise ControlError(
+            "no running hangar found",
+            hint="start one with `hangar serve --config FILE`, "
+            "or point at it with --socket / $HANGAR_CTL_SOCKET",
+        )
     if len(found) > 1:
         listing = ", ".join(str(p) for p in found)
-        raise ControlError(f"{len(found)} hangar instances are running ({listing})",
-                           hint="pick one with --socket")
+        raise ControlError(
+            f"{len(found)} hangar instances are running ({listing})", hint="pick one with --socket"
+        )
     return found[0]
 
 
@@ -123,7 +128,9 @@ def request(path: Path, command: str, args: dict[str, Any] | None = None) -> Any
         except ConnectionRefusedError:
             raise ControlError(f"no hangar is running at {path} (stale socket)") from None
         except PermissionError:
-            raise ControlError(f"permission denied on {path}", hint="run as the user that runs hangar") from None
+            raise ControlError(
+                f"permission denied on {path}", hint="run as the user that runs hangar"
+            ) from None
         sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
         chunks = []
         while True:

@@ -9,6 +9,7 @@ to retry elsewhere because it never left the router.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -118,7 +119,7 @@ class Dispatcher:
                 self._cancel_remote(provider, request_id)
                 raise CallError(
                     "timeout",
-                    f"the worker of provider {provider} did not answer within {timeout_s + REPLY_MARGIN_S:g}s",
+                    f"the worker of {provider} did not answer within {timeout_s + REPLY_MARGIN_S:g}s",
                     "the worker may be wedged; the supervisor restarts it if its heartbeats stop",
                 ) from None
             except asyncio.CancelledError:
@@ -147,25 +148,31 @@ class Dispatcher:
             await asyncio.sleep(CONNECT_RETRY_S)
 
     def _cancel_remote(self, provider: str, request_id: int) -> None:
-        try:
-            self._nowait.send_multipart([provider.encode(), pack(Kind.CANCEL, id=request_id)], flags=zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
+        with contextlib.suppress(zmq.ZMQError):
+            self._nowait.send_multipart(
+                [provider.encode(), pack(Kind.CANCEL, id=request_id)], flags=zmq.NOBLOCK
+            )
 
     def worker_down(self, provider: str, detail: str) -> None:
         """The supervisor saw this provider's worker exit: fail its calls now."""
         view = self.providers.get(provider)
         if view is not None:
             view.connected = False
-            view.status = {**view.status, "state": "restarting", "worker_pid": None, "provider_pid": None,
-                           "in_flight": 0, "last_error": f"worker exited: {detail}"}
+            view.status = {
+                **view.status,
+                "state": "restarting",
+                "worker_pid": None,
+                "provider_pid": None,
+                "in_flight": 0,
+                "last_error": f"worker exited: {detail}",
+            }
         for pending in list(self._pending.values()):
             if pending.provider == provider and not pending.future.done():
                 pending.future.set_exception(
                     CallError(
                         "worker_crashed",
                         f"the worker of provider {provider} exited during the call ({detail})",
-                        "the supervisor restarts it; the call may or may not have run; call again if it is safe",
+                        "the supervisor restarts it; the call may have run; call again if that is safe",
                     )
                 )
 
@@ -214,14 +221,15 @@ class Dispatcher:
 
     def _sync(self, provider: str) -> None:
         """Ask a worker for its full picture (router restarted, or an event was lost)."""
-        try:
-            self._nowait.send_multipart([provider.encode(), pack(Kind.CALL, id=0, op="sync", args={})],
-                                        flags=zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
+        with contextlib.suppress(zmq.ZMQError):
+            self._nowait.send_multipart(
+                [provider.encode(), pack(Kind.CALL, id=0, op="sync", args={})], flags=zmq.NOBLOCK
+            )
 
     def stale(self, now: float) -> list[str]:
-        return [v.id for v in self.providers.values() if v.connected and now - v.last_seen > HEARTBEAT_TIMEOUT_S]
+        return [
+            v.id for v in self.providers.values() if v.connected and now - v.last_seen > HEARTBEAT_TIMEOUT_S
+        ]
 
     def close(self) -> None:
         for pending in self._pending.values():

@@ -108,7 +108,8 @@ def dashboard(rows: list[dict[str, Any]]) -> str:
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     text = [
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])) + "  " + line[-1] for line in lines
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])) + "  " + line[-1]
+        for line in lines
     ]
     by_state: dict[str, int] = {}
     for row in rows:

@@ -33,7 +33,9 @@ def runtime_base() -> Path:
 def _private_dir(path: Path) -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.stat().st_uid != os.getuid():
-        raise ControlError(f"{path} belongs to another user", hint="set XDG_RUNTIME_DIR to a directory of yours")
+        raise ControlError(
+            f"{path} belongs to another user", hint="set XDG_RUNTIME_DIR to a directory of yours"
+        )
     os.chmod(path, 0o700)
     return path
 

@@ -46,7 +46,9 @@ def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
     shutdown_s = 3 * provider.shutdown_timeout_s + 1.0
     return ChildSpec(
         id=provider.id,
-        start=ProcessStart(argv=(sys.executable, "-m", "workers"), env=env, ready_timeout_s=WORKER_READY_TIMEOUT_S),
+        start=ProcessStart(
+            argv=(sys.executable, "-m", "workers"), env=env, ready_timeout_s=WORKER_READY_TIMEOUT_S
+        ),
         restart=Restart.PERMANENT,
         shutdown=Shutdown.after(shutdown_s),
     )
@@ -107,19 +109,30 @@ class Root:
         loop.add_signal_handler(signal.SIGHUP, lambda: log.info("sighup_ignored", hint="restart to reload"))
         try:
             await control.start()
-            log.info("hangar_starting", providers=len(self.config.providers), control_socket=str(self.control_path))
+            log.info(
+                "hangar_starting", providers=len(self.config.providers), control_socket=str(self.control_path)
+            )
             try:
                 await supervisor.start()
             except StartError as exc:
                 log.error("hangar_start_failed", error=str(exc))
                 return EX_SOFTWARE
             log.info("hangar_ready", elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
+            if os.isatty(client_in):
+                log.warning(
+                    "stdin_is_a_terminal",
+                    hint="hangar speaks MCP on stdin/stdout: connect an MCP client to `hangar serve` "
+                    "(see README), inspect it with `hangar ctl status`, press Ctrl-D to stop",
+                )
             outcome = await supervisor.run()
             log.info("hangar_stopping", outcome=outcome.value)
             await self._drain(supervisor)
             await supervisor.shutdown()
-            log.info("hangar_stopped", outcome=outcome.value,
-                     elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
+            log.info(
+                "hangar_stopped",
+                outcome=outcome.value,
+                elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1),
+            )
             return EX_SOFTWARE if outcome is SupervisorExit.ESCALATED else 0
         finally:
             await control.close()
@@ -134,10 +147,13 @@ class Root:
         stop. Without this, providers would stop one after another.
         """
         await supervisor.terminate_child(ROUTER_ID)
-        running = [i.id for i in supervisor.which_children() if i.id != ROUTER_ID and i.state is ChildState.RUNNING]
+        running = [
+            i.id for i in supervisor.which_children() if i.id != ROUTER_ID and i.state is ChildState.RUNNING
+        ]
         timeouts = {p.id: 3 * p.shutdown_timeout_s + 1.0 for p in self.config.providers}
         results = await asyncio.gather(
-            *(supervisor.request(pid, "stop", timeout_s=timeouts[pid]) for pid in running), return_exceptions=True
+            *(supervisor.request(pid, "stop", timeout_s=timeouts[pid]) for pid in running),
+            return_exceptions=True,
         )
         for pid, result in zip(running, results, strict=True):
             if isinstance(result, BaseException):
@@ -145,7 +161,9 @@ class Root:
 
     async def _on_child_event(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
         if event == "exit" and child_id != ROUTER_ID and self.supervisor is not None:
-            await self.supervisor.notify(ROUTER_ID, "worker_down", provider=child_id, detail=fields.get("detail"))
+            await self.supervisor.notify(
+                ROUTER_ID, "worker_down", provider=child_id, detail=fields.get("detail")
+            )
 
     # ---------------------------------------------------------------- control
 
@@ -168,8 +186,10 @@ class Root:
                 await supervisor.restart_child(ROUTER_ID)
                 return {"id": ROUTER_ID, "state": supervisor.child(ROUTER_ID).state.value}
             if supervisor.child(child_id).state is not ChildState.RUNNING:
-                raise ControlError(f"the worker of {child_id} is {supervisor.child(child_id).state.value}",
-                                   hint="the supervisor is restarting it; try again in a moment")
+                raise ControlError(
+                    f"the worker of {child_id} is {supervisor.child(child_id).state.value}",
+                    hint="the supervisor is restarting it; try again in a moment",
+                )
             return await supervisor.request(child_id, command, timeout_s=70.0)
         raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help")
 
@@ -180,7 +200,9 @@ class Root:
             "id": info.id,
             "mode": status.get("mode", "subprocess"),
             "state": status.get("state", "unknown") if running else f"worker {info.state.value}",
-            "reason": status.get("reason") if running else (info.last_exit.detail if info.last_exit else None),
+            "reason": status.get("reason")
+            if running
+            else (info.last_exit.detail if info.last_exit else None),
             "worker_pid": info.pid,
             "provider_pid": status.get("provider_pid") if running else None,
             "restarts": status.get("restarts", 0),
@@ -200,8 +222,9 @@ class Root:
                 "state": info.state.value,
                 "uptime_s": round(info.uptime_s, 1) if info.uptime_s is not None else None,
                 "restarts": info.restarts,
-                "last_exit": None if info.last_exit is None else {
-                    "reason": info.last_exit.reason.value, "detail": info.last_exit.detail},
+                "last_exit": None
+                if info.last_exit is None
+                else {"reason": info.last_exit.reason.value, "detail": info.last_exit.detail},
                 **_usage(info.pid),
             }
             if info.id != ROUTER_ID:

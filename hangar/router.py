@@ -17,8 +17,8 @@ from typing import Any
 import mcp_types as types
 import structlog
 from mcp.server import Server, ServerRequestContext
-from mcp.server.session import ServerSession
 from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 
@@ -88,7 +88,9 @@ class Router:
                     try:
                         tools.append(types.Tool.model_validate(exposed))
                     except ValueError as exc:
-                        log.warning("tool_skipped", provider=provider_id, tool=tool.get("name"), error=str(exc))
+                        log.warning(
+                            "tool_skipped", provider=provider_id, tool=tool.get("name"), error=str(exc)
+                        )
             self._tools_cache = tools + self._management_tools
         return self._tools_cache
 
@@ -101,7 +103,9 @@ class Router:
         unknown = [
             pid
             for pid, view in self.dispatcher.providers.items()
-            if not view.tools and view.status.get("tools_source") == "none" and view.status.get("state") == "cold"
+            if not view.tools
+            and view.status.get("tools_source") == "none"
+            and view.status.get("state") == "cold"
         ]
         if unknown:
             await asyncio.gather(*(self._discover_one(pid) for pid in unknown))
@@ -109,8 +113,9 @@ class Router:
     async def _discover_one(self, provider: str) -> None:
         spec = self.specs[provider]
         try:
-            tools = await self.dispatcher.call(provider, "tools/list", {"start": True},
-                                               timeout_s=spec.startup_timeout_s)
+            tools = await self.dispatcher.call(
+                provider, "tools/list", {"start": True}, timeout_s=spec.startup_timeout_s
+            )
         except CallError as exc:
             log.warning("discovery_failed", provider=provider, error=exc.message)
             return
@@ -138,8 +143,11 @@ class Router:
             return await self._management(name, arguments)
         provider, separator, tool = name.partition(TOOL_SEPARATOR)
         if not separator or provider not in self.specs:
-            raise MCPError(INVALID_PARAMS, f"unknown tool {name!r}: tools are named <provider>__<tool>; "
-                                           f"providers: {', '.join(self.specs)}")
+            raise MCPError(
+                INVALID_PARAMS,
+                f"unknown tool {name!r}: tools are named <provider>__<tool>; "
+                f"providers: {', '.join(self.specs)}",
+            )
         call = BatchCall(provider, tool, arguments, self.specs[provider].call_timeout_s)
         try:
             result = await self.call(call)
@@ -150,6 +158,10 @@ class Router:
     async def call(self, call: BatchCall) -> dict[str, Any]:
         cid = uuid.uuid4().hex[:12]
         started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(cid=cid):
+            return await self._call(call, cid, started)
+
+    async def _call(self, call: BatchCall, cid: str, started: float) -> dict[str, Any]:
         try:
             result: dict[str, Any] = await self.dispatcher.call(
                 call.provider,
@@ -159,11 +171,22 @@ class Router:
                 cid=cid,
             )
         except CallError as exc:
-            log.info("call_failed", cid=cid, provider=call.provider, tool=call.tool, error=exc.type,
-                     elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
+            log.info(
+                "call_failed",
+                cid=cid,
+                provider=call.provider,
+                tool=call.tool,
+                error=exc.type,
+                elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
             raise
-        log.debug("call_ok", cid=cid, provider=call.provider, tool=call.tool,
-                  elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
+        log.debug(
+            "call_ok",
+            cid=cid,
+            provider=call.provider,
+            tool=call.tool,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
         return result
 
     # ------------------------------------------------------------ management
@@ -178,7 +201,9 @@ class Router:
                     max_concurrency=args.get("max_concurrency", 50),
                     fail_fast=args.get("fail_fast", False),
                 )
-                payload = await run_batch(calls, self.call, max_concurrency=max_concurrency, fail_fast=fail_fast)
+                payload = await run_batch(
+                    calls, self.call, max_concurrency=max_concurrency, fail_fast=fail_fast
+                )
                 return _json_result(payload)
             if name == "hangar_list":
                 return _json_result({"providers": self.list_rows()})
@@ -193,16 +218,24 @@ class Router:
                     *(self._control(p, "start") for p in providers), return_exceptions=True
                 )
                 rows = [
-                    {"provider": p, "ok": not isinstance(r, BaseException),
-                     **({"state": r.get("state")} if isinstance(r, dict) else {"error": getattr(r, "error", str(r))})}
+                    {
+                        "provider": p,
+                        "ok": not isinstance(r, BaseException),
+                        **(
+                            {"state": r.get("state")}
+                            if isinstance(r, dict)
+                            else {"error": getattr(r, "error", str(r))}
+                        ),
+                    }
                     for p, r in zip(providers, results, strict=True)
                 ]
                 return _json_result({"providers": rows})
             provider = self._require_provider(args.get("provider"))
             if name == "hangar_tools":
                 start = not self.specs[provider].tools
-                tools = await self.dispatcher.call(provider, "tools/list", {"start": start},
-                                                   timeout_s=self.specs[provider].startup_timeout_s)
+                tools = await self.dispatcher.call(
+                    provider, "tools/list", {"start": start}, timeout_s=self.specs[provider].startup_timeout_s
+                )
                 return _json_result({"provider": provider, "tools": tools})
             op = {"hangar_start": "start", "hangar_stop": "stop", "hangar_details": "details"}[name]
             return _json_result(await self._control(provider, op))
@@ -245,7 +278,9 @@ class Router:
 
 def _json_result(payload: dict[str, Any]) -> types.CallToolResult:
     text = json.dumps(payload, ensure_ascii=False, default=str)
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=payload)
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], structured_content=payload
+    )
 
 
 def _error_result(error: dict[str, Any]) -> types.CallToolResult:
@@ -253,5 +288,7 @@ def _error_result(error: dict[str, Any]) -> types.CallToolResult:
     if error.get("hint"):
         text += f"\nhint: {error['hint']}"
     return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text)], structured_content={"error": error}, is_error=True
+        content=[types.TextContent(type="text", text=text)],
+        structured_content={"error": error},
+        is_error=True,
     )

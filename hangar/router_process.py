@@ -38,7 +38,9 @@ async def main() -> None:
         if router is not None:
             router.tools_changed()
 
-    dispatcher = Dispatcher(context, os.environ["HANGAR_ROUTER_ENDPOINT"], [s.id for s in specs], tools_changed)
+    dispatcher = Dispatcher(
+        context, os.environ["HANGAR_ROUTER_ENDPOINT"], [s.id for s in specs], tools_changed
+    )
     router = Router(specs, dispatcher)
 
     async def on_event(message: dict[str, Any]) -> None:

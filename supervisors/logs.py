@@ -38,4 +38,6 @@ def configure_logging(process: str, level: str | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(process=process, pid=os.getpid())
-    logging.basicConfig(stream=sys.stderr, level=max(threshold, logging.WARNING), format="%(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=max(threshold, logging.WARNING), format="%(name)s: %(message)s"
+    )

@@ -361,10 +361,9 @@ class Supervisor:
         child.started_at = self._clock()
         child.last_heartbeat = child.started_at
         log.debug("child_spawned", supervisor=self.name, child=child.spec.id, pid=child.pid)
-        ready = asyncio.ensure_future(child.ready_event.wait())
-        done, _ = await asyncio.wait(
-            {ready, child.exited}, timeout=start.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
+        ready: asyncio.Future[Any] = asyncio.ensure_future(child.ready_event.wait())
+        waiting: set[asyncio.Future[Any]] = {ready, child.exited}
+        await asyncio.wait(waiting, timeout=start.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
         if child.ready_event.is_set() and not child.exited.done():
             child.state = ChildState.RUNNING
@@ -548,7 +547,7 @@ class Supervisor:
     def _emit(self, child_id: str, event: str, **fields: Any) -> None:
         if self._on_event is None:
             return
-        task = asyncio.create_task(self._on_event(child_id, event, fields))
+        task = asyncio.ensure_future(self._on_event(child_id, event, fields))
         task.add_done_callback(_log_task_error)
 
     async def _reader_loop(self) -> None:
@@ -611,7 +610,7 @@ class ChildCommandError(Exception):
         super().__init__(self.message)
 
 
-def _log_task_error(task: asyncio.Task[None]) -> None:
+def _log_task_error(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("supervisor_callback_failed", error=repr(task.exception()))
 

@@ -53,7 +53,7 @@ def unpack(frame: bytes) -> dict[str, Any]:
     return message
 
 
-def nowait_view(socket: zmq.asyncio.Socket) -> zmq.Socket:
+def nowait_view(socket: zmq.asyncio.Socket) -> zmq.Socket[bytes]:
     """A synchronous view of an asyncio socket, for sends that must fail at once, never wait.
 
     (`send(..., NOBLOCK)` on the asyncio socket returns a future, so its errors would

@@ -39,8 +39,10 @@ def require(condition: bool, reason: str) -> None:
 
 def npm_bin(name: str) -> Path:
     path = NPM_PREFIX / "node_modules" / ".bin" / name
-    require(path.exists() and shutil.which("node") is not None,
-            f"{name} is not installed under {NPM_PREFIX} (run `make test`, which installs it)")
+    require(
+        path.exists() and shutil.which("node") is not None,
+        f"{name} is not installed under {NPM_PREFIX} (run `make test`, which installs it)",
+    )
     return path
 
 
@@ -62,7 +64,9 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str 
         time.sleep(0.02)
 
 
-async def async_wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
+async def async_wait_until(
+    predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
@@ -122,7 +126,9 @@ def no_leftover_processes() -> Iterator[None]:
     left = leftovers()
     for proc in left:
         proc.kill()
-    assert not left, "processes left behind: " + ", ".join(f"{p.pid} {p.cmdline()}" for p in left if p.is_running())
+    assert not left, "processes left behind: " + ", ".join(
+        f"{p.pid} {p.cmdline()}" for p in left if p.is_running()
+    )
 
 
 @dataclass
@@ -163,9 +169,14 @@ def start_serve(config: Path, socket: Path) -> subprocess.Popen[bytes]:
         serve_command(config, socket), stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(REPO)
     )
     wait_until(lambda: _answers(socket), 20.0, "the control socket")
-    wait_until(lambda: len(request(socket, "tree")["children"]) > 0
-               and all(c["state"] == "running" for c in request(socket, "tree")["children"]),
-               20.0, "every child running")
+    wait_until(
+        lambda: (
+            len(request(socket, "tree")["children"]) > 0
+            and all(c["state"] == "running" for c in request(socket, "tree")["children"])
+        ),
+        20.0,
+        "every child running",
+    )
     return proc
 
 

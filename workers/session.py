@@ -9,6 +9,7 @@ It uses the initialize handshake, which every SDK server of both protocol eras a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import Callable
@@ -128,10 +129,8 @@ class McpSession:
         self._fail_pending("provider session closed")
 
     async def _cancel_upstream(self, request_id: int, reason: str) -> None:
-        try:
+        with contextlib.suppress(TransportError):
             await self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason})
-        except TransportError:
-            pass
 
     async def _write(self, message: dict[str, Any]) -> None:
         frame = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
@@ -173,7 +172,9 @@ class McpSession:
                 return
             if "error" in message:
                 error = message["error"] or {}
-                future.set_exception(RpcError(int(error.get("code", 0)), str(error.get("message")), error.get("data")))
+                future.set_exception(
+                    RpcError(int(error.get("code", 0)), str(error.get("message")), error.get("data"))
+                )
             else:
                 future.set_result(message.get("result") or {})
             return
@@ -194,7 +195,5 @@ class McpSession:
         else:
             error = {"code": METHOD_NOT_FOUND, "message": f"hangar does not offer {method} to providers"}
             reply = {"jsonrpc": "2.0", "id": request_id, "error": error}
-        try:
+        with contextlib.suppress(SessionClosed):
             await self._write(reply)
-        except SessionClosed:
-            pass

@@ -16,7 +16,7 @@ DEFAULT_IDLE_TTL_S = 300.0  # a provider nobody called for five minutes gives it
 DEFAULT_MAX_CONCURRENCY = 16  # concurrent calls over one provider session
 DEFAULT_STARTUP_TIMEOUT_S = 30.0  # spawn to answered `initialize`; npx may download first
 DEFAULT_CALL_TIMEOUT_S = 60.0  # a call with no timeout of its own
-DEFAULT_SHUTDOWN_TIMEOUT_S = 3.0  # after stdin closes, before SIGTERM (and again before SIGKILL)
+DEFAULT_SHUTDOWN_TIMEOUT_S = 2.0  # after stdin closes, before SIGTERM (and again before SIGKILL)
 DEFAULT_INTENSITY = 5  # provider restarts tolerated ...
 DEFAULT_PERIOD_S = 60.0  # ... within this many seconds before the worker gives up
 

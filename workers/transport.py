@@ -15,8 +15,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-import structlog
-
 from supervisors.child import ENV_CHILD_ID, ENV_ENDPOINT, ENV_INCARNATION, ENV_LIFELINE_FD
 from workers.spec import ProviderSpec
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -121,7 +122,8 @@ class Worker:
         status["server_info"] = self._session.server_info if self._session else None
         status["stderr_tail"] = self._transport.stderr_tail() if self._transport else []
         status["history"] = [
-            {"from": t.before.value, "to": t.after.value, "reason": t.reason, "at": t.at} for t in self.history
+            {"from": t.before.value, "to": t.after.value, "reason": t.reason, "at": t.at}
+            for t in self.history
         ]
         return status
 
@@ -185,20 +187,23 @@ class Worker:
             except WireError as exc:
                 self._log.warning("router_message_dropped", error=str(exc))
                 continue
+            key = message.get("id")
             if message["kind"] == Kind.CALL:
-                task = asyncio.create_task(self._serve(message))
-                self._calls[message.get("id")] = task
-                task.add_done_callback(lambda _t, key=message.get("id"): self._calls.pop(key, None))
-            elif message["kind"] == Kind.CANCEL:
-                task = self._calls.get(message.get("id"))
-                if task is not None:
-                    task.cancel()
+                self._calls[key] = asyncio.create_task(self._serve(message))
+                self._calls[key].add_done_callback(partial(self._forget_call, key))
+            elif message["kind"] == Kind.CANCEL and key in self._calls:
+                self._calls[key].cancel()
+
+    def _forget_call(self, key: Any, _task: asyncio.Task[None]) -> None:
+        self._calls.pop(key, None)
 
     async def _serve(self, message: dict[str, Any]) -> None:
         request_id = message.get("id")
         op = str(message.get("op"))
+        cid = message.get("cid")
         try:
-            result = await self.command(op, dict(message.get("args") or {}), cid=message.get("cid"))
+            with structlog.contextvars.bound_contextvars(cid=cid):
+                result = await self.command(op, dict(message.get("args") or {}))
         except CallFailed as exc:
             self._send_nowait(pack(Kind.ERROR, id=request_id, error=exc.error))
         except CommandError as exc:
@@ -215,10 +220,10 @@ class Worker:
 
     # --------------------------------------------------------------- commands
 
-    async def command(self, op: str, args: dict[str, Any], cid: str | None = None) -> Any:
+    async def command(self, op: str, args: dict[str, Any]) -> Any:
         """One entry point for the router's calls and the supervisor's commands."""
         if op == "tools/call":
-            return await self.call_tool(args, cid=cid)
+            return await self.call_tool(args)
         if op == "tools/list":
             return await self.list_tools(start=bool(args.get("start", True)))
         if op == "start":
@@ -240,7 +245,7 @@ class Worker:
             return self.status()
         raise CommandError("unknown_command", f"worker does not know the command {op!r}")
 
-    async def call_tool(self, params: dict[str, Any], cid: str | None) -> dict[str, Any]:
+    async def call_tool(self, params: dict[str, Any]) -> dict[str, Any]:
         timeout_s = float(params.pop("timeout_s", None) or self.spec.call_timeout_s)
         self._last_activity = time.monotonic()
         self.calls += 1
@@ -251,8 +256,9 @@ class Worker:
             try:
                 return await session.request("tools/call", params, timeout_s=timeout_s)
             except RpcError as exc:
-                raise CallFailed("provider_error", f"{self.spec.id} answered: {exc.message}",
-                                 _rpc_hint(exc.code)) from exc
+                raise CallFailed(
+                    "provider_error", f"{self.spec.id} answered: {exc.message}", _rpc_hint(exc.code)
+                ) from exc
             except TimeoutError as exc:
                 raise CallFailed(
                     "timeout",
@@ -268,8 +274,11 @@ class Worker:
             finally:
                 self.in_flight -= 1
                 self._last_activity = time.monotonic()
-                self._log.debug("call_done", cid=cid, tool=params.get("name"),
-                                elapsed_ms=round((time.monotonic() - started) * 1000, 3))
+                self._log.debug(
+                    "call_done",
+                    tool=params.get("name"),
+                    elapsed_ms=round((time.monotonic() - started) * 1000, 3),
+                )
 
     async def list_tools(self, start: bool) -> list[dict[str, Any]]:
         if self.state.serving or self.spec.tools or not start:
@@ -293,23 +302,33 @@ class Worker:
         if self.state.serving and self._session is not None:
             return self._session
         if self.state is ProviderState.DEAD:
-            raise CallFailed("provider_dead", f"provider {self.spec.id} is down: {self.reason}",
-                             f"fix the cause, then hangar_start('{self.spec.id}') or "
-                             f"`hangar ctl restart {self.spec.id}`" + self._stderr_suffix())
+            raise CallFailed(
+                "provider_dead",
+                f"provider {self.spec.id} is down: {self.reason}",
+                f"fix the cause, then hangar_start('{self.spec.id}') or "
+                f"`hangar ctl restart {self.spec.id}`" + self._stderr_suffix(),
+            )
         if self.state is ProviderState.STOPPING:
-            raise CallFailed("provider_not_ready", f"provider {self.spec.id} is stopping",
-                             "call again in a moment")
+            raise CallFailed(
+                "provider_not_ready", f"provider {self.spec.id} is stopping", "call again in a moment"
+            )
         if self._start_task is None:
             self._start_task = asyncio.create_task(self._start(delay_s=0.0))
         try:
             return await asyncio.shield(self._start_task)
         except TransportError as exc:
-            raise CallFailed("provider_start_failed", f"provider {self.spec.id} did not start: {exc}",
-                             "check the provider's command in the config" + self._stderr_suffix()) from exc
+            raise CallFailed(
+                "provider_start_failed",
+                f"provider {self.spec.id} did not start: {exc}",
+                "check the provider's command in the config" + self._stderr_suffix(),
+            ) from exc
         except (SessionClosed, RpcError, TimeoutError) as exc:
             detail = "no answer to initialize" if isinstance(exc, TimeoutError) else str(exc)
-            raise CallFailed("provider_start_failed", f"provider {self.spec.id} did not start: {detail}",
-                             self._crash_hint()) from exc
+            raise CallFailed(
+                "provider_start_failed",
+                f"provider {self.spec.id} did not start: {detail}",
+                self._crash_hint(),
+            ) from exc
 
     async def _start(self, delay_s: float) -> McpSession:
         """Spawn, initialize, list tools. Single-flight: every caller awaits this one task."""
@@ -383,7 +402,8 @@ class Worker:
             self._log.error("provider_gave_up", restarts=self.restarts, detail=detail)
             await self._set_state(
                 ProviderState.DEAD,
-                f"{detail}; gave up after more than {self.spec.intensity} restarts in {self.spec.period_s:g}s",
+                f"{detail}; gave up after more than {self.spec.intensity} restarts "
+                f"in {self.spec.period_s:g}s",
             )
             return
         delay_s = self._backoff.next_delay()
@@ -408,8 +428,6 @@ class Worker:
                     await self._start_task
                 self._start_task = None
             await self._set_state(ProviderState.STOPPING, reason)
-            for task in list(self._calls.values()):
-                pass  # in-flight calls fail on their own when the session closes
             transport, session = self._transport, self._session
             self._session = None
             self._started_at = None
@@ -465,8 +483,7 @@ class Worker:
         return ("; provider stderr: " + " | ".join(tail)) if tail else ""
 
     def _crash_hint(self) -> str:
-        return (f"the provider restarts by itself; see `hangar ctl status` and the log"
-                f"{self._stderr_suffix()}")
+        return f"the provider restarts by itself; see `hangar ctl status` and the log{self._stderr_suffix()}"
 
 
 def _rpc_hint(code: int) -> str | None:

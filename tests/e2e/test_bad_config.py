@@ -18,8 +18,14 @@ UNSET_VAR = "HANGAR_E2E_SURELY_UNSET_VARIABLE"
 
 
 def hangar(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hangar", *args], capture_output=True, text=True,
-                          timeout=30, cwd=str(REPO), stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "hangar", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=str(REPO),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -118,7 +124,9 @@ def test_config_check_reports_a_yaml_syntax_error_with_file_and_line(tmp_path):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_serve_with_a_bad_config_exits_78_with_the_message_and_no_stdout(tmp_path, short_tmp, monkeypatch, case):
+def test_serve_with_a_bad_config_exits_78_with_the_message_and_no_stdout(
+    tmp_path, short_tmp, monkeypatch, case
+):
     monkeypatch.delenv(UNSET_VAR, raising=False)
     text, line, key_path, message = CASES[case]
     path = write(tmp_path, text)
@@ -150,12 +158,21 @@ def test_config_check_accepts_the_same_file_without_the_mistake(tmp_path):
 @pytest.mark.anyio
 async def test_mcp_json_file_works_as_is_with_serve(tmp_path, short_tmp):
     path = tmp_path / ".mcp.json"
-    path.write_text(json.dumps({
-        "mcpServers": {
-            "fx": {"command": sys.executable, "args": [str(FIXTURE_SERVER)]},
-            "fy": {"command": sys.executable, "args": [str(FIXTURE_SERVER)], "env": {"FIXTURE_NAME": "fy"}},
-        }
-    }, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "fx": {"command": sys.executable, "args": [str(FIXTURE_SERVER)]},
+                    "fy": {
+                        "command": sys.executable,
+                        "args": [str(FIXTURE_SERVER)],
+                        "env": {"FIXTURE_NAME": "fy"},
+                    },
+                }
+            },
+            indent=2,
+        )
+    )
     async with running_hangar(path, short_tmp / "s.sock") as h:
         with anyio.fail_after(20):
             listed = await h.client.list_tools()

@@ -26,7 +26,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-def call_in_background(h: Hangar, name: str, arguments: dict[str, Any]) -> tuple[list[types.CallToolResult], Any]:
+def call_in_background(
+    h: Hangar, name: str, arguments: dict[str, Any]
+) -> tuple[list[types.CallToolResult], Any]:
     results: list[types.CallToolResult] = []
 
     async def run() -> None:
@@ -35,7 +37,9 @@ def call_in_background(h: Hangar, name: str, arguments: dict[str, Any]) -> tuple
     return results, run
 
 
-async def test_provider_killed_mid_call_fails_the_call_and_restarts(write_config: Any, short_tmp: Path) -> None:
+async def test_provider_killed_mid_call_fails_the_call_and_restarts(
+    write_config: Any, short_tmp: Path
+) -> None:
     config = write_config({"fx": fixture_provider(backoff=FAST_BACKOFF), "other": fixture_provider()})
     async with running_hangar(config, short_tmp / "ctl.sock") as h:
         await h.client.call_tool("hangar_warm", {"providers": "fx,other"})
@@ -79,8 +83,11 @@ async def test_worker_killed_mid_call_fails_the_call_and_its_provider_goes_too(
         assert failed.structured_content["error"]["type"] == "worker_crashed"
         await async_wait_until(lambda: gone(before["provider_pid"]), 5.0, "the orphaned provider to be gone")
         after = await async_wait_until(
-            lambda: (s := h.status("fx"))["worker_pid"] not in (None, before["worker_pid"])
-            and s["state"] == "cold" and s,
+            lambda: (
+                (s := h.status("fx"))["worker_pid"] not in (None, before["worker_pid"])
+                and s["state"] == "cold"
+                and s
+            ),
             15.0,
             "a new worker",
         )
@@ -99,21 +106,25 @@ async def test_crash_looping_provider_gives_up_without_affecting_others(
     crash_flag = tmp_path / "crash"
     crash_flag.touch()
     spawn_log = tmp_path / "spawns.log"
-    config = write_config({
-        "loop": fixture_provider(
-            env={"CRASH_IF_EXISTS": str(crash_flag), "SPAWN_LOG": str(spawn_log)},
-            backoff=FAST_BACKOFF,
-            intensity=2,
-            period_s=60,
-        ),
-        "fine": fixture_provider(),
-    })
+    config = write_config(
+        {
+            "loop": fixture_provider(
+                env={"CRASH_IF_EXISTS": str(crash_flag), "SPAWN_LOG": str(spawn_log)},
+                backoff=FAST_BACKOFF,
+                intensity=2,
+                period_s=60,
+            ),
+            "fine": fixture_provider(),
+        }
+    )
     async with running_hangar(config, short_tmp / "ctl.sock") as h:
         first = await h.client.call_tool("loop__echo", {"text": "x"})
         assert first.is_error
         assert first.structured_content["error"]["type"] == "provider_start_failed"  # type: ignore[index]
         assert "crashing on start as asked" in first.content[0].text  # type: ignore[union-attr]
-        status = await async_wait_until(lambda: (s := h.status("loop"))["state"] == "dead" and s, 15.0, "dead")
+        status = await async_wait_until(
+            lambda: (s := h.status("loop"))["state"] == "dead" and s, 15.0, "dead"
+        )
         assert "gave up after more than 2 restarts in 60s" in status["reason"]
         spawns = len(spawn_log.read_text().split())
         assert spawns == 3  # the first start and two restarts, then it gave up
@@ -134,11 +145,18 @@ async def test_crash_looping_provider_gives_up_without_affecting_others(
         assert works.content[0].text == "alive"  # type: ignore[union-attr]
 
 
-async def test_ctl_restart_revives_a_dead_provider(write_config: Any, short_tmp: Path, tmp_path: Path) -> None:
+async def test_ctl_restart_revives_a_dead_provider(
+    write_config: Any, short_tmp: Path, tmp_path: Path
+) -> None:
     crash_flag = tmp_path / "crash"
     crash_flag.touch()
-    config = write_config({"loop": fixture_provider(env={"CRASH_IF_EXISTS": str(crash_flag)},
-                                                    backoff=FAST_BACKOFF, intensity=1)})
+    config = write_config(
+        {
+            "loop": fixture_provider(
+                env={"CRASH_IF_EXISTS": str(crash_flag)}, backoff=FAST_BACKOFF, intensity=1
+            )
+        }
+    )
     async with running_hangar(config, short_tmp / "ctl.sock") as h:
         await h.client.call_tool("loop__echo", {"text": "x"})
         await async_wait_until(lambda: h.status("loop")["state"] == "dead", 15.0, "dead")
@@ -153,7 +171,9 @@ async def test_idle_provider_is_stopped_after_its_ttl(write_config: Any, short_t
     async with running_hangar(config, short_tmp / "ctl.sock") as h:
         await h.client.call_tool("hangar_warm", {"providers": "fx"})
         pid = h.status("fx")["provider_pid"]
-        status = await async_wait_until(lambda: (s := h.status("fx"))["state"] == "cold" and s, 10.0, "idle stop")
+        status = await async_wait_until(
+            lambda: (s := h.status("fx"))["state"] == "cold" and s, 10.0, "idle stop"
+        )
         assert status["provider_pid"] is None
         assert gone(pid)
         again = await h.client.call_tool("fx__echo", {"text": "lazy again"})

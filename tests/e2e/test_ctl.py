@@ -34,12 +34,18 @@ def two_providers() -> dict[str, Any]:
     }
 
 
-def ctl(socket: Path | None, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def ctl(
+    socket: Path | None, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "hangar", "ctl"]
     if socket is not None:
         argv += ["--socket", str(socket)]
     return subprocess.run(
-        [*argv, *args], capture_output=True, text=True, timeout=90, cwd=str(REPO),
+        [*argv, *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=str(REPO),
         env=env if env is not None else dict(os.environ),
     )
 
@@ -70,7 +76,9 @@ def is_alive(pid: int | None) -> bool:
 
 
 @pytest.fixture
-def served(write_config: Callable[..., Path], short_tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def served(
+    write_config: Callable[..., Path], short_tmp: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """A bare `hangar serve` (root pid known), shut down by closing its stdin."""
     socket = short_tmp / "ctl.sock"
     proc = start_serve(write_config(two_providers()), socket)
@@ -97,7 +105,7 @@ async def test_status_json_has_every_field_for_every_provider(write_config, shor
         rows = await actl_json(socket, "status")
     assert sorted(r["id"] for r in rows) == ["p1", "p2"]
     for r in rows:
-        assert STATUS_FIELDS <= r.keys(), f"{r['id']} lacks {STATUS_FIELDS - r.keys()}"
+        assert r.keys() >= STATUS_FIELDS, f"{r['id']} lacks {STATUS_FIELDS - r.keys()}"
         assert isinstance(r["worker_pid"], int)
         assert r["restarts"] == 0
         assert r["in_flight"] == 0

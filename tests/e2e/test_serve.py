@@ -16,8 +16,11 @@ from tests.conftest import REPO, async_wait_until, fixture_provider, npm_bin, ru
 
 pytestmark = pytest.mark.anyio
 
-ECHO_TOOL = {"name": "echo", "description": "predefined", "inputSchema": {"type": "object",
-             "properties": {"text": {"type": "string"}}}}
+ECHO_TOOL = {
+    "name": "echo",
+    "description": "predefined",
+    "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
+}
 
 
 def real_providers() -> dict[str, Any]:
@@ -30,11 +33,15 @@ def real_providers() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_tools_of_real_providers_are_listed_and_called(mode: str, write_config: Any, short_tmp: Path) -> None:
+async def test_tools_of_real_providers_are_listed_and_called(
+    mode: str, write_config: Any, short_tmp: Path
+) -> None:
     config = write_config(real_providers())
     async with running_hangar(config, short_tmp / "ctl.sock", mode=mode) as h:
         tools = {tool.name: tool for tool in (await h.client.list_tools()).tools}
-        assert {"time__get_current_time", "everything__echo", "echo__add", "fx__sleep", "hangar_call"} <= set(tools)
+        assert {"time__get_current_time", "everything__echo", "echo__add", "fx__sleep", "hangar_call"} <= set(
+            tools
+        )
         assert tools["time__get_current_time"].input_schema["properties"]["timezone"]["type"] == "string"
         assert tools["everything__echo"].description
 
@@ -49,9 +56,13 @@ async def test_tools_of_real_providers_are_listed_and_called(mode: str, write_co
         assert summed.content[0].text == "42.0"  # type: ignore[union-attr]
 
 
-async def test_batch_of_fifty_calls_returns_results_in_request_order(write_config: Any, short_tmp: Path) -> None:
+async def test_batch_of_fifty_calls_returns_results_in_request_order(
+    write_config: Any, short_tmp: Path
+) -> None:
     config = write_config({"a": fixture_provider(), "b": fixture_provider(), "c": fixture_provider()})
-    calls = [{"provider": "abc"[i % 3], "tool": "echo", "arguments": {"text": f"call {i}"}} for i in range(50)]
+    calls = [
+        {"provider": "abc"[i % 3], "tool": "echo", "arguments": {"text": f"call {i}"}} for i in range(50)
+    ]
     async with running_hangar(config, short_tmp / "ctl.sock") as h:
         result = await h.client.call_tool("hangar_call", {"calls": calls})
     batch = result.structured_content
@@ -100,10 +111,15 @@ async def test_failing_call_does_not_fail_the_batch(write_config: Any, short_tmp
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"calls": [{"provider": "fx", "tool": "echo"}, {"provider": "nope", "tool": "echo"}]},
-         "calls[1]: unknown provider 'nope'"),
+        (
+            {"calls": [{"provider": "fx", "tool": "echo"}, {"provider": "nope", "tool": "echo"}]},
+            "calls[1]: unknown provider 'nope'",
+        ),
         ({"calls": [{"provider": "fx"}]}, "calls[0]: tool is required"),
-        ({"calls": [{"provider": "fx", "tool": "echo", "arguments": [1]}]}, "calls[0]: arguments must be an object"),
+        (
+            {"calls": [{"provider": "fx", "tool": "echo", "arguments": [1]}]},
+            "calls[0]: arguments must be an object",
+        ),
         ({"calls": [{"provider": "fx", "tool": "echo", "extra": 1}]}, "calls[0]: unknown key(s) extra"),
         ({"calls": [{"provider": "fx", "tool": "echo"}] * 101}, "at most 100 per batch"),
         ({"calls": []}, "calls is empty"),
@@ -154,7 +170,9 @@ async def test_predefined_tools_are_listed_without_starting_the_provider(
     assert not spawn_log.exists()
 
 
-async def test_live_tools_replace_predefined_ones_and_clients_are_told(write_config: Any, short_tmp: Path) -> None:
+async def test_live_tools_replace_predefined_ones_and_clients_are_told(
+    write_config: Any, short_tmp: Path
+) -> None:
     config = write_config({"fx": fixture_provider(tools=[ECHO_TOOL])})
     notifications: list[str] = []
 
@@ -165,8 +183,11 @@ async def test_live_tools_replace_predefined_ones_and_clients_are_told(write_con
     async with running_hangar(config, short_tmp / "ctl.sock", message_handler=on_message) as h:
         before = [tool.name for tool in (await h.client.list_tools()).tools]
         await h.client.call_tool("fx__echo", {"text": "wake up"})
-        await async_wait_until(lambda: "notifications/tools/list_changed" in notifications, 10.0,
-                               "notifications/tools/list_changed")
+        await async_wait_until(
+            lambda: "notifications/tools/list_changed" in notifications,
+            10.0,
+            "notifications/tools/list_changed",
+        )
         after = [tool.name for tool in (await h.client.list_tools()).tools]
     assert "fx__crash" not in before
     assert {"fx__echo", "fx__crash", "fx__sleep", "fx__whoami"} <= set(after)
@@ -182,7 +203,9 @@ async def test_unknown_tool_is_a_clear_error(write_config: Any, short_tmp: Path)
 
 
 async def test_management_tools_report_providers(write_config: Any, short_tmp: Path) -> None:
-    config = write_config({"a": fixture_provider(tools=[ECHO_TOOL]), "b": fixture_provider(tools=[ECHO_TOOL])})
+    config = write_config(
+        {"a": fixture_provider(tools=[ECHO_TOOL]), "b": fixture_provider(tools=[ECHO_TOOL])}
+    )
     async with running_hangar(config, short_tmp / "ctl.sock") as h:
         warm = await h.client.call_tool("hangar_warm", {"providers": ["a"]})
         listed = await h.client.call_tool("hangar_list", {})

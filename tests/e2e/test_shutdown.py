@@ -119,11 +119,15 @@ def wait_exit(proc: subprocess.Popen[bytes], deadline: float, after: str) -> int
         raise AssertionError(f"hangar serve still running {TREE_DEADLINE_S:g}s after {after}") from None
 
 
-def assert_tree_ends_with_exit_0(proc: subprocess.Popen[bytes], procs: list[psutil.Process], after: str) -> None:
+def assert_tree_ends_with_exit_0(
+    proc: subprocess.Popen[bytes], procs: list[psutil.Process], after: str
+) -> None:
     deadline = time.monotonic() + TREE_DEADLINE_S
     code = wait_exit(proc, deadline, after)
     remaining = max(0.1, deadline - time.monotonic())
-    wait_until(lambda: not survivors(procs), remaining, f"every process of the tree to exit: {survivors(procs)}")
+    wait_until(
+        lambda: not survivors(procs), remaining, f"every process of the tree to exit: {survivors(procs)}"
+    )
     assert code == 0
 
 
@@ -166,7 +170,9 @@ def test_provider_grandchild_is_gone_after_stdin_eof(warm_hangar):
     proc.stdin.close()
     wait_exit(proc, deadline, "stdin EOF")
     remaining = max(0.1, deadline - time.monotonic())
-    wait_until(lambda: is_gone(sleepers[0]), remaining, f"the provider's grandchild {sleepers[0].pid} to exit")
+    wait_until(
+        lambda: is_gone(sleepers[0]), remaining, f"the provider's grandchild {sleepers[0].pid} to exit"
+    )
 
 
 # ------------------------------------------------------------- stdout is MCP only
@@ -196,8 +202,10 @@ def is_jsonrpc(line: bytes) -> bool:
         message = json.loads(line)
     except ValueError:
         return False
-    return isinstance(message, dict) and message.get("jsonrpc") == "2.0" and (
-        "method" in message or ("id" in message and ("result" in message or "error" in message))
+    return (
+        isinstance(message, dict)
+        and message.get("jsonrpc") == "2.0"
+        and ("method" in message or ("id" in message and ("result" in message or "error" in message)))
     )
 
 
@@ -211,9 +219,19 @@ def test_stdout_carries_only_json_rpc(write_config, short_tmp, cleanup):
     reader.start()
     seen: list[bytes] = []
     try:
-        send(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "e2e", "version": "0"}}})
+        send(
+            proc,
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "e2e", "version": "0"},
+                },
+            },
+        )
         deadline = time.monotonic() + 20.0
         while True:
             line = next_line(lines, deadline)
@@ -223,8 +241,15 @@ def test_stdout_carries_only_json_rpc(write_config, short_tmp, cleanup):
                 break
         send(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
         send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
-        send(proc, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                    "params": {"name": "p1__echo", "arguments": {"text": "through hangar"}}})
+        send(
+            proc,
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "p1__echo", "arguments": {"text": "through hangar"}},
+            },
+        )
         answered: dict[int, dict[str, Any]] = {}
         while not {2, 3} <= answered.keys():
             line = next_line(lines, deadline)
