@@ -107,10 +107,11 @@ class McpSession:
         try:
             await self._write(message)
             return await asyncio.wait_for(future, timeout_s)
-        except (TimeoutError, asyncio.CancelledError):
-            reason = "timed out" if not future.cancelled() else "cancelled by the caller"
-            if not self.closed.is_set():
-                await self._cancel_upstream(request_id, reason)
+        except TimeoutError:
+            await self._cancel_upstream(request_id, "timed out")
+            raise
+        except asyncio.CancelledError:
+            await self._cancel_upstream(request_id, "cancelled by the caller")
             raise
         finally:
             self._pending.pop(request_id, None)
@@ -129,7 +130,9 @@ class McpSession:
         self._fail_pending("provider session closed")
 
     async def _cancel_upstream(self, request_id: int, reason: str) -> None:
-        with contextlib.suppress(TransportError):
+        if self.closed.is_set():
+            return
+        with contextlib.suppress(SessionClosed):
             await self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason})
 
     async def _write(self, message: dict[str, Any]) -> None:

@@ -130,6 +130,8 @@ class Worker:
     async def _set_state(self, state: ProviderState, reason: str) -> None:
         if state is self.state and reason == self.reason:
             return
+        if state is not self.state and not self.state.can_become(state):
+            self._log.error("illegal_transition", before=self.state.value, after=state.value, reason=reason)
         self.history.append(Transition(self.state, state, reason, time.time()))
         del self.history[:-HISTORY]
         self._log.info("provider_state", before=self.state.value, after=state.value, reason=reason)
