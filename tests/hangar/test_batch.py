@@ -143,7 +143,7 @@ def test_fail_fast_cancels_running_calls_and_skips_the_rest() -> None:
         return ok_result("never")
 
     batch = run(calls, call, fail_fast=True)
-    running, failed, not_started = batch["results"]
+    running, _failed, not_started = batch["results"]
     assert [r["error"]["type"] for r in batch["results"]] == ["cancelled", "timeout", "cancelled"]
     assert running["error"]["message"].startswith("cancelled: another call failed")
     assert not_started["error"]["message"].startswith("not run: an earlier call failed")
