@@ -54,10 +54,13 @@ def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
     )
 
 
-def router_spec(config: HangarConfig, router_endpoint: str, stdin: int, stdout: int) -> ChildSpec:
+def router_spec(
+    config: HangarConfig, router_endpoint: str, instance: Path, stdin: int, stdout: int
+) -> ChildSpec:
     env = dict(os.environ)
     env["HANGAR_PROVIDERS"] = json.dumps([p.to_dict() for p in config.providers])
     env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
+    env["HANGAR_INSTANCE_DIR"] = str(instance)
     return ChildSpec(
         id=ROUTER_ID,
         start=ProcessStart(
@@ -86,7 +89,7 @@ class Root:
         context = zmq.asyncio.Context()
         router_endpoint = f"ipc://{self.instance}/router.sock"
         specs = [worker_spec(p, router_endpoint) for p in self.config.providers]
-        specs.append(router_spec(self.config, router_endpoint, client_in, client_out))
+        specs.append(router_spec(self.config, router_endpoint, self.instance, client_in, client_out))
         flags = SupervisorFlags(
             strategy=Strategy.ONE_FOR_ONE,
             intensity=self.config.supervisor.intensity,

@@ -15,10 +15,14 @@ import os
 import signal
 from typing import Any
 
+from pathlib import Path
+
+import anyio
 import structlog
 import zmq.asyncio
 from mcp.server.stdio import stdio_server
 
+from hangar import resume
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
 from supervisors.child import ChildLink, CommandError
@@ -31,6 +35,7 @@ log = structlog.get_logger("hangar.router")
 async def main() -> None:
     configure_logging("router")
     specs = [ProviderSpec.from_dict(d) for d in json.loads(os.environ["HANGAR_PROVIDERS"])]
+    instance = Path(os.environ["HANGAR_INSTANCE_DIR"])
     context = zmq.asyncio.Context()
     router: Router | None = None
 
@@ -62,8 +67,12 @@ async def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the root decides when the router stops
 
     async def serve_stdio() -> None:
-        async with stdio_server() as (read_stream, write_stream):
-            await router.server.run(read_stream, write_stream, router.initialization_options())
+        (in_send, in_recv), (out_send, out_recv) = resume.streams()
+        async with stdio_server() as (read_stream, write_stream), anyio.create_task_group() as group:
+            group.start_soon(resume.pump_in, read_stream, in_send, instance)
+            group.start_soon(resume.pump_out, out_recv, write_stream)
+            await router.server.run(in_recv, out_send, router.initialization_options())
+            group.cancel_scope.cancel()
         log.info("client_disconnected", reason="stdin closed")
 
     background = [asyncio.create_task(dispatcher.run()), asyncio.create_task(link.run())]

@@ -190,3 +190,27 @@ async def test_many_concurrent_calls_share_one_provider_session(write_config: An
     batch = result.structured_content
     assert batch is not None and batch["succeeded"] == 40
     assert {r["result"]["structuredContent"]["pid"] for r in batch["results"]} == {pid}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_killed_router_is_restarted_and_the_client_session_goes_on(
+    mode: str, write_config: Any, short_tmp: Path
+) -> None:
+    config = write_config({"fx": fixture_provider()})
+    async with running_hangar(config, short_tmp / "ctl.sock", mode=mode) as h:
+        assert (await h.client.call_tool("fx__echo", {"text": "before"})).content[0].text == "before"  # type: ignore[union-attr]
+
+        def router() -> dict[str, Any]:
+            tree = h.ctl("tree")
+            return next(c for c in tree["children"] if c["id"] == "router")
+
+        old_pid = router()["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+        restarted = await async_wait_until(
+            lambda: (r := router())["state"] == "running" and r["pid"] not in (None, old_pid) and r,
+            20.0,
+            "a new router",
+        )
+        assert restarted["last_exit"]["reason"] == "abnormal"
+        after = await h.client.call_tool("fx__echo", {"text": "after"})
+        assert after.content[0].text == "after"  # type: ignore[union-attr]
