@@ -13,9 +13,8 @@ import contextlib
 import json
 import os
 import signal
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
