@@ -90,6 +90,9 @@ class Dispatcher:
         if not provider_ids:
             self.synced.set()
 
+    def in_flight_total(self) -> int:
+        return len(self._pending)
+
     def in_flight(self, provider: str) -> int:
         return sum(1 for p in self._pending.values() if p.provider == provider)
 

@@ -100,12 +100,12 @@ class Router:
             await asyncio.wait_for(self.dispatcher.synced.wait(), SYNC_WAIT_S)
         except TimeoutError:
             log.warning("workers_not_synced", waited_s=SYNC_WAIT_S)
-        unknown = [
+        unknown = [  # cold, or already starting for a call: either way, wait for its tools
             pid
             for pid, view in self.dispatcher.providers.items()
             if not view.tools
             and view.status.get("tools_source") == "none"
-            and view.status.get("state") == "cold"
+            and view.status.get("state") != "dead"
         ]
         if unknown:
             await asyncio.gather(*(self._discover_one(pid) for pid in unknown))

@@ -13,6 +13,8 @@ import contextlib
 import json
 import os
 import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,10 @@ from hangar.router import Router
 from supervisors.child import ChildLink, CommandError
 from supervisors.logs import configure_logging
 from workers.spec import ProviderSpec
+
+DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
+DRAIN_POLL_S = 0.01
+FLUSH_GRACE_S = 0.05  # the last answers pass through the SDK's writer thread to the pipe
 
 log = structlog.get_logger("hangar.router")
 
@@ -79,14 +85,27 @@ async def main() -> None:
     serving = asyncio.create_task(serve_stdio())
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([serving, stopped, *background], return_when=asyncio.FIRST_COMPLETED)
-    for task in [serving, stopped, *background]:
-        task.cancel()
-    await asyncio.gather(serving, stopped, *background, return_exceptions=True)
+    failed = serving in done and serving.exception() is not None
+    if serving not in done:
+        reason = "stop requested" if stopped in done else "lost the supervisor"
+        await drain(dispatcher, reason)
     dispatcher.close()
     link.close()
-    context.term()
-    if serving in done and serving.exception() is not None:
-        raise SystemExit(1)
+    context.destroy(linger=0)
+    # The SDK reads stdin in a thread that cannot be cancelled while the client keeps the pipe
+    # open; waiting for it would hang the exit until the client hangs up. Leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1 if failed else 0)
+
+
+async def drain(dispatcher: Dispatcher, reason: str) -> None:
+    """Let the calls in flight finish (bounded), and their answers reach the client."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    log.info("router_draining", reason=reason, in_flight=dispatcher.in_flight_total())
+    while dispatcher.in_flight_total() and time.monotonic() < deadline:
+        await asyncio.sleep(DRAIN_POLL_S)
+    await asyncio.sleep(FLUSH_GRACE_S)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from supervisors.wire import Kind, WireError, pack, unpack
 
 PR_SET_CHILD_SUBREAPER = 36  # prctl option, linux/prctl.h
 ORPHAN_GRACE_S = 2.0  # an orphan gets SIGTERM, then SIGKILL after this long
+ORPHAN_REAP_TIMEOUT_S = 1.0  # a SIGKILLed orphan is gone well within this
 REQUEST_TIMEOUT_S = 10.0  # a supervisor->child command that takes longer is reported as failed
 DEFAULT_READY_TIMEOUT_S = 30.0  # spawn to READY; a child that takes longer failed to start
 
@@ -162,7 +163,7 @@ class Supervisor:
         self._window = RestartWindow(flags.intensity, flags.period_s)
         self._incarnations = itertools.count(1)
         self._request_ids = itertools.count(1)
-        self._requests: dict[int, asyncio.Future[Any]] = {}
+        self._requests: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._socket = context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
         self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -219,7 +220,9 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._reap()
-        _kill_orphans(known=set(), grace_s=0.0)
+        for orphan in _kill_orphans(known=set(), grace_s=0.0):
+            with contextlib.suppress(psutil.Error):
+                orphan.wait(ORPHAN_REAP_TIMEOUT_S)  # collects it: no zombie outlives close()
 
     # ----------------------------------------------------------- introspection
 
@@ -283,7 +286,7 @@ class Supervisor:
             raise RuntimeError(f"{child_id} is {child.state.value}")
         request_id = next(self._request_ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests[request_id] = future
+        self._requests[request_id] = (child_id, future)
         try:
             await self._send(child_id, pack(Kind.CALL, id=request_id, op=op, args=args))
             return await asyncio.wait_for(future, timeout_s)
@@ -467,6 +470,11 @@ class Supervisor:
         child.backoff.note_exit(self._clock())
         if child.exited is not None and not child.exited.done():
             child.exited.set_result(returncode)
+        for target, future in self._requests.values():
+            if target == child.spec.id and not future.done():
+                future.set_exception(
+                    ChildCommandError({"type": "child_exited", "message": f"{target} exited"})
+                )
         level = log.info if exit_.reason is not ExitReason.ABNORMAL else log.warning
         level(
             "child_exited",
@@ -560,7 +568,7 @@ class Supervisor:
                 continue
             kind = message["kind"]
             if kind in (Kind.REPLY, Kind.ERROR):
-                future = self._requests.get(message.get("id", -1))
+                _, future = self._requests.get(message.get("id", -1), ("", None))
                 if future is not None and not future.done():
                     if kind == Kind.REPLY:
                         future.set_result(message.get("result"))
@@ -623,15 +631,15 @@ def _become_subreaper() -> None:
         log.warning("subreaper_unavailable", errno=ctypes.get_errno())
 
 
-def _kill_orphans(known: set[int], grace_s: float) -> None:
+def _kill_orphans(known: set[int], grace_s: float) -> list[psutil.Process]:
     """Terminate descendants we did not start (reparented to us); SIGKILL after grace_s."""
     try:
         me = psutil.Process()
         orphans = [p for p in me.children(recursive=False) if p.pid not in known]
     except psutil.Error:
-        return
+        return []
     if not orphans:
-        return
+        return []
     own_group = os.getpgid(0)
     for proc in orphans:
         log.warning("orphan_terminated", pid=proc.pid)
@@ -639,7 +647,7 @@ def _kill_orphans(known: set[int], grace_s: float) -> None:
     if grace_s <= 0:
         for proc in orphans:
             _signal_tree(proc.pid, own_group, signal.SIGKILL)
-        return
+        return orphans
 
     def finish() -> None:
         for proc in orphans:
@@ -647,6 +655,7 @@ def _kill_orphans(known: set[int], grace_s: float) -> None:
                 _signal_tree(proc.pid, own_group, signal.SIGKILL)
 
     asyncio.get_running_loop().call_later(grace_s, finish)
+    return orphans
 
 
 def _signal_tree(pid: int, own_group: int, signum: int) -> None:
