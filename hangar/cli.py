@@ -17,6 +17,10 @@ from hangar.paths import ENV_CTL_SOCKET
 from supervisors.logs import configure_logging
 
 ENV_CONFIG = "HANGAR_CONFIG"
+ENV_HTTP_HOST = "HANGAR_HTTP_HOST"
+ENV_HTTP_PORT = "HANGAR_HTTP_PORT"
+DEFAULT_HTTP_HOST = "127.0.0.1"  # loopback unless told otherwise
+DEFAULT_HTTP_PORT = 8000
 EX_USAGE = 64  # sysexits
 EX_UNAVAILABLE = 69  # sysexits: no running instance, unknown id, refused command
 
@@ -48,6 +52,25 @@ def _parser() -> argparse.ArgumentParser:
         help=f"control socket path (default: ${ENV_CTL_SOCKET}, else a per-user runtime dir)",
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--http", action="store_true", help="serve MCP over Streamable HTTP at /mcp, not stdio"
+    )
+    serve.add_argument(
+        "--host",
+        default=os.environ.get(ENV_HTTP_HOST, DEFAULT_HTTP_HOST),
+        help=f"HTTP bind address (default: ${ENV_HTTP_HOST}, else {DEFAULT_HTTP_HOST})",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=_env_port(),
+        help=f"HTTP port (default: ${ENV_HTTP_PORT}, else {DEFAULT_HTTP_PORT}; 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve a non-loopback address without bearer tokens",
+    )
     serve.set_defaults(handler=_serve)
 
     config = commands.add_parser("config", help="work with config files")
@@ -79,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _env_port() -> int:
+    value = os.environ.get(ENV_HTTP_PORT, "")
+    return int(value) if value.isdigit() else DEFAULT_HTTP_PORT
+
+
 def _serve(args: argparse.Namespace) -> int:
     if not args.config:
         print(f"hangar serve: no config file; give --config PATH or set ${ENV_CONFIG}", file=sys.stderr)
@@ -90,11 +118,15 @@ def _serve(args: argparse.Namespace) -> int:
         return EX_CONFIG
     configure_logging("root", args.log_level or config.log_level)
     os.environ.setdefault("HANGAR_LOG_LEVEL", args.log_level or config.log_level)
-    from hangar.root import Root  # keeps `hangar ctl` and `config check` light
+    from hangar.root import HttpOptions, Root  # keeps `hangar ctl` and `config check` light
 
+    http = HttpOptions(args.host, args.port, args.allow_unauthenticated) if args.http else None
     try:
-        root = Root(config, Path(args.socket) if args.socket else None)
+        root = Root(config, Path(args.socket) if args.socket else None, http)
         return asyncio.run(root.run())
+    except ConfigError as exc:
+        print(f"hangar: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except HangarError as exc:
         print(f"hangar: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE

@@ -48,8 +48,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 EXTENSION_PREFIX = "x-"  # top-level keys hangar ignores, as in docker compose: `x-defaults: &defaults`
 REMOTE_TYPES = frozenset({"http", "sse", "streamable-http", "streamableHttp"})
 
-_TOP_KEYS = ("providers", "mcpServers", "supervisor", "log_level")
+_TOP_KEYS = ("providers", "mcpServers", "supervisor", "log_level", "http")
 _SUPERVISOR_KEYS = ("intensity", "period_s")
+_HTTP_KEYS = ("tokens_file", "rate_limit", "allowed_hosts", "allowed_origins")
+_RATE_LIMIT_KEYS = ("requests_per_s", "burst")
 _PROVIDER_KEYS = (
     "mode",
     "command",
@@ -99,6 +101,24 @@ class RootSupervision:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A token bucket per client: `requests_per_s` sustained, `burst` at once."""
+
+    requests_per_s: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP front (`hangar serve --http`); tokens may also come from $HANGAR_TOKENS."""
+
+    tokens_file: str | None = None
+    rate_limit: RateLimit | None = None  # off unless configured
+    allowed_hosts: tuple[str, ...] = ()  # Host header values ("name:port", "name:*"), beyond loopback
+    allowed_origins: tuple[str, ...] = ()  # Origin values ("https://app.example:*"), beyond loopback
+
+
+@dataclass(frozen=True)
 class HangarConfig:
     """A validated config file; `path` is absolute."""
 
@@ -106,6 +126,7 @@ class HangarConfig:
     providers: tuple[ProviderSpec, ...]
     supervisor: RootSupervision
     log_level: str = "info"
+    http: HttpSettings = HttpSettings()
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> HangarConfig:
@@ -428,7 +449,38 @@ class _Loader:
         supervisor = RootSupervision()
         if "supervisor" in fields:
             supervisor = self._supervisor(fields["supervisor"])
-        return HangarConfig(self.abspath, self._providers(fields), supervisor, log_level)
+        http = self._http(fields["http"]) if "http" in fields else HttpSettings()
+        return HangarConfig(self.abspath, self._providers(fields), supervisor, log_level, http)
+
+    def _http(self, node: _Node) -> HttpSettings:
+        fields = self._check_keys(node, _HTTP_KEYS)
+        tokens_file = None
+        if "tokens_file" in fields:
+            given = self._string(fields["tokens_file"])
+            tokens_file = os.path.normpath(os.path.join(self.config_dir, os.path.expanduser(given)))
+            if not os.path.isfile(tokens_file):
+                raise self.error(f"tokens file does not exist: {tokens_file}", fields["tokens_file"])
+        rate_limit = None
+        if "rate_limit" in fields:
+            limits = self._check_keys(fields["rate_limit"], _RATE_LIMIT_KEYS)
+            for key in _RATE_LIMIT_KEYS:
+                if key not in limits:
+                    raise self.error(f"rate_limit needs {key}", fields["rate_limit"], key=True)
+            rate_limit = RateLimit(
+                requests_per_s=self._number(limits["requests_per_s"], minimum=0, exclusive=True),
+                burst=self._integer(limits["burst"], minimum=1),
+            )
+        hosts = (
+            tuple(self._string(item) for item in self._list(fields["allowed_hosts"]))
+            if ("allowed_hosts" in fields)
+            else ()
+        )
+        origins = (
+            tuple(self._string(item) for item in self._list(fields["allowed_origins"]))
+            if ("allowed_origins" in fields)
+            else ()
+        )
+        return HttpSettings(tokens_file, rate_limit, hosts, origins)
 
     def _supervisor(self, node: _Node) -> RootSupervision:
         fields = self._check_keys(node, _SUPERVISOR_KEYS)

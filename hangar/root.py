@@ -9,11 +9,14 @@ and points its own fd 0/1 elsewhere, so nothing else in the tree can write to st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
+import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,9 @@ import zmq.asyncio
 
 from hangar.config import HangarConfig
 from hangar.control import ControlServer
-from hangar.errors import ControlError
+from hangar.errors import ConfigError, ControlError
 from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
+from hangar.systemd import Notifier
 from supervisors.runtime import ChildInfo, ChildState, ProcessStart, StartError, Supervisor, SupervisorExit
 from supervisors.spec import AutoShutdown, ChildSpec, Restart, Shutdown, Strategy, SupervisorFlags
 from workers.spec import ProviderSpec
@@ -54,13 +58,25 @@ def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
     )
 
 
-def router_spec(
-    config: HangarConfig, router_endpoint: str, instance: Path, stdin: int, stdout: int
-) -> ChildSpec:
+@dataclass(frozen=True)
+class HttpOptions:
+    """`hangar serve --http`: where to listen, and whether no tokens is acceptable off loopback."""
+
+    host: str
+    port: int
+    allow_unauthenticated: bool = False
+
+
+def router_env(config: HangarConfig, router_endpoint: str, instance: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["HANGAR_PROVIDERS"] = json.dumps([p.to_dict() for p in config.providers])
     env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
     env["HANGAR_INSTANCE_DIR"] = str(instance)
+    return env
+
+
+def stdio_router_spec(env: dict[str, str], stdin: int, stdout: int) -> ChildSpec:
+    """The router on the client's pipe: stdin EOF ends it normally, and that ends the tree."""
     return ChildSpec(
         id=ROUTER_ID,
         start=ProcessStart(
@@ -70,26 +86,90 @@ def router_spec(
             stdout=stdout,
             ready_timeout_s=ROUTER_READY_TIMEOUT_S,
         ),
-        restart=Restart.TRANSIENT,  # stdin EOF ends it normally, and that ends the tree
+        restart=Restart.TRANSIENT,
         shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
         significant=True,
     )
 
 
+def http_router_spec(
+    env: dict[str, str], config: HangarConfig, http: HttpOptions, listener: int
+) -> ChildSpec:
+    """The router on a listening socket the root holds, so every incarnation serves the same port."""
+    settings = dataclasses.asdict(config.http)
+    env = {
+        **env,
+        "HANGAR_TRANSPORT": "http",
+        "HANGAR_HTTP_FD": str(listener),
+        "HANGAR_HTTP_HOST": http.host,
+        "HANGAR_HTTP_SETTINGS": json.dumps(settings),
+    }
+    return ChildSpec(
+        id=ROUTER_ID,
+        start=ProcessStart(
+            argv=(sys.executable, "-m", "hangar.router_process"),
+            env=env,
+            pass_fds=(listener,),
+            ready_timeout_s=ROUTER_READY_TIMEOUT_S,
+        ),
+        restart=Restart.PERMANENT,
+        shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
+    )
+
+
 class Root:
-    def __init__(self, config: HangarConfig, control_socket: Path | None) -> None:
+    def __init__(
+        self, config: HangarConfig, control_socket: Path | None, http: HttpOptions | None = None
+    ) -> None:
         self.config = config
+        self.http = http
+        self.figures: dict[str, Any] = {"children": {}, "escalations": 0}
+        self._listener: socket.socket | None = None
         self.instance = instance_dir(os.getpid())
         self.control_path = control_socket or default_control_socket(self.instance)
         self.started_at = time.monotonic()
         self.supervisor: Supervisor | None = None
+        self.systemd = Notifier.from_environ()  # before any child spec copies the environment
+
+    def _router_spec(self, router_endpoint: str) -> tuple[ChildSpec, int | None]:
+        """The router's spec, and the client's stdin when there is one (stdio mode)."""
+        env = router_env(self.config, router_endpoint, self.instance)
+        if self.http is None:
+            client_in, client_out = _take_stdio()
+            return stdio_router_spec(env, client_in, client_out), client_in
+        from hangar.http import bind_socket, is_loopback, load_tokens
+
+        tokens = load_tokens(self.config.http)
+        if not tokens and not is_loopback(self.http.host) and not self.http.allow_unauthenticated:
+            raise ConfigError(
+                f"refusing to serve {self.http.host}:{self.http.port} without authentication",
+                path=self.config.path,
+                key_path="http",
+                hint="set HANGAR_TOKENS or http.tokens_file, bind 127.0.0.1, "
+                "or pass --allow-unauthenticated if something else guards this port",
+            )
+        listener = bind_socket(self.http.host, self.http.port)
+        self._listener = listener
+        log.info(
+            "http_listening",
+            url=f"http://{self.http.host}:{listener.getsockname()[1]}/mcp",
+            auth="bearer" if tokens else "none",
+        )
+        return http_router_spec(env, self.config, self.http, listener.fileno()), None
 
     async def run(self) -> int:
-        client_in, client_out = _take_stdio()
         context = zmq.asyncio.Context()
         router_endpoint = f"ipc://{self.instance}/router.sock"
         specs = [worker_spec(p, router_endpoint) for p in self.config.providers]
-        specs.append(router_spec(self.config, router_endpoint, self.instance, client_in, client_out))
+        try:
+            router, client_in = self._router_spec(router_endpoint)
+        except BaseException:
+            context.term()
+            if self._listener is not None:
+                self._listener.close()
+            remove_instance_dir(self.instance)
+            raise
+        specs.append(router)
         flags = SupervisorFlags(
             strategy=Strategy.ONE_FOR_ONE,
             intensity=self.config.supervisor.intensity,
@@ -110,6 +190,7 @@ class Root:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, supervisor.stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: log.info("sighup_ignored", hint="restart to reload"))
+        self.systemd.start_watchdog()
         try:
             await control.start()
             log.info(
@@ -121,7 +202,8 @@ class Root:
                 log.error("hangar_start_failed", error=str(exc))
                 return EX_SOFTWARE
             log.info("hangar_ready", elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
-            if os.isatty(client_in):
+            self.systemd.ready(self._summary())
+            if client_in is not None and os.isatty(client_in):
                 log.warning(
                     "stdin_is_a_terminal",
                     hint="hangar speaks MCP on stdin/stdout: connect an MCP client to `hangar serve` "
@@ -129,6 +211,7 @@ class Root:
                 )
             outcome = await supervisor.run()
             log.info("hangar_stopping", outcome=outcome.value)
+            self.systemd.stopping(f"stopping ({outcome.value})")
             await self._drain(supervisor)
             await supervisor.shutdown()
             log.info(
@@ -140,7 +223,10 @@ class Root:
         finally:
             await control.close()
             await supervisor.close()
+            await self.systemd.close()
             context.term()
+            if self._listener is not None:
+                self._listener.close()
             remove_instance_dir(self.instance)
 
     async def _drain(self, supervisor: Supervisor) -> None:
@@ -163,10 +249,42 @@ class Root:
                 log.warning("provider_drain_failed", provider=pid, error=str(result) or type(result).__name__)
 
     async def _on_child_event(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
-        if event == "exit" and child_id != ROUTER_ID and self.supervisor is not None:
+        if self.supervisor is None:
+            return
+        if event == "exit" and child_id != ROUTER_ID:
             await self.supervisor.notify(
                 ROUTER_ID, "worker_down", provider=child_id, detail=fields.get("detail")
             )
+        if event in ("exit", "restart", "escalated"):
+            self._count(child_id, event, fields)
+        if event in ("exit", "restart", "escalated") or (event == "ready" and child_id == ROUTER_ID):
+            await self.supervisor.notify(ROUTER_ID, "supervisor_figures", figures=self.figures)
+        if event in ("exit", "ready", "status") and self.systemd.enabled:
+            self.systemd.status(self._summary())
+
+    def _count(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
+        """The supervisor figures the router exposes on /metrics."""
+        if event == "escalated":
+            self.figures["escalations"] += 1
+            return
+        child = self.figures["children"].setdefault(child_id, {"restarts": 0, "exits": {}})
+        if event == "restart":
+            child["restarts"] += 1
+        else:
+            reason = str(fields.get("reason"))
+            child["exits"][reason] = child["exits"].get(reason, 0) + 1
+
+    def _summary(self) -> str:
+        """One line for `systemctl status`: providers by state."""
+        if self.supervisor is None:
+            return "starting"
+        states: dict[str, int] = {}
+        for info in self.supervisor.which_children():
+            if info.id != ROUTER_ID:
+                state = str(info.status.get("state", info.state.value))
+                states[state] = states.get(state, 0) + 1
+        by_state = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+        return f"{sum(states.values())} providers ({by_state})"
 
     # ---------------------------------------------------------------- control
 

@@ -22,7 +22,7 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 
-from hangar import management
+from hangar import management, metrics
 from hangar.batch import BatchCall, BatchInvalid, parse_batch, run_batch
 from hangar.dispatch import CONTROL_TIMEOUT_S, CallError, Dispatcher
 from workers.spec import ProviderSpec
@@ -57,6 +57,7 @@ class Router:
         self._tools_cache: list[types.Tool] | None = None
         self._notify_task: asyncio.Task[None] | None = None
         self._management_tools = [types.Tool.model_validate(t) for t in management.TOOLS]
+        self._tool_names: dict[str, tuple[list[dict[str, Any]] | None, frozenset[str]]] = {}
 
     def initialization_options(self) -> Any:
         return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
@@ -162,6 +163,10 @@ class Router:
             return await self._call(call, cid, started)
 
     async def _call(self, call: BatchCall, cid: str, started: float) -> dict[str, Any]:
+        tool_label = call.tool if call.tool in self._known_tools(call.provider) else metrics.UNKNOWN_TOOL
+        in_flight = metrics.IN_FLIGHT.labels(call.provider)
+        in_flight.inc()
+        outcome = "ok"
         try:
             result: dict[str, Any] = await self.dispatcher.call(
                 call.provider,
@@ -170,24 +175,40 @@ class Router:
                 timeout_s=call.timeout_s,
                 cid=cid,
             )
+            if result.get("isError"):
+                outcome = "tool_error"
+            return result
         except CallError as exc:
+            outcome = exc.type
             log.info(
                 "call_failed",
-                cid=cid,
                 provider=call.provider,
                 tool=call.tool,
                 error=exc.type,
                 elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             )
             raise
-        log.debug(
-            "call_ok",
-            cid=cid,
-            provider=call.provider,
-            tool=call.tool,
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
-        return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            elapsed_s = time.perf_counter() - started
+            in_flight.dec()
+            metrics.TOOL_CALLS.labels(call.provider, tool_label, outcome).inc()
+            metrics.CALL_SECONDS.labels(call.provider, tool_label).observe(elapsed_s)
+            log.debug(
+                "call_done",
+                provider=call.provider,
+                tool=call.tool,
+                outcome=outcome,
+                elapsed_ms=round(elapsed_s * 1000, 3),
+            )
+
+    def _known_tools(self, provider: str) -> frozenset[str]:
+        view = self.dispatcher.providers[provider]
+        if self._tool_names.get(provider, (None, frozenset()))[0] is not view.tools:
+            self._tool_names[provider] = (view.tools, frozenset(str(t.get("name")) for t in view.tools))
+        return self._tool_names[provider][1]
 
     # ------------------------------------------------------------ management
 
@@ -204,6 +225,8 @@ class Router:
                 payload = await run_batch(
                     calls, self.call, max_concurrency=max_concurrency, fail_fast=fail_fast
                 )
+                metrics.BATCH_CALLS.observe(len(calls))
+                metrics.BATCH_SECONDS.observe(payload["elapsed_ms"] / 1000)
                 return _json_result(payload)
             if name == "hangar_list":
                 return _json_result({"providers": self.list_rows()})

@@ -25,6 +25,7 @@ from mcp.server.stdio import stdio_server
 
 from hangar import resume
 from hangar.dispatch import Dispatcher
+from hangar.metrics import TreeCollector
 from hangar.router import Router
 from supervisors.child import ChildLink, CommandError
 from supervisors.logs import configure_logging
@@ -53,9 +54,13 @@ async def main() -> None:
     )
     router = Router(specs, dispatcher)
 
+    supervisor_figures: dict[str, Any] = {}
+
     async def on_event(message: dict[str, Any]) -> None:
         if message.get("event") == "worker_down":
             dispatcher.worker_down(str(message.get("provider")), str(message.get("detail")))
+        elif message.get("event") == "supervisor_figures":
+            supervisor_figures.update(message.get("figures") or {})
 
     async def on_command(op: str, args: dict[str, Any]) -> Any:
         if op == "list":
@@ -80,13 +85,51 @@ async def main() -> None:
             group.cancel_scope.cancel()
         log.info("client_disconnected", reason="stdin closed")
 
+    async def serve_over_http() -> None:
+        from hangar import http
+        from hangar.config import HttpSettings, RateLimit
+
+        settings_data = json.loads(os.environ["HANGAR_HTTP_SETTINGS"])
+        rate = settings_data.pop("rate_limit")
+        settings = HttpSettings(
+            **{
+                **settings_data,
+                "rate_limit": RateLimit(**rate) if rate else None,
+                "allowed_hosts": tuple(settings_data["allowed_hosts"]),
+                "allowed_origins": tuple(settings_data["allowed_origins"]),
+            }
+        )
+        collector = TreeCollector(
+            lambda: {v.id: v.status for v in dispatcher.providers.values()}, lambda: supervisor_figures
+        )
+        app = http.build_app(
+            router,
+            host=os.environ["HANGAR_HTTP_HOST"],
+            settings=settings,
+            tokens=http.load_tokens(settings),
+            collector=collector,
+            supervisor_alive=lambda: not link.lifeline_lost.is_set(),
+        )
+
+        async def stop_requested() -> None:
+            await stop.wait()
+
+        await http.serve(app, int(os.environ["HANGAR_HTTP_FD"]), stop_requested)
+        log.info("http_stopped")
+
     background = [asyncio.create_task(dispatcher.run()), asyncio.create_task(link.run())]
     await link.ready()
-    serving = asyncio.create_task(serve_stdio())
+    http_mode = os.environ.get("HANGAR_TRANSPORT") == "http"
+    serving = asyncio.create_task(serve_over_http() if http_mode else serve_stdio())
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([serving, stopped, *background], return_when=asyncio.FIRST_COMPLETED)
     failed = serving in done and serving.exception() is not None
-    if serving not in done:
+    if failed:
+        log.error("router_failed", error=repr(serving.exception()))
+    if serving not in done and http_mode:
+        stop.set()  # uvicorn drains its connections, then returns
+        await asyncio.wait([serving], timeout=DRAIN_TIMEOUT_S + 1)
+    elif serving not in done:
         reason = "stop requested" if stopped in done else "lost the supervisor"
         await drain(dispatcher, reason)
     dispatcher.close()

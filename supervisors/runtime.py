@@ -67,6 +67,7 @@ class ProcessStart:
     env: dict[str, str] | None = None
     stdin: int | None = None
     stdout: int | None = None
+    pass_fds: tuple[int, ...] = ()  # further descriptors the child inherits (a listening socket, say)
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
 
 
@@ -134,7 +135,8 @@ class Supervisor:
         specs: children in start order; their `start` must be a `ProcessStart`.
         endpoint: the ZeroMQ endpoint children connect to (READY, heartbeats, status).
         on_event: called as `on_event(child_id, event, fields)` for "ready", "exit"
-            (fields: reason, detail) and "status" (fields: the child's status).
+            (fields: reason, detail, pid), "restart", "escalated" and "status" (fields: the
+            child's status).
     """
 
     def __init__(
@@ -329,7 +331,9 @@ class Supervisor:
         stdin = start.stdin if start.stdin is not None else os.open(os.devnull, os.O_RDONLY)
         stdout = start.stdout if start.stdout is not None else sys.stderr.fileno()
         actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1)]
-        os.set_inheritable(self._lifeline_r, True)
+        inherited = (self._lifeline_r, *start.pass_fds)
+        for fd in inherited:
+            os.set_inheritable(fd, True)
         try:
             return os.posix_spawnp(
                 start.argv[0],
@@ -339,7 +343,8 @@ class Supervisor:
                 setsigdef=(signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE),
             )
         finally:
-            os.set_inheritable(self._lifeline_r, False)
+            for fd in inherited:
+                os.set_inheritable(fd, False)
             if start.stdin is None:
                 os.close(stdin)
 
@@ -542,6 +547,7 @@ class Supervisor:
                 if child is None or self._stopping:
                     continue
                 child.restarts += 1
+                self._emit(child_id, "restart")
                 try:
                     await self._start_child(child)
                 except StartError as exc:

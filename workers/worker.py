@@ -27,6 +27,7 @@ from supervisors.restart_window import RestartWindow
 from supervisors.spec import BackoffPolicy, Restart
 from supervisors.strategy import should_restart
 from supervisors.wire import Kind, WireError, nowait_view, pack, unpack
+from workers.figures import WorkerFigures
 from workers.lifecycle import ProviderState, Transition
 from workers.session import McpSession, RpcError, SessionClosed
 from workers.spec import ProviderSpec
@@ -60,6 +61,7 @@ class Worker:
         self.in_flight = 0
         self.last_error: str | None = None
         self.history: list[Transition] = []
+        self.figures = WorkerFigures()
         self.tools: list[dict[str, Any]] = [dict(t) for t in spec.tools]
         self.tools_source = "config" if spec.tools else "none"
         self.on_change: Callable[[], Awaitable[None]] | None = None
@@ -108,6 +110,7 @@ class Worker:
             "tools_count": len(self.tools),
             "tools_source": self.tools_source,
             "rev": self.rev,
+            "figures": self.figures.snapshot(),
             "uptime_s": round(time.monotonic() - self._started_at, 3) if self._started_at else None,
         }
 
@@ -356,6 +359,8 @@ class Worker:
             self._watch_task = asyncio.create_task(self._watch(transport, session))
             self._last_activity = time.monotonic()
             elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+            self.figures.starts += 1
+            self.figures.cold_start_s.observe(elapsed_ms / 1000)
             self._log.info("provider_started", pid=transport.pid, elapsed_ms=elapsed_ms, tools=len(tools))
             await self._set_state(ProviderState.READY, f"started in {elapsed_ms:g} ms")
             return session
@@ -392,6 +397,7 @@ class Worker:
             return
         self._session = None
         self._started_at = None
+        self.figures.crashes += 1
         now = time.monotonic()
         self._backoff.note_exit(now)
         exit_ = classify_exit(returncode=returncode, stop_requested=False)

@@ -201,7 +201,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     exc = error(tmp_path, "providers:\n  p: {command: x}\nlog_levle: debug\n")
     assert str(exc) == (
         f"{tmp_path}/hangar.yaml:3: log_levle: unknown key 'log_levle'; "
-        "allowed keys: providers, mcpServers, supervisor, log_level\n"
+        "allowed keys: providers, mcpServers, supervisor, log_level, http\n"
         "hint: did you mean 'log_level'?"
     )
 
@@ -385,3 +385,35 @@ def test_bad_log_level(tmp_path: Path) -> None:
 def test_describe_and_check_config(tmp_path: Path) -> None:
     path = write(tmp_path, "providers:\n  a: {command: x}\n  b: {command: y}\n")
     assert describe(check_config(path)) == f"ok: 2 providers (a, b) in {path}"
+
+
+def test_http_section_is_read(tmp_path: Path) -> None:
+    (tmp_path / "tokens").write_text("t1\n")
+    path = tmp_path / "hangar.yaml"
+    path.write_text(
+        "providers:\n  p: {command: x}\n"
+        "http:\n  tokens_file: tokens\n  rate_limit: {requests_per_s: 5, burst: 10}\n"
+        "  allowed_hosts: ['hangar.internal:*']\n  allowed_origins: ['https://app.internal']\n"
+    )
+    http = load_config(path).http
+    assert http.tokens_file == str(tmp_path / "tokens")
+    assert (http.rate_limit.requests_per_s, http.rate_limit.burst) == (5.0, 10)  # type: ignore[union-attr]
+    assert (http.allowed_hosts, http.allowed_origins) == (("hangar.internal:*",), ("https://app.internal",))
+
+
+def test_http_section_defaults_to_no_rate_limit_and_no_tokens_file(tmp_path: Path) -> None:
+    path = tmp_path / "hangar.yaml"
+    path.write_text("providers:\n  p: {command: x}\n")
+    http = load_config(path).http
+    assert (http.tokens_file, http.rate_limit, http.allowed_hosts) == (None, None, ())
+
+
+def test_http_rate_limit_needs_both_keys(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p: {command: x}\nhttp:\n  rate_limit: {burst: 3}\n")
+    assert (exc.key_path, exc.line, exc.message) == ("http.rate_limit", 4, "rate_limit needs requests_per_s")
+
+
+def test_http_missing_tokens_file_is_an_error(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p: {command: x}\nhttp:\n  tokens_file: nope\n")
+    assert (exc.key_path, exc.line) == ("http.tokens_file", 4)
+    assert exc.message == f"tokens file does not exist: {tmp_path}/nope"
