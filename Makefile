@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 NPM_PREFIX := .cache/npm
-# MCP servers written elsewhere that the end-to-end tests run as providers
-NPM_PACKAGES := @modelcontextprotocol/server-everything@2026.8.31
-EVERYTHING := $(NPM_PREFIX)/node_modules/.bin/mcp-server-everything
+# MCP servers written elsewhere that the end-to-end tests run as providers, and a TypeScript client
+NPM_PACKAGES := @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/sdk@1.32.2
+NPM_STAMP := $(NPM_PREFIX)/.installed
 
 .PHONY: setup run test lint typecheck pytest clean
 
@@ -20,9 +20,10 @@ setup: $(BIN)/.installed
 run: setup
 	$(BIN)/hangar serve --config configs/example.yaml
 
-$(EVERYTHING):
+$(NPM_STAMP): Makefile
 	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	npm install --silent --no-audit --no-fund --prefix $(NPM_PREFIX) $(NPM_PACKAGES)
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check .
@@ -31,7 +32,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup $(EVERYTHING)
+pytest: setup $(NPM_STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
