@@ -33,7 +33,8 @@ class BatchCall:
     timeout_s: float
 
 
-CallFn = Callable[[BatchCall], Awaitable[dict[str, Any]]]
+CallFn = Callable[[int, BatchCall], Awaitable[tuple[dict[str, Any], int]]]  # -> (result, attempts)
+FinishedFn = Callable[[int, BatchCall, bool], None]
 
 
 def parse_batch(
@@ -85,7 +86,13 @@ def parse_batch(
 
 
 async def run_batch(
-    calls: list[BatchCall], call_fn: CallFn, *, max_concurrency: int, fail_fast: bool
+    calls: list[BatchCall],
+    call_fn: CallFn,
+    *,
+    max_concurrency: int,
+    fail_fast: bool,
+    correlation_id: str | None = None,
+    on_finished: FinishedFn | None = None,
 ) -> dict[str, Any]:
     """Run the calls concurrently (at most max_concurrency at once); results in request order."""
     started = time.perf_counter()
@@ -98,21 +105,24 @@ async def run_batch(
             call_started = time.perf_counter()
             entry: dict[str, Any] = {"index": index, "provider": call.provider, "tool": call.tool}
             if fail_fast and failed.is_set():
-                entry.update(ok=False, error=_skipped(), elapsed_ms=0.0)
+                entry.update(ok=False, error=_skipped(), attempts=0, elapsed_ms=0.0)
                 results[index] = entry
                 return
             try:
-                result = await call_fn(call)
+                result, attempts = await call_fn(index, call)
             except CallError as exc:
-                entry.update(ok=False, error=exc.error)
+                entry.update(ok=False, error=exc.error, attempts=exc.attempts)
             else:
                 entry["result"] = result
+                entry["attempts"] = attempts
                 if result.get("isError"):
                     entry.update(ok=False, error=_tool_error(result))
                 else:
                     entry["ok"] = True
             entry["elapsed_ms"] = round((time.perf_counter() - call_started) * 1000, 3)
             results[index] = entry
+            if on_finished is not None:
+                on_finished(index, call, entry["ok"])
             if not entry["ok"]:
                 failed.set()
 
@@ -126,8 +136,14 @@ async def run_batch(
             task.cancel()  # the calls still running are cancelled upstream too
     await gathered
     final = [r if r is not None else _cancelled(i, calls[i]) for i, r in enumerate(results)]
+    if correlation_id is not None:
+        for entry in final:
+            entry["correlation_id"] = correlation_id
+            if "error" in entry:
+                entry["error"]["correlation_id"] = correlation_id
     succeeded = sum(1 for r in final if r["ok"])
     return {
+        **({"correlation_id": correlation_id} if correlation_id is not None else {}),
         "results": final,
         "succeeded": succeeded,
         "failed": len(final) - succeeded,

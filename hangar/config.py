@@ -20,6 +20,7 @@ dotted key path (`providers[2].command`) and the 1-based line.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -27,13 +28,13 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from hangar.errors import ConfigError
-from workers.spec import BackoffSpec, ProviderMode, ProviderSpec, RestartType
+from workers.spec import BackoffSpec, ProviderMode, ProviderSpec, RestartType, RetrySpec
 
 __all__ = ["HangarConfig", "RootSupervision", "check_config", "describe", "load_config"]
 
@@ -68,6 +69,28 @@ _PROVIDER_KEYS = (
     "backoff",
     "intensity",
     "period_s",
+    "health_check_interval_s",
+    "max_consecutive_failures",
+    "circuit_breaker",
+    "retry",
+)
+_MEMBER_KEYS = ("id", "weight", "priority", *_PROVIDER_KEYS)
+_GROUP_KEYS = ("mode", "members", "strategy", "min_healthy", "tools", "retry")
+_BREAKER_KEYS = ("failure_threshold", "reset_timeout_s")
+_RETRY_KEYS = ("max_attempts", "backoff", "retry_on")
+_RETRY_BACKOFF_KEYS = ("initial_s", "max_s", "multiplier", "jitter")
+GROUP_STRATEGIES = ("round_robin", "weighted_round_robin", "random", "priority", "least_connections")
+RETRYABLE_TYPES = (
+    "timeout",
+    "provider_crashed",
+    "worker_crashed",
+    "provider_error",
+    "provider_start_failed",
+    "provider_not_ready",
+    "worker_unavailable",
+    "circuit_open",
+    "overloaded",
+    "tool_error",
 )
 _MCP_SERVER_KEYS = ("command", "args", "env", "cwd", "type")
 _TOOL_KEYS = (
@@ -119,6 +142,18 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class GroupSpec:
+    """Providers that look like one: `<group>__<tool>`, calls balanced across `members`."""
+
+    id: str
+    members: tuple[str, ...]
+    strategy: str = "round_robin"
+    min_healthy: int = 1
+    retry: RetrySpec = field(default_factory=RetrySpec)
+    tools: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class HangarConfig:
     """A validated config file; `path` is absolute."""
 
@@ -127,6 +162,7 @@ class HangarConfig:
     supervisor: RootSupervision
     log_level: str = "info"
     http: HttpSettings = HttpSettings()
+    groups: tuple[GroupSpec, ...] = ()
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> HangarConfig:
@@ -450,7 +486,18 @@ class _Loader:
         if "supervisor" in fields:
             supervisor = self._supervisor(fields["supervisor"])
         http = self._http(fields["http"]) if "http" in fields else HttpSettings()
-        return HangarConfig(self.abspath, self._providers(fields), supervisor, log_level, http)
+        self._groups: list[GroupSpec] = []
+        providers = self._providers(fields)
+        seen: dict[str, str] = {}
+        for spec in providers:
+            owner = spec.group or spec.id
+            if spec.id in seen:
+                raise self.error(f"duplicate provider id '{spec.id}' (in {seen[spec.id]} and {owner})")
+            seen[spec.id] = owner
+        for group in self._groups:
+            if group.id in seen and seen[group.id] != group.id:
+                raise self.error(f"group id '{group.id}' is also a member id in {seen[group.id]}")
+        return HangarConfig(self.abspath, providers, supervisor, log_level, http, groups=tuple(self._groups))
 
     def _http(self, node: _Node) -> HttpSettings:
         fields = self._check_keys(node, _HTTP_KEYS)
@@ -512,7 +559,7 @@ class _Loader:
         if isinstance(section.value, dict):
             for provider_id, body in section.value.items():
                 self._check_id(provider_id, body, key=True)
-                specs.append(self._provider(provider_id, body, mcp=mcp))
+                specs.extend(self._entry(provider_id, body, mcp=mcp))
         elif isinstance(section.value, list) and not mcp:
             first_lines: dict[str, int] = {}
             for item in section.value:
@@ -529,7 +576,7 @@ class _Loader:
                         id_node,
                     )
                 first_lines[provider_id] = id_node.line
-                specs.append(self._provider(provider_id, item, mcp=False, listed=True))
+                specs.extend(self._entry(provider_id, item, mcp=False, listed=True))
         else:
             expected = "a mapping" if mcp else "a mapping or a list"
             raise self.error(f"expected {expected}, got {_describe(section.value, section.raw)}", section)
@@ -559,7 +606,79 @@ class _Loader:
                 hint=f"'router' and ids starting with '{RESERVED_PREFIX}' are hangar's own",
             )
 
-    def _provider(self, provider_id: str, body: _Node, *, mcp: bool, listed: bool = False) -> ProviderSpec:
+    def _entry(self, entry_id: str, body: _Node, *, mcp: bool, listed: bool = False) -> list[ProviderSpec]:
+        """A provider, or a group (`mode: group`) as its member providers."""
+        fields = self._mapping(body)
+        if mcp or "mode" not in fields or self._string(fields["mode"]) != "group":
+            return [self._provider(entry_id, body, mcp=mcp, listed=listed)]
+        fields = self._check_keys(body, ("id", *_GROUP_KEYS) if listed else _GROUP_KEYS)
+        if "members" not in fields:
+            raise self.error("missing required key 'members'", body, key=True)
+        member_nodes = self._list(fields["members"])
+        if not member_nodes:
+            raise self.error("a group needs at least one member", fields["members"])
+        tools = self._tools(fields["tools"]) if "tools" in fields else ()
+        members = []
+        for node in member_nodes:
+            member_fields = self._check_keys(node, _MEMBER_KEYS)
+            if "id" not in member_fields:
+                raise self.error("missing required key 'id'", node)
+            member_id = self._string(member_fields["id"])
+            self._check_id(member_id, member_fields["id"])
+            spec = self._provider(member_id, node, mcp=False, listed=True, member=True)
+            extra: dict[str, Any] = {"group": entry_id}
+            if "weight" in member_fields:
+                extra["weight"] = self._integer(member_fields["weight"], minimum=1)
+            if "priority" in member_fields:
+                extra["priority"] = self._integer(member_fields["priority"], minimum=0)
+            if tools and not spec.tools:
+                extra["tools"] = tools
+            members.append(dataclasses.replace(spec, **extra))
+        min_healthy = self._integer(fields["min_healthy"], minimum=0) if "min_healthy" in fields else 1
+        if min_healthy > len(members):
+            raise self.error(
+                f"min_healthy is {min_healthy} but the group has {len(members)} members",
+                fields["min_healthy"],
+            )
+        self._groups.append(
+            GroupSpec(
+                id=entry_id,
+                members=tuple(m.id for m in members),
+                strategy=self._choice(fields["strategy"], GROUP_STRATEGIES)
+                if "strategy" in fields
+                else "round_robin",
+                min_healthy=min_healthy,
+                retry=self._retry(fields["retry"]) if "retry" in fields else RetrySpec(),
+                tools=tools,
+            )
+        )
+        return members
+
+    def _retry(self, node: _Node) -> RetrySpec:
+        fields = self._check_keys(node, _RETRY_KEYS)
+        values: dict[str, Any] = {}
+        if "max_attempts" in fields:
+            values["max_attempts"] = self._integer(fields["max_attempts"], minimum=1)
+        if "backoff" in fields:
+            backoff = self._check_keys(fields["backoff"], _RETRY_BACKOFF_KEYS)
+            for key in ("initial_s", "max_s"):
+                if key in backoff:
+                    values[key] = self._number(backoff[key], minimum=0)
+            if "multiplier" in backoff:
+                values["multiplier"] = self._number(backoff["multiplier"], minimum=1)
+            if "jitter" in backoff:
+                values["jitter"] = self._number(backoff["jitter"], minimum=0)
+                if values["jitter"] >= 1:
+                    raise self.error("jitter must be below 1", backoff["jitter"])
+        if "retry_on" in fields:
+            values["retry_on"] = tuple(
+                self._choice(item, RETRYABLE_TYPES) for item in self._list(fields["retry_on"])
+            )
+        return RetrySpec(**values)
+
+    def _provider(
+        self, provider_id: str, body: _Node, *, mcp: bool, listed: bool = False, member: bool = False
+    ) -> ProviderSpec:
         """One provider's spec; `mcp` for the `mcpServers` form, `listed` for the list form."""
         if mcp:
             fields = self._mapping(body)
@@ -573,9 +692,10 @@ class _Loader:
                 if transport != "stdio":
                     raise self.error(f"expected one of stdio, got '{transport}'", fields["type"])
         else:
-            fields = self._check_keys(body, ("id", *_PROVIDER_KEYS) if listed else _PROVIDER_KEYS)
+            allowed = _MEMBER_KEYS if member else (("id", *_PROVIDER_KEYS) if listed else _PROVIDER_KEYS)
+            fields = self._check_keys(body, allowed)
             if "mode" in fields:
-                self._choice(fields["mode"], [mode.value for mode in ProviderMode])
+                self._choice(fields["mode"], [*(mode.value for mode in ProviderMode), "group"])
         values: dict[str, Any] = {
             "command": self._command(body, fields),
             "cwd": self._cwd(fields["cwd"]) if "cwd" in fields else self.config_dir,
@@ -598,6 +718,22 @@ class _Loader:
             values["backoff"] = self._backoff(fields["backoff"])
         if "tools" in fields:
             values["tools"] = self._tools(fields["tools"])
+        if "health_check_interval_s" in fields:
+            values["health_check_interval_s"] = self._number(
+                fields["health_check_interval_s"], minimum=0, exclusive=True
+            )
+        if "max_consecutive_failures" in fields:
+            values["max_consecutive_failures"] = self._integer(fields["max_consecutive_failures"], minimum=1)
+        if "circuit_breaker" in fields:
+            breaker = self._check_keys(fields["circuit_breaker"], _BREAKER_KEYS)
+            if "failure_threshold" in breaker:
+                values["breaker_failure_threshold"] = self._integer(breaker["failure_threshold"], minimum=1)
+            if "reset_timeout_s" in breaker:
+                values["breaker_reset_timeout_s"] = self._number(
+                    breaker["reset_timeout_s"], minimum=0, exclusive=True
+                )
+        if "retry" in fields:
+            values["retry"] = self._retry(fields["retry"])
         return ProviderSpec(id=provider_id, mode=ProviderMode.SUBPROCESS, **values)
 
     def _command(self, body: _Node, fields: dict[str, _Node]) -> tuple[str, ...]:

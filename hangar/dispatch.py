@@ -40,6 +40,7 @@ class CallError(Exception):
         self.type = type_
         self.message = message
         self.hint = hint
+        self.attempts = 1
 
     @property
     def error(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class Dispatcher:
         *,
         timeout_s: float,
         cid: str | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> Any:
         """Send `op` to the provider's worker and wait for its answer.
 
@@ -114,6 +116,8 @@ class Dispatcher:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = _Pending(provider, future)
+        if on_progress is not None:
+            self._progress[request_id] = on_progress
         try:
             await self._send_call(provider, pack(Kind.CALL, id=request_id, op=op, args=args, cid=cid))
             try:
@@ -130,6 +134,7 @@ class Dispatcher:
                 raise
         finally:
             self._pending.pop(request_id, None)
+            self._progress.pop(request_id, None)
 
     async def _send_call(self, provider: str, frame: bytes) -> None:
         """Hand a call to the worker, waiting up to CONNECT_WAIT_S for it to (re)connect.
@@ -208,6 +213,10 @@ class Dispatcher:
                 pending.future.set_exception(
                     CallError(str(error.get("type")), str(error.get("message")), error.get("hint"))
                 )
+        elif kind == Kind.PROGRESS:
+            callback = self._progress.get(message.get("id", -1))
+            if callback is not None and isinstance(message.get("progress"), dict):
+                callback(message["progress"])
         elif kind == Kind.EVENT and message.get("event") == "provider":
             status = message.get("status") or {}
             tools = message.get("tools") or []

@@ -72,6 +72,7 @@ def router_env(config: HangarConfig, router_endpoint: str, instance: Path) -> di
     env["HANGAR_PROVIDERS"] = json.dumps([p.to_dict() for p in config.providers])
     env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
     env["HANGAR_INSTANCE_DIR"] = str(instance)
+    env["HANGAR_GROUPS"] = json.dumps([dataclasses.asdict(group) for group in config.groups])
     return env
 
 
@@ -320,7 +321,9 @@ class Root:
         return {
             "id": info.id,
             "mode": status.get("mode", "subprocess"),
+            "group": status.get("group"),
             "state": status.get("state", "unknown") if running else f"worker {info.state.value}",
+            "breaker": status.get("breaker", "closed"),
             "reason": status.get("reason")
             if running
             else (info.last_exit.detail if info.last_exit else None),

@@ -1,8 +1,9 @@
 """The router: the MCP server that clients see.
 
-It aggregates every provider's tools as `<provider>__<tool>`, adds the management
-tools, routes each call to its provider's worker over ZeroMQ, and runs `hangar_call`
-batches. It serves both protocol eras through the SDK's dual-era loop.
+It aggregates every provider's tools as `<provider>__<tool>` (a group's as `<group>__<tool>`),
+adds the management tools, routes each call to a worker over ZeroMQ (for a group, to a member
+the balancer picks, failing over when a call could not reach one), retries what the retry
+policy allows, relays progress, and runs `hangar_call` batches. It serves both protocol eras.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import time
 import uuid
 import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mcp_types as types
@@ -24,22 +26,37 @@ from mcp.shared.exceptions import MCPError
 
 from hangar import management, metrics
 from hangar.batch import BatchCall, BatchInvalid, parse_batch, run_batch
+from hangar.config import GroupSpec
 from hangar.dispatch import CONTROL_TIMEOUT_S, CallError, Dispatcher
-from workers.spec import ProviderSpec
+from hangar.groups import Group
+from hangar.progress import BatchProgress, ProgressRelay
+from hangar.retry import NEVER_REACHED, delay_s, may_retry
+from workers.spec import ProviderSpec, RetrySpec
 
 INVALID_PARAMS = -32602
 TOOL_SEPARATOR = "__"
 SYNC_WAIT_S = 5.0  # a fresh router waits this long for every worker's first announcement
+MAX_CORRELATION_ID = 128  # characters; a correlation id is a label, not a payload
 VERSION = "0.1.0"
 
 log = structlog.get_logger("hangar.router")
+
+ProgressFn = Callable[[dict[str, Any]], None] | None
 
 
 class Router:
     """Everything the MCP handlers need: the provider table and how to reach workers."""
 
-    def __init__(self, specs: list[ProviderSpec], dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, specs: list[ProviderSpec], dispatcher: Dispatcher, groups: Sequence[GroupSpec] = ()
+    ) -> None:
         self.specs = {spec.id: spec for spec in specs}
+        self.groups = {group.id: Group(group, self.specs) for group in groups}
+        self.public: list[str] = []  # what clients address: standalone providers and groups, in config order
+        for spec in specs:
+            entry = spec.group or spec.id
+            if entry not in self.public:
+                self.public.append(entry)
         self.dispatcher = dispatcher
         self.bus = InMemorySubscriptionBus()
         self.server: Server[Any] = Server(
@@ -78,36 +95,45 @@ class Router:
             except Exception as exc:  # a client that went away must not stop the others
                 log.debug("list_changed_not_sent", error=str(exc))
 
+    def tools_of(self, entry: str) -> list[dict[str, Any]]:
+        group = self.groups.get(entry)
+        if group is not None:
+            return group.tools(self.dispatcher.providers)
+        return self.dispatcher.providers[entry].tools
+
     def tools(self) -> list[types.Tool]:
         if self._tools_cache is None:
             tools: list[types.Tool] = []
-            for provider_id, view in self.dispatcher.providers.items():
-                for tool in view.tools:
+            for entry in self.public:
+                for tool in self.tools_of(entry):
                     exposed = dict(tool)
-                    exposed["name"] = f"{provider_id}{TOOL_SEPARATOR}{tool.get('name')}"
+                    exposed["name"] = f"{entry}{TOOL_SEPARATOR}{tool.get('name')}"
                     exposed.setdefault("inputSchema", {"type": "object"})
                     try:
                         tools.append(types.Tool.model_validate(exposed))
                     except ValueError as exc:
-                        log.warning(
-                            "tool_skipped", provider=provider_id, tool=tool.get("name"), error=str(exc)
-                        )
+                        log.warning("tool_skipped", provider=entry, tool=tool.get("name"), error=str(exc))
             self._tools_cache = tools + self._management_tools
         return self._tools_cache
 
     async def discover(self) -> None:
-        """Before the first tools/list: learn the tools of providers that predefine none."""
+        """Before a tools/list: learn the tools of providers (and groups) that predefine none."""
         try:
             await asyncio.wait_for(self.dispatcher.synced.wait(), SYNC_WAIT_S)
         except TimeoutError:
             log.warning("workers_not_synced", waited_s=SYNC_WAIT_S)
-        unknown = [  # cold, or already starting for a call: either way, wait for its tools
-            pid
-            for pid, view in self.dispatcher.providers.items()
-            if not view.tools
-            and view.status.get("tools_source") == "none"
-            and view.status.get("state") != "dead"
-        ]
+        unknown = []
+        for entry in self.public:
+            if self.tools_of(entry):
+                continue
+            group = self.groups.get(entry)
+            candidates = [m.id for m in group.members] if group else [entry]
+            # cold, or already starting for a call: either way, wait for its tools
+            member = next(
+                (c for c in candidates if self.dispatcher.providers[c].status.get("state") != "dead"), None
+            )
+            if member is not None and self.dispatcher.providers[member].status.get("tools_source") == "none":
+                unknown.append(member)
         if unknown:
             await asyncio.gather(*(self._discover_one(pid) for pid in unknown))
 
@@ -140,40 +166,130 @@ class Router:
         self._connections.add(ctx.session)
         name = params.name
         arguments = params.arguments or {}
-        if name in management.NAMES:
-            return await self._management(name, arguments)
-        provider, separator, tool = name.partition(TOOL_SEPARATOR)
-        if not separator or provider not in self.specs:
-            raise MCPError(
-                INVALID_PARAMS,
-                f"unknown tool {name!r}: tools are named <provider>__<tool>; "
-                f"providers: {', '.join(self.specs)}",
-            )
-        call = BatchCall(provider, tool, arguments, self.specs[provider].call_timeout_s)
+        token = (ctx.meta or {}).get("progress_token")
+        relay = ProgressRelay(ctx.session, token, ctx.request_id) if token is not None else None
         try:
-            result = await self.call(call)
-        except CallError as exc:
-            return _error_result(exc.error)
-        return types.CallToolResult.model_validate(result)
+            if name in management.NAMES:
+                return await self._management(name, arguments, relay)
+            entry, separator, tool = name.partition(TOOL_SEPARATOR)
+            if not separator or entry not in self.public:
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"unknown tool {name!r}: tools are named <provider>__<tool>; "
+                    f"providers: {', '.join(self.public)}",
+                )
+            call = BatchCall(entry, tool, arguments, self.default_timeout_s(entry))
+            try:
+                result, _ = await self.call(call, on_progress=relay.provider_progress if relay else None)
+            except CallError as exc:
+                return _error_result(exc.error)
+            return types.CallToolResult.model_validate(result)
+        finally:
+            if relay is not None:
+                await relay.close()
 
-    async def call(self, call: BatchCall) -> dict[str, Any]:
-        cid = uuid.uuid4().hex[:12]
-        started = time.perf_counter()
+    def default_timeout_s(self, entry: str) -> float:
+        group = self.groups.get(entry)
+        spec = group.members[0] if group else self.specs[entry]
+        return spec.call_timeout_s
+
+    def retry_policy(self, entry: str) -> RetrySpec:
+        group = self.groups.get(entry)
+        return group.spec.retry if group else self.specs[entry].retry
+
+    # ----------------------------------------------------------------- calls
+
+    async def call(
+        self,
+        call: BatchCall,
+        *,
+        batch_retries: int | None = None,
+        on_progress: ProgressFn = None,
+        cid: str | None = None,
+    ) -> tuple[dict[str, Any], int]:
+        """Run one tool call to its provider or group; returns (result, attempts).
+
+        Raises:
+            CallError: with `attempts` set, when no attempt produced a result.
+        """
+        cid = cid or uuid.uuid4().hex[:12]
         with structlog.contextvars.bound_contextvars(cid=cid):
-            return await self._call(call, cid, started)
+            return await self._call_with_retries(call, batch_retries, on_progress, cid)
 
-    async def _call(self, call: BatchCall, cid: str, started: float) -> dict[str, Any]:
-        tool_label = call.tool if call.tool in self._known_tools(call.provider) else metrics.UNKNOWN_TOOL
-        in_flight = metrics.IN_FLIGHT.labels(call.provider)
+    async def _call_with_retries(
+        self, call: BatchCall, batch_retries: int | None, on_progress: ProgressFn, cid: str
+    ) -> tuple[dict[str, Any], int]:
+        group = self.groups.get(call.provider)
+        policy = self.retry_policy(call.provider)
+        max_attempts = batch_retries + 1 if batch_retries is not None else policy.max_attempts
+        attempts = retries = 0
+        tried: set[str] = set()  # members that could not take this call
+        while True:
+            target = call.provider
+            if group is not None:
+                member = group.pick(self.dispatcher.providers, self._in_flight(group), exclude=tried)
+                if member is None:
+                    error = CallError(
+                        "no_member_available",
+                        f"no member of group {group.id} can take calls now "
+                        f"({group.healthy(self.dispatcher.providers)} healthy of {len(group.members)})",
+                        "see hangar_list for the members' states; calls go through again as they recover",
+                    )
+                    error.attempts = attempts
+                    raise error
+                target = member
+            attempts += 1
+            try:
+                result = await self._call_once(target, call, on_progress, failover=group is not None)
+            except CallError as exc:
+                exc.attempts = attempts
+                if group is not None and exc.type in NEVER_REACHED:
+                    tried.add(target)  # the call never reached this member: another one takes it now
+                    log.info("call_failover", group=group.id, member=target, error=exc.type)
+                    continue
+                if retries + 1 >= max_attempts or not may_retry(
+                    exc.type, policy, batch_retries=batch_retries is not None
+                ):
+                    raise
+                retries += 1
+                tried.clear()
+                if group is not None:
+                    tried.add(target)  # prefer another member for the retry
+                wait_s = delay_s(policy, retries)
+                log.info(
+                    "call_retry",
+                    provider=call.provider,
+                    error=exc.type,
+                    attempt=attempts + 1,
+                    delay_s=round(wait_s, 3),
+                )
+                await asyncio.sleep(wait_s)
+                continue
+            if result.get("isError") and "tool_error" in policy.retry_on and retries + 1 < max_attempts:
+                retries += 1
+                await asyncio.sleep(delay_s(policy, retries))
+                continue
+            return result, attempts
+
+    def _in_flight(self, group: Group) -> dict[str, int]:
+        return {m.id: self.dispatcher.in_flight(m.id) for m in group.members}
+
+    async def _call_once(
+        self, target: str, call: BatchCall, on_progress: ProgressFn, *, failover: bool
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        tool_label = call.tool if call.tool in self._known_tools(target) else metrics.UNKNOWN_TOOL
+        in_flight = metrics.IN_FLIGHT.labels(target)
         in_flight.inc()
         outcome = "ok"
+        args: dict[str, Any] = {"name": call.tool, "arguments": call.arguments, "timeout_s": call.timeout_s}
+        if on_progress is not None:
+            args["progress"] = True
+        if failover:
+            args["failover"] = True
         try:
             result: dict[str, Any] = await self.dispatcher.call(
-                call.provider,
-                "tools/call",
-                {"name": call.tool, "arguments": call.arguments, "timeout_s": call.timeout_s},
-                timeout_s=call.timeout_s,
-                cid=cid,
+                target, "tools/call", args, timeout_s=call.timeout_s, on_progress=on_progress
             )
             if result.get("isError"):
                 outcome = "tool_error"
@@ -182,7 +298,7 @@ class Router:
             outcome = exc.type
             log.info(
                 "call_failed",
-                provider=call.provider,
+                provider=target,
                 tool=call.tool,
                 error=exc.type,
                 elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
@@ -194,11 +310,11 @@ class Router:
         finally:
             elapsed_s = time.perf_counter() - started
             in_flight.dec()
-            metrics.TOOL_CALLS.labels(call.provider, tool_label, outcome).inc()
-            metrics.CALL_SECONDS.labels(call.provider, tool_label).observe(elapsed_s)
+            metrics.TOOL_CALLS.labels(target, tool_label, outcome).inc()
+            metrics.CALL_SECONDS.labels(target, tool_label).observe(elapsed_s)
             log.debug(
                 "call_done",
-                provider=call.provider,
+                provider=target,
                 tool=call.tool,
                 outcome=outcome,
                 elapsed_ms=round(elapsed_s * 1000, 3),
@@ -212,37 +328,26 @@ class Router:
 
     # ------------------------------------------------------------ management
 
-    async def _management(self, name: str, args: dict[str, Any]) -> types.CallToolResult:
+    async def _management(
+        self, name: str, args: dict[str, Any], relay: ProgressRelay | None
+    ) -> types.CallToolResult:
         try:
             if name == "hangar_call":
-                calls, max_concurrency, fail_fast = parse_batch(
-                    args.get("calls"),
-                    providers=self.specs,
-                    timeout_s=args.get("timeout_s", 60),
-                    max_concurrency=args.get("max_concurrency", 50),
-                    fail_fast=args.get("fail_fast", False),
-                )
-                payload = await run_batch(
-                    calls, self.call, max_concurrency=max_concurrency, fail_fast=fail_fast
-                )
-                metrics.BATCH_CALLS.observe(len(calls))
-                metrics.BATCH_SECONDS.observe(payload["elapsed_ms"] / 1000)
-                return _json_result(payload)
+                return await self._hangar_call(args, relay)
             if name == "hangar_list":
                 return _json_result({"providers": self.list_rows()})
             if name == "hangar_status":
                 text = management.dashboard(self.list_rows())
                 return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
             if name == "hangar_warm":
-                providers = management.parse_provider_list(args.get("providers"))
-                for provider in providers:
-                    self._require_provider(provider)
+                entries = management.parse_provider_list(args.get("providers"))
+                targets = [t for entry in entries for t in self._workers_of(self._require_provider(entry))]
                 results = await asyncio.gather(
-                    *(self._control(p, "start") for p in providers), return_exceptions=True
+                    *(self._control(t, "start") for t in targets), return_exceptions=True
                 )
                 rows = [
                     {
-                        "provider": p,
+                        "provider": t,
                         "ok": not isinstance(r, BaseException),
                         **(
                             {"state": r.get("state")}
@@ -250,18 +355,25 @@ class Router:
                             else {"error": getattr(r, "error", str(r))}
                         ),
                     }
-                    for p, r in zip(providers, results, strict=True)
+                    for t, r in zip(targets, results, strict=True)
                 ]
                 return _json_result({"providers": rows})
-            provider = self._require_provider(args.get("provider"))
+            entry = self._require_provider(args.get("provider"))
             if name == "hangar_tools":
-                start = not self.specs[provider].tools
+                group = self.groups.get(entry)
+                target = group.members[0].id if group else entry
+                if group is not None and self.tools_of(entry):
+                    return _json_result({"provider": entry, "tools": self.tools_of(entry)})
+                start = not self.specs[target].tools
                 tools = await self.dispatcher.call(
-                    provider, "tools/list", {"start": start}, timeout_s=self.specs[provider].startup_timeout_s
+                    target, "tools/list", {"start": start}, timeout_s=self.specs[target].startup_timeout_s
                 )
-                return _json_result({"provider": provider, "tools": tools})
+                return _json_result({"provider": entry, "tools": tools})
             op = {"hangar_start": "start", "hangar_stop": "stop", "hangar_details": "details"}[name]
-            return _json_result(await self._control(provider, op))
+            answers = [await self._control(t, op) for t in self._workers_of(entry)]
+            if entry in self.groups:
+                return _json_result({"provider": entry, "members": answers})
+            return _json_result(answers[0])
         except BatchInvalid as exc:
             raise MCPError(INVALID_PARAMS, f"hangar_call: {exc}") from exc
         except ValueError as exc:
@@ -269,31 +381,110 @@ class Router:
         except CallError as exc:
             return _error_result(exc.error)
 
+    async def _hangar_call(self, args: dict[str, Any], relay: ProgressRelay | None) -> types.CallToolResult:
+        calls, max_concurrency, fail_fast = parse_batch(
+            args.get("calls"),
+            providers=self.public,
+            timeout_s=args.get("timeout_s", 60),
+            max_concurrency=args.get("max_concurrency", 50),
+            fail_fast=args.get("fail_fast", False),
+        )
+        max_retries = args.get("max_retries")
+        if max_retries is not None and (
+            isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 10
+        ):
+            raise BatchInvalid(f"max_retries must be a whole number from 0 to 10, got {max_retries!r}")
+        correlation_id = args.get("correlation_id") or uuid.uuid4().hex[:12]
+        if not isinstance(correlation_id, str) or len(correlation_id) > MAX_CORRELATION_ID:
+            raise BatchInvalid(f"correlation_id must be a string of at most {MAX_CORRELATION_ID} characters")
+        progress = BatchProgress(relay, len(calls)) if relay is not None else None
+
+        async def one(index: int, call: BatchCall) -> tuple[dict[str, Any], int]:
+            on_progress = None
+            if progress is not None:
+
+                def on_progress(update: dict[str, Any]) -> None:
+                    progress.step(index, call.provider, update)
+
+            return await self.call(
+                call, batch_retries=max_retries, on_progress=on_progress, cid=correlation_id
+            )
+
+        def finished(index: int, call: BatchCall, ok: bool) -> None:
+            if progress is not None:
+                progress.finished(index, call.provider, ok)
+
+        with structlog.contextvars.bound_contextvars(cid=correlation_id):
+            log.info("batch_started", calls=len(calls), max_concurrency=max_concurrency)
+            payload = await run_batch(
+                calls,
+                one,
+                max_concurrency=max_concurrency,
+                fail_fast=fail_fast,
+                correlation_id=correlation_id,
+                on_finished=finished,
+            )
+            log.info(
+                "batch_done",
+                succeeded=payload["succeeded"],
+                failed=payload["failed"],
+                elapsed_ms=payload["elapsed_ms"],
+            )
+        metrics.BATCH_CALLS.observe(len(calls))
+        metrics.BATCH_SECONDS.observe(payload["elapsed_ms"] / 1000)
+        return _json_result(payload)
+
     async def _control(self, provider: str, op: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.dispatcher.call(provider, op, {}, timeout_s=CONTROL_TIMEOUT_S)
         return result
 
+    def _workers_of(self, entry: str) -> list[str]:
+        group = self.groups.get(entry)
+        return [m.id for m in group.members] if group else [entry]
+
     def _require_provider(self, provider: Any) -> str:
-        if not isinstance(provider, str) or provider not in self.specs:
-            raise ValueError(f"unknown provider {provider!r}; known: {', '.join(self.specs)}")
+        if not isinstance(provider, str) or provider not in self.public:
+            raise ValueError(f"unknown provider {provider!r}; known: {', '.join(self.public)}")
         return provider
+
+    def _row(self, provider_id: str) -> dict[str, Any]:
+        view = self.dispatcher.providers[provider_id]
+        status = view.status
+        return {
+            "id": provider_id,
+            "mode": self.specs[provider_id].mode.value,
+            "state": status.get("state", "unknown"),
+            "reason": status.get("reason"),
+            "tools_count": len(view.tools),
+            "worker_pid": status.get("worker_pid"),
+            "provider_pid": status.get("provider_pid"),
+            "restarts": status.get("restarts", 0),
+            "in_flight": status.get("in_flight", 0),
+            "breaker": status.get("breaker", "closed"),
+            "last_error": status.get("last_error"),
+        }
 
     def list_rows(self) -> list[dict[str, Any]]:
         rows = []
-        for provider_id, view in self.dispatcher.providers.items():
-            status = view.status
+        views = self.dispatcher.providers
+        for entry in self.public:
+            group = self.groups.get(entry)
+            if group is None:
+                rows.append(self._row(entry))
+                continue
+            members = [{**self._row(m.id), "weight": m.weight, "priority": m.priority} for m in group.members]
             rows.append(
                 {
-                    "id": provider_id,
-                    "mode": self.specs[provider_id].mode.value,
-                    "state": status.get("state", "unknown"),
-                    "reason": status.get("reason"),
-                    "tools_count": len(view.tools),
-                    "worker_pid": status.get("worker_pid"),
-                    "provider_pid": status.get("provider_pid"),
-                    "restarts": status.get("restarts", 0),
-                    "in_flight": status.get("in_flight", 0),
-                    "last_error": status.get("last_error"),
+                    "id": entry,
+                    "mode": "group",
+                    "state": group.state(views),
+                    "strategy": group.spec.strategy,
+                    "healthy": group.healthy(views),
+                    "min_healthy": group.spec.min_healthy,
+                    "tools_count": len(group.tools(views)),
+                    "restarts": sum(m["restarts"] for m in members),
+                    "in_flight": sum(m["in_flight"] for m in members),
+                    "members": members,
                 }
             )
         return rows

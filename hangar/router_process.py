@@ -24,12 +24,13 @@ import zmq.asyncio
 from mcp.server.stdio import stdio_server
 
 from hangar import resume
+from hangar.config import GroupSpec
 from hangar.dispatch import Dispatcher
 from hangar.metrics import TreeCollector
 from hangar.router import Router
 from supervisors.child import ChildLink, CommandError
 from supervisors.logs import configure_logging
-from workers.spec import ProviderSpec
+from workers.spec import ProviderSpec, RetrySpec
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
@@ -52,7 +53,8 @@ async def main() -> None:
     dispatcher = Dispatcher(
         context, os.environ["HANGAR_ROUTER_ENDPOINT"], [s.id for s in specs], tools_changed
     )
-    router = Router(specs, dispatcher)
+    groups = [_group(d) for d in json.loads(os.environ.get("HANGAR_GROUPS", "[]"))]
+    router = Router(specs, dispatcher, groups)
 
     supervisor_figures: dict[str, Any] = {}
 
@@ -140,6 +142,18 @@ async def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1 if failed else 0)
+
+
+def _group(data: dict[str, Any]) -> GroupSpec:
+    retry = data["retry"]
+    return GroupSpec(
+        id=data["id"],
+        members=tuple(data["members"]),
+        strategy=data["strategy"],
+        min_healthy=data["min_healthy"],
+        retry=RetrySpec(**{**retry, "retry_on": tuple(retry["retry_on"])}),
+        tools=tuple(data["tools"]),
+    )
 
 
 async def drain(dispatcher: Dispatcher, reason: str) -> None:

@@ -31,7 +31,12 @@ class Histogram:
         self.count += 1
 
     def snapshot(self) -> dict[str, Any]:
-        return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.total, "count": self.count}
+        return {
+            "bounds": list(self.bounds),
+            "counts": list(self.counts),
+            "sum": self.total,
+            "count": self.count,
+        }
 
 
 @dataclass

@@ -17,6 +17,10 @@ DEFAULT_MAX_CONCURRENCY = 16  # concurrent calls over one provider session
 DEFAULT_STARTUP_TIMEOUT_S = 30.0  # spawn to answered `initialize`; npx may download first
 DEFAULT_CALL_TIMEOUT_S = 60.0  # a call with no timeout of its own
 DEFAULT_SHUTDOWN_TIMEOUT_S = 2.0  # after stdin closes, before SIGTERM (and again before SIGKILL)
+DEFAULT_HEALTH_CHECK_INTERVAL_S = 60.0  # a ping a minute keeps an eye on a ready provider
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 3  # failed health checks before a provider counts as degraded
+DEFAULT_BREAKER_FAILURES = 5  # consecutive provider failures that open the circuit breaker
+DEFAULT_BREAKER_RESET_S = 30.0  # open this long, then one probe call may pass
 DEFAULT_INTENSITY = 5  # provider restarts tolerated ...
 DEFAULT_PERIOD_S = 60.0  # ... within this many seconds before the worker gives up
 
@@ -45,6 +49,18 @@ class BackoffSpec:
 
 
 @dataclass(frozen=True)
+class RetrySpec:
+    """Retries of calls that failed; by default only failures that never reached the provider."""
+
+    max_attempts: int = 1
+    initial_s: float = 0.1
+    max_s: float = 2.0
+    multiplier: float = 2.0
+    jitter: float = 0.1
+    retry_on: tuple[str, ...] = ()  # error types retried even after reaching the provider
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     """One provider: how to run it, and how its worker supervises it."""
 
@@ -63,6 +79,14 @@ class ProviderSpec:
     backoff: BackoffSpec = field(default_factory=BackoffSpec)
     intensity: int = DEFAULT_INTENSITY
     period_s: float = DEFAULT_PERIOD_S
+    health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S
+    max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES
+    breaker_failure_threshold: int = DEFAULT_BREAKER_FAILURES
+    breaker_reset_timeout_s: float = DEFAULT_BREAKER_RESET_S
+    retry: RetrySpec = field(default_factory=RetrySpec)
+    group: str | None = None  # the group this provider is a member of
+    weight: int = 1  # in its group
+    priority: int = 0  # in its group; lower is preferred
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -70,6 +94,7 @@ class ProviderSpec:
         data["restart"] = self.restart.value
         data["command"] = list(self.command)
         data["tools"] = list(self.tools)
+        data["retry"]["retry_on"] = list(self.retry.retry_on)
         return data
 
     @classmethod
@@ -80,4 +105,5 @@ class ProviderSpec:
         values["backoff"] = BackoffSpec(**values["backoff"])
         values["command"] = tuple(values["command"])
         values["tools"] = tuple(values["tools"])
+        values["retry"] = RetrySpec(**{**values["retry"], "retry_on": tuple(values["retry"]["retry_on"])})
         return cls(**values)

@@ -27,6 +27,7 @@ from supervisors.restart_window import RestartWindow
 from supervisors.spec import BackoffPolicy, Restart
 from supervisors.strategy import should_restart
 from supervisors.wire import Kind, WireError, nowait_view, pack, unpack
+from workers.breaker import CircuitBreaker
 from workers.figures import WorkerFigures
 from workers.lifecycle import ProviderState, Transition
 from workers.session import McpSession, RpcError, SessionClosed
@@ -34,10 +35,17 @@ from workers.spec import ProviderSpec
 from workers.transport import StdioTransport, TransportError
 
 ROUTER_HWM = 10_000  # queued frames per peer; beyond that a send fails instead of blocking
+MAX_QUEUED_CALLS = 1_000  # calls waiting for a max_concurrency slot; beyond that: overloaded
+INVALID_PARAMS = -32602  # JSON-RPC: the caller's arguments were wrong, the provider is fine
+BREAKER_FAILURES = frozenset({"provider_start_failed", "provider_crashed", "timeout"})
+HEALTH_CHECK_TIMEOUT_S = 10.0  # a ping slower than this counts as a failed check
 STDERR_IN_HINT = 3  # last provider stderr lines quoted in a crash error
 HISTORY = 20  # transitions kept for `hangar_details`
 
 log = structlog.get_logger("workers")
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
 
 
 class CallFailed(Exception):
@@ -62,6 +70,11 @@ class Worker:
         self.last_error: str | None = None
         self.history: list[Transition] = []
         self.figures = WorkerFigures()
+        self.breaker = CircuitBreaker(spec.breaker_failure_threshold, spec.breaker_reset_timeout_s)
+        self._stage_listeners: set[ProgressFn] = set()
+        self._queued = 0
+        self._health_failures = 0
+        self._last_health_check = time.monotonic()
         self.tools: list[dict[str, Any]] = [dict(t) for t in spec.tools]
         self.tools_source = "config" if spec.tools else "none"
         self.on_change: Callable[[], Awaitable[None]] | None = None
@@ -99,6 +112,7 @@ class Worker:
         return {
             "id": self.spec.id,
             "mode": self.spec.mode.value,
+            "group": self.spec.group,
             "state": self.state.value,
             "reason": self.reason,
             "worker_pid": os.getpid(),
@@ -110,6 +124,8 @@ class Worker:
             "tools_count": len(self.tools),
             "tools_source": self.tools_source,
             "rev": self.rev,
+            "breaker": self.breaker.state.value,
+            "health_failures": self._health_failures,
             "figures": self.figures.snapshot(),
             "uptime_s": round(time.monotonic() - self._started_at, 3) if self._started_at else None,
         }
@@ -183,6 +199,43 @@ class Worker:
                 and idle_s >= self.spec.idle_ttl_s
             ):
                 await self.stop_provider(f"idle for {self.spec.idle_ttl_s:g}s")
+            elif (
+                self.state.serving
+                and time.monotonic() - self._last_health_check >= self.spec.health_check_interval_s
+            ):
+                await self._health_check()
+
+    async def _health_check(self) -> None:
+        """Ping the provider (tools/list if it has no ping); degrade after repeated failures."""
+        self._last_health_check = time.monotonic()
+        session = self._session
+        if session is None:
+            return
+        timeout_s = min(HEALTH_CHECK_TIMEOUT_S, self.spec.health_check_interval_s)
+        try:
+            try:
+                await session.request("ping", None, timeout_s=timeout_s)
+            except RpcError as exc:
+                if exc.code != -32601:
+                    raise
+                await session.request("tools/list", None, timeout_s=timeout_s)
+        except (RpcError, SessionClosed, TimeoutError) as exc:
+            self._health_failures += 1
+            self._log.warning(
+                "health_check_failed", failures=self._health_failures, error=str(exc) or "timeout"
+            )
+            if (
+                self._health_failures >= self.spec.max_consecutive_failures
+                and self.state is ProviderState.READY
+            ):
+                await self._set_state(
+                    ProviderState.DEGRADED, f"{self._health_failures} health checks failed in a row"
+                )
+            return
+        if self._health_failures or self.state is ProviderState.DEGRADED:
+            self._health_failures = 0
+            if self.state is ProviderState.DEGRADED:
+                await self._set_state(ProviderState.READY, "health check passed")
 
     async def _reader_loop(self) -> None:
         while True:
@@ -206,9 +259,15 @@ class Worker:
         request_id = message.get("id")
         op = str(message.get("op"))
         cid = message.get("cid")
+        args = dict(message.get("args") or {})
         try:
             with structlog.contextvars.bound_contextvars(cid=cid):
-                result = await self.command(op, dict(message.get("args") or {}))
+                if op == "tools/call":
+                    wants_progress = bool(args.pop("progress", False))
+                    relay = partial(self._send_progress, request_id) if wants_progress else None
+                    result = await self.call_tool(args, relay)
+                else:
+                    result = await self.command(op, args)
         except CallFailed as exc:
             self._send_nowait(pack(Kind.ERROR, id=request_id, error=exc.error))
         except CommandError as exc:
@@ -222,6 +281,9 @@ class Worker:
             self._send_nowait(pack(Kind.ERROR, id=request_id, error=error))
         else:
             self._send_nowait(pack(Kind.REPLY, id=request_id, result=result))
+
+    def _send_progress(self, request_id: Any, progress: dict[str, Any]) -> None:
+        self._send_nowait(pack(Kind.PROGRESS, id=request_id, progress=progress))
 
     # --------------------------------------------------------------- commands
 
@@ -250,40 +312,116 @@ class Worker:
             return self.status()
         raise CommandError("unknown_command", f"worker does not know the command {op!r}")
 
-    async def call_tool(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def call_tool(self, params: dict[str, Any], progress: ProgressFn | None = None) -> dict[str, Any]:
+        """One tools/call over the provider session.
+
+        `params` carries hangar's own keys next to the MCP ones: `timeout_s`, and
+        `failover` (a group member: fail at once instead of waiting for a restart, so the
+        router can send the call to another member).
+        """
         timeout_s = float(params.pop("timeout_s", None) or self.spec.call_timeout_s)
+        failover = bool(params.pop("failover", False))
         self._last_activity = time.monotonic()
         self.calls += 1
-        session = await self._ensure_started()
-        async with self._semaphore:
-            self.in_flight += 1
-            started = time.monotonic()
-            try:
-                return await session.request("tools/call", params, timeout_s=timeout_s)
-            except RpcError as exc:
-                raise CallFailed(
-                    "provider_error", f"{self.spec.id} answered: {exc.message}", _rpc_hint(exc.code)
-                ) from exc
-            except TimeoutError as exc:
-                raise CallFailed(
-                    "timeout",
-                    f"{self.spec.id}__{params.get('name')} gave no answer within {timeout_s:g}s",
-                    "raise timeout_s for this call, or call_timeout_s for the provider",
-                ) from exc
-            except SessionClosed as exc:
-                raise CallFailed(
-                    "provider_crashed",
-                    f"provider {self.spec.id} went away during the call ({exc})",
-                    self._crash_hint(),
-                ) from exc
-            finally:
-                self.in_flight -= 1
-                self._last_activity = time.monotonic()
-                self._log.debug(
-                    "call_done",
-                    tool=params.get("name"),
-                    elapsed_ms=round((time.monotonic() - started) * 1000, 3),
-                )
+        if not self.breaker.allow():
+            raise CallFailed(
+                "circuit_open",
+                f"provider {self.spec.id} failed {self.breaker.consecutive_failures} times in a row; "
+                "its circuit breaker is open",
+                f"calls fail fast for {self.breaker.retry_after_s():.1f}s more, then one probe call may pass",
+            )
+        if failover and self.state in (ProviderState.RESTARTING, ProviderState.DEAD, ProviderState.STOPPING):
+            raise CallFailed(
+                "provider_not_ready",
+                f"provider {self.spec.id} is {self.state.value}",
+                "another member of the group can take the call",
+            )
+        if self._queued >= MAX_QUEUED_CALLS:
+            raise CallFailed(
+                "overloaded",
+                f"provider {self.spec.id} has {self._queued} calls waiting",
+                f"lower the call rate, or raise max_concurrency ({self.spec.max_concurrency})",
+            )
+        try:
+            session = await self._session_for(progress)
+        except CallFailed as exc:
+            if exc.error["type"] in BREAKER_FAILURES:
+                self._breaker_failure()
+            raise
+        self._queued += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self._queued -= 1
+        self.in_flight += 1
+        started = time.monotonic()
+        try:
+            if progress is not None:
+                progress({"stage": "executing"})
+            result = await session.request("tools/call", params, timeout_s=timeout_s, on_progress=progress)
+        except RpcError as exc:
+            self._breaker_success()  # the provider answered: it is alive
+            kind = "invalid_arguments" if exc.code == INVALID_PARAMS else "provider_error"
+            raise CallFailed(kind, f"{self.spec.id} answered: {exc.message}", _rpc_hint(exc.code)) from exc
+        except TimeoutError as exc:
+            self._breaker_failure()
+            raise CallFailed(
+                "timeout",
+                f"{self.spec.id}__{params.get('name')} gave no answer within {timeout_s:g}s",
+                "raise timeout_s for this call, or call_timeout_s for the provider",
+            ) from exc
+        except SessionClosed as exc:
+            self._breaker_failure()
+            raise CallFailed(
+                "provider_crashed",
+                f"provider {self.spec.id} went away during the call ({exc})",
+                self._crash_hint(),
+            ) from exc
+        else:
+            self._breaker_success()
+            if progress is not None:
+                progress({"stage": "complete"})
+            return result
+        finally:
+            self._semaphore.release()
+            self.in_flight -= 1
+            self._last_activity = time.monotonic()
+            self._log.debug(
+                "call_done", tool=params.get("name"), elapsed_ms=round((time.monotonic() - started) * 1000, 3)
+            )
+
+    async def _session_for(self, progress: ProgressFn | None) -> McpSession:
+        """The running session; a cold start reports its stages to a caller that asked for progress."""
+        if progress is None or (self.state.serving and self._session is not None):
+            return await self._ensure_started()
+        progress({"stage": "cold_start"})
+        self._stage_listeners.add(progress)
+        try:
+            return await self._ensure_started()
+        finally:
+            self._stage_listeners.discard(progress)
+
+    def _stage(self, stage: str) -> None:
+        for listener in list(self._stage_listeners):
+            listener({"stage": stage})
+
+    def _breaker_failure(self) -> None:
+        before = self.breaker.state
+        self.breaker.record_failure()
+        if self.breaker.state is not before:
+            self._log.warning("breaker_opened", failures=self.breaker.consecutive_failures)
+            self._changed_soon()
+
+    def _breaker_success(self) -> None:
+        before = self.breaker.state
+        self.breaker.record_success()
+        if self.breaker.state is not before:
+            self._log.info("breaker_closed")
+            self._changed_soon()
+
+    def _changed_soon(self) -> None:
+        task = asyncio.create_task(self._changed())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def list_tools(self, start: bool) -> list[dict[str, Any]]:
         if self.state.serving or self.spec.tools or not start:
@@ -294,6 +432,8 @@ class Worker:
     # -------------------------------------------------------------- lifecycle
 
     async def start_provider(self, revive: bool = False) -> None:
+        if revive:
+            self.breaker.reset()
         if revive and self.state is ProviderState.DEAD:
             self._window.reset()
             self._backoff.reset()
@@ -345,6 +485,7 @@ class Worker:
             self._transport = transport
             started = time.monotonic()
             await transport.start()
+            self._stage("launching")
             session = McpSession(transport, self._on_notification)
             try:
                 await session.initialize(self.spec.startup_timeout_s)
@@ -363,6 +504,7 @@ class Worker:
             self.figures.cold_start_s.observe(elapsed_ms / 1000)
             self._log.info("provider_started", pid=transport.pid, elapsed_ms=elapsed_ms, tools=len(tools))
             await self._set_state(ProviderState.READY, f"started in {elapsed_ms:g} ms")
+            self._stage("ready")
             return session
         except asyncio.CancelledError:
             raise

@@ -59,7 +59,10 @@ def test_malformed_batch_names_what_is_wrong(calls: Any, overrides: dict[str, An
 
 
 def run(calls: list[BatchCall], fn: Any, **options: Any) -> dict[str, Any]:
-    return asyncio.run(run_batch(calls, fn, **{"max_concurrency": 50, "fail_fast": False, **options}))
+    async def call_fn(index: int, call: BatchCall) -> tuple[dict[str, Any], int]:
+        return await fn(call), 1
+
+    return asyncio.run(run_batch(calls, call_fn, **{"max_concurrency": 50, "fail_fast": False, **options}))
 
 
 def ok_result(text: str) -> dict[str, Any]:
@@ -149,3 +152,21 @@ def test_fail_fast_cancels_running_calls_and_skips_the_rest() -> None:
     assert not_started["error"]["message"].startswith("not run: an earlier call failed")
     assert cancelled == 1  # the running call was cancelled; the last one never started
     assert batch["failed"] == 3
+
+
+def test_correlation_id_and_attempts_are_in_every_result() -> None:
+    calls = [BatchCall("a", "ok", {}, 1.0), BatchCall("a", "boom", {}, 1.0)]
+
+    async def call_fn(index: int, call: BatchCall) -> tuple[dict[str, Any], int]:
+        if call.tool == "boom":
+            error = CallError("timeout", "too slow")
+            error.attempts = 3
+            raise error
+        return ok_result("fine"), 2
+
+    batch = asyncio.run(run_batch(calls, call_fn, max_concurrency=5, fail_fast=False, correlation_id="job-7"))
+    ok, failed = batch["results"]
+    assert batch["correlation_id"] == "job-7"
+    assert (ok["correlation_id"], ok["attempts"]) == ("job-7", 2)
+    assert (failed["correlation_id"], failed["attempts"]) == ("job-7", 3)
+    assert failed["error"]["correlation_id"] == "job-7"
