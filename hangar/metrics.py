@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 CALL_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100)
 PROVIDER_STATES = ("cold", "starting", "ready", "degraded", "restarting", "stopping", "dead")
+BREAKER_STATES = ("closed", "open", "half_open")
 UNKNOWN_TOOL = "unknown"  # label for names a provider does not list: keeps label sets bounded
 
 REGISTRY = CollectorRegistry()
@@ -78,6 +79,11 @@ class TreeCollector(Collector):
         restarts = CounterMetricFamily(
             "hangar_provider_restarts", "Provider restarts after a crash", labels=["provider"]
         )
+        breaker = GaugeMetricFamily(
+            "hangar_provider_breaker_state",
+            "1 for the state of each provider's circuit breaker",
+            labels=["provider", "state"],
+        )
         cold = HistogramMetricFamily(
             "hangar_provider_cold_start_seconds", "Spawn to initialized and tools listed", labels=["provider"]
         )
@@ -85,6 +91,8 @@ class TreeCollector(Collector):
             current = status.get("state")
             for name in PROVIDER_STATES:
                 state.add_metric([provider, name], 1.0 if name == current else 0.0)
+            for name in BREAKER_STATES:
+                breaker.add_metric([provider, name], 1.0 if name == status.get("breaker", "closed") else 0.0)
             figures = status.get("figures") or {}
             starts.add_metric([provider], float(figures.get("starts", 0)))
             crashes.add_metric([provider], float(figures.get("crashes", 0)))
@@ -92,7 +100,7 @@ class TreeCollector(Collector):
             histogram = figures.get("cold_start_s")
             if histogram:
                 cold.add_metric([provider], _buckets(histogram), histogram["sum"])
-        yield from (state, starts, crashes, restarts, cold)
+        yield from (state, breaker, starts, crashes, restarts, cold)
 
         supervisor = self._supervisor()
         child_restarts = CounterMetricFamily(
