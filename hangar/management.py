@@ -47,6 +47,17 @@ TOOLS: list[dict[str, Any]] = [
                 "max_concurrency": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_CONCURRENCY},
                 "timeout_s": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_TIMEOUT_S},
                 "fail_fast": {"type": "boolean", "default": False},
+                "max_retries": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 10,
+                    "description": "Retry transient failures (timeouts, crashes) this many times.",
+                },
+                "correlation_id": {
+                    "type": "string",
+                    "maxLength": 128,
+                    "description": "Tags every result, error and log line of the batch.",
+                },
             },
             "required": ["calls"],
         },
