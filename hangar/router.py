@@ -240,7 +240,7 @@ class Router:
                 target = member
             attempts += 1
             try:
-                result = await self._call_once(target, call, on_progress, failover=group is not None)
+                result = await self._call_once(target, call, on_progress, cid, failover=group is not None)
             except CallError as exc:
                 exc.attempts = attempts
                 if group is not None and exc.type in NEVER_REACHED:
@@ -275,7 +275,7 @@ class Router:
         return {m.id: self.dispatcher.in_flight(m.id) for m in group.members}
 
     async def _call_once(
-        self, target: str, call: BatchCall, on_progress: ProgressFn, *, failover: bool
+        self, target: str, call: BatchCall, on_progress: ProgressFn, cid: str, *, failover: bool
     ) -> dict[str, Any]:
         started = time.perf_counter()
         tool_label = call.tool if call.tool in self._known_tools(target) else metrics.UNKNOWN_TOOL
@@ -289,7 +289,7 @@ class Router:
             args["failover"] = True
         try:
             result: dict[str, Any] = await self.dispatcher.call(
-                target, "tools/call", args, timeout_s=call.timeout_s, on_progress=on_progress
+                target, "tools/call", args, timeout_s=call.timeout_s, cid=cid, on_progress=on_progress
             )
             if result.get("isError"):
                 outcome = "tool_error"

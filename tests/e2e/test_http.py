@@ -78,7 +78,9 @@ class HttpHangar:
 
 
 @contextmanager
-def http_hangar(config: Path, socket_path: Path, env: dict[str, str] | None = None) -> Iterator[HttpHangar]:
+def http_hangar(
+    config: Path, socket_path: Path, env: dict[str, str] | None = None, stderr: Any = None
+) -> Iterator[HttpHangar]:
     port = free_port()
     argv = [
         sys.executable,
@@ -93,7 +95,9 @@ def http_hangar(config: Path, socket_path: Path, env: dict[str, str] | None = No
         "--socket",
         str(socket_path),
     ]
-    proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, stderr=stderr
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(
@@ -281,3 +285,26 @@ async def test_router_killed_under_load_is_restarted_and_clients_go_on(config: P
         tree = request(h.socket, "tree")
         router = next(c for c in tree["children"] if c["id"] == "router")
         assert router["restarts"] == 1 and router["last_exit"]["reason"] == "abnormal"
+
+
+@pytest.mark.anyio
+async def test_correlation_id_reaches_router_and_worker_log_lines(
+    config: Path, short_tmp: Path, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "hangar.log"
+    with (
+        log_path.open("w") as log_file,
+        http_hangar(config, short_tmp / "ctl.sock", env={"HANGAR_LOG_LEVEL": "debug"}, stderr=log_file) as h,
+    ):
+        async with Client(h.url) as client:
+            await client.call_tool(
+                "hangar_call",
+                {
+                    "calls": [{"provider": "fx", "tool": "echo", "arguments": {"text": "x"}}],
+                    "correlation_id": "trace-me-7",
+                },
+            )
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    tagged = {(line.get("process"), line.get("event")) for line in lines if line.get("cid") == "trace-me-7"}
+    assert ("router", "batch_started") in tagged and ("router", "call_done") in tagged
+    assert ("worker:fx", "call_done") in tagged
