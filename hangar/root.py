@@ -38,6 +38,9 @@ ROUTER_SHUTDOWN_S = 5.0  # the router drains in-flight calls for at most this lo
 WORKER_READY_TIMEOUT_S = 15.0  # a worker imports little; this is generous for a loaded machine
 ROUTER_READY_TIMEOUT_S = 30.0  # the router imports the MCP SDK
 EX_SOFTWARE = 70  # sysexits: the tree gave up (restart intensity exceeded)
+# imported once per zygote, so workers and routers start by fork in milliseconds; two zygotes,
+# because the router's (the MCP SDK) takes ~0.7 s to import and workers need not wait for it
+ZYGOTES = {"workers": ("workers.worker",), "hangar.router_process": ("hangar.router_process",)}
 
 log = structlog.get_logger("hangar.root")
 
@@ -51,7 +54,10 @@ def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
     return ChildSpec(
         id=provider.id,
         start=ProcessStart(
-            argv=(sys.executable, "-m", "workers"), env=env, ready_timeout_s=WORKER_READY_TIMEOUT_S
+            argv=(sys.executable, "-m", "workers"),
+            env=env,
+            ready_timeout_s=WORKER_READY_TIMEOUT_S,
+            module="workers",
         ),
         restart=Restart.PERMANENT,
         shutdown=Shutdown.after(shutdown_s),
@@ -86,6 +92,7 @@ def stdio_router_spec(env: dict[str, str], stdin: int, stdout: int) -> ChildSpec
             stdin=stdin,
             stdout=stdout,
             ready_timeout_s=ROUTER_READY_TIMEOUT_S,
+            module="hangar.router_process",
         ),
         restart=Restart.TRANSIENT,
         shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
@@ -184,6 +191,7 @@ class Root:
             endpoint=f"ipc://{self.instance}/supervisor.sock",
             context=context,
             on_event=self._on_child_event,
+            zygotes=ZYGOTES,
         )
         self.supervisor = supervisor
         control = ControlServer(self.control_path, self._control)

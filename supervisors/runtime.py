@@ -12,16 +12,19 @@ to it, and it terminates and reaps them. Nothing in its tree is left behind.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import ctypes
 import enum
 import itertools
+import json
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +48,12 @@ from supervisors.restart_window import RestartWindow
 from supervisors.spec import ChildSpec, Restart, ShutdownKind, SupervisorFlags
 from supervisors.strategy import children_to_restart, should_auto_shutdown, should_restart
 from supervisors.wire import Kind, WireError, pack, unpack
+from supervisors.zygote import ENV_ZYGOTE_FD
 
 PR_SET_CHILD_SUBREAPER = 36  # prctl option, linux/prctl.h
 ORPHAN_GRACE_S = 2.0  # an orphan gets SIGTERM, then SIGKILL after this long
 ORPHAN_REAP_TIMEOUT_S = 1.0  # a SIGKILLed orphan is gone well within this
+ZYGOTE_TIMEOUT_S = 5.0  # a fork request unanswered this long: the zygote is wedged, spawn instead
 REQUEST_TIMEOUT_S = 10.0  # a supervisor->child command that takes longer is reported as failed
 DEFAULT_READY_TIMEOUT_S = 30.0  # spawn to READY; a child that takes longer failed to start
 
@@ -69,6 +74,7 @@ class ProcessStart:
     stdout: int | None = None
     pass_fds: tuple[int, ...] = ()  # further descriptors the child inherits (a listening socket, say)
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    module: str | None = None  # `python -m module` equivalent: forked from the zygote when there is one
 
 
 class ChildState(enum.Enum):
@@ -133,6 +139,8 @@ class Supervisor:
 
     Args:
         specs: children in start order; their `start` must be a `ProcessStart`.
+        zygotes: for a `ProcessStart.module`, the modules a zygote imports once; children
+            with that module are then forked from it (see `supervisors.zygote`).
         endpoint: the ZeroMQ endpoint children connect to (READY, heartbeats, status).
         on_event: called as `on_event(child_id, event, fields)` for "ready", "exit"
             (fields: reason, detail, pid), "restart", "escalated" and "status" (fields: the
@@ -149,8 +157,12 @@ class Supervisor:
         context: zmq.asyncio.Context,
         on_event: EventCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
+        zygotes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.name = name
+        # per child `module`: what its zygote imports once (one zygote per module, started together)
+        self._zygote_preload = {module: tuple(preload) for module, preload in (zygotes or {}).items()}
+        self._zygotes: dict[str, _ZygoteClient] = {}
         self.flags = flags
         self.endpoint = endpoint
         self._clock = clock
@@ -184,6 +196,8 @@ class Supervisor:
         self._done = loop.create_future()
         _become_subreaper()
         loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        for module, preload in self._zygote_preload.items():
+            self._zygotes[module] = _ZygoteClient.start(preload, self._lifeline_r)
         self._socket.bind(self.endpoint)
         self._tasks = [
             asyncio.create_task(self._reader_loop()),
@@ -221,6 +235,11 @@ class Supervisor:
         for fd in (self._lifeline_r, self._lifeline_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        for zygote in self._zygotes.values():
+            zygote.close()  # it reads EOF and exits
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(zygote.pid, 0)
+        self._zygotes.clear()
         self._reap()
         for orphan in _kill_orphans(known=set(), grace_s=0.0):
             with contextlib.suppress(psutil.Error):
@@ -328,6 +347,14 @@ class Supervisor:
         env[ENV_CHILD_ID] = child.spec.id
         env[ENV_INCARNATION] = str(child.incarnation)
         env[ENV_LIFELINE_FD] = str(self._lifeline_r)
+        zygote = self._zygotes.get(start.module or "")
+        if zygote is not None and start.module is not None and not start.pass_fds:
+            try:
+                return zygote.fork(start.module, start.argv, env, start.stdin, start.stdout)
+            except OSError as exc:
+                log.warning("zygote_unavailable", error=str(exc), fallback="spawning a fresh interpreter")
+                zygote.close()
+                del self._zygotes[start.module]
         stdin = start.stdin if start.stdin is not None else os.open(os.devnull, os.O_RDONLY)
         stdout = start.stdout if start.stdout is not None else sys.stderr.fileno()
         actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1)]
@@ -425,7 +452,7 @@ class Supervisor:
                 child.pending_restart = None
         for child in reversed(list(self._children.values())):
             await self._stop_child(child)
-        _kill_orphans(known=set(), grace_s=ORPHAN_GRACE_S)
+        _kill_orphans(known={z.pid for z in self._zygotes.values()}, grace_s=ORPHAN_GRACE_S)
 
     def _kill(self, pid: int | None, signum: int) -> None:
         if pid is None:
@@ -451,12 +478,23 @@ class Supervisor:
             returncode = os.waitstatus_to_exitcode(status)
             child = next((c for c in self._children.values() if c.pid == pid), None)
             if child is None:
+                zygote = next((m for m, z in self._zygotes.items() if z.pid == pid), None)
+                if zygote is not None:
+                    log.warning(
+                        "zygote_exited",
+                        module=zygote,
+                        returncode=returncode,
+                        fallback="spawning fresh interpreters",
+                    )
+                    self._zygotes.pop(zygote).close()
+                    continue
                 log.info("orphan_reaped", pid=pid, returncode=returncode)
                 continue
             reaped_known = True
             self._on_exit(child, returncode)
         if reaped_known:
             known = {c.pid for c in self._children.values() if c.pid is not None}
+            known |= {z.pid for z in self._zygotes.values()}
             _kill_orphans(known=known, grace_s=ORPHAN_GRACE_S)
 
     def _on_exit(self, child: _Child, returncode: int) -> None:
@@ -638,7 +676,12 @@ def _become_subreaper() -> None:
 
 
 def _kill_orphans(known: set[int], grace_s: float) -> list[psutil.Process]:
-    """Terminate descendants we did not start (reparented to us); SIGKILL after grace_s."""
+    """Terminate descendants we did not start (reparented to us); SIGKILL after grace_s.
+
+    A child a zygote forks is reparented to us before we learn its pid, but `_spawn` is
+    synchronous and registers the pid before the event loop runs again, so no sweep (they
+    run from the SIGCHLD handler, on the loop) can see it unregistered.
+    """
     try:
         me = psutil.Process()
         orphans = [p for p in me.children(recursive=False) if p.pid not in known]
@@ -671,3 +714,65 @@ def _signal_tree(pid: int, own_group: int, signum: int) -> None:
             os.killpg(pgid, signum)
         else:
             os.kill(pid, signum)
+
+
+class _ZygoteClient:
+    """The supervisor's end of the fork server (`supervisors.zygote`)."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self._sock = sock
+        self._reader = sock.makefile("rb")
+
+    @classmethod
+    def start(cls, preload: tuple[str, ...], lifeline_r: int) -> _ZygoteClient:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [sys.executable, "-m", "supervisors.zygote", *preload]
+        env = dict(os.environ)
+        env[ENV_ZYGOTE_FD] = str(theirs.fileno())
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        inherited = (theirs.fileno(), lifeline_r)
+        for fd in inherited:
+            os.set_inheritable(fd, True)
+        try:
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, sys.stderr.fileno(), 1),
+                ],
+                setsigdef=(signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE),
+            )
+        finally:
+            os.set_inheritable(lifeline_r, False)
+            os.close(devnull)
+            theirs.close()
+        ours.settimeout(ZYGOTE_TIMEOUT_S)
+        log.debug("zygote_started", pid=pid, preload=list(preload))
+        return cls(pid, ours)
+
+    def fork(
+        self, module: str, argv: Sequence[str], env: dict[str, str], stdin: int | None, stdout: int | None
+    ) -> int:
+        """Fork a child running `module` as __main__; raises OSError when the zygote fails."""
+        names = [name for name, fd in (("stdin", stdin), ("stdout", stdout)) if fd is not None]
+        fds = [fd for fd in (stdin, stdout) if fd is not None]
+        title = " ".join([*argv, f"[{env.get(ENV_CHILD_ID, '')}]"])
+        line = json.dumps({"module": module, "env": env, "fds": names, "title": title}).encode() + b"\n"
+        try:
+            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+            self._sock.sendmsg([line[:1]], ancillary)
+            self._sock.sendall(line[1:])
+            answer = json.loads(self._reader.readline() or b"{}")
+        except (OSError, ValueError) as exc:
+            raise OSError(f"zygote did not answer: {exc}") from exc
+        if "pid" not in answer:
+            raise OSError(str(answer.get("error", "zygote closed the connection")))
+        return int(answer["pid"])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._reader.close()
+            self._sock.close()
