@@ -52,6 +52,16 @@ def fixture_provider(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
+class FakeClock:
+    """A monotonic clock a test moves by hand: `clock.now += 1.5`."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
     """Poll a condition with a deadline (no fixed sleeps): returns its first truthy value."""
     deadline = time.monotonic() + timeout_s

@@ -5,25 +5,18 @@ from __future__ import annotations
 import pytest
 
 from hangar.ratelimit import RateLimiter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.conftest import FakeClock
 
 
 def test_burst_passes_then_the_next_request_waits_one_token() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(2.0, 3, clock)
     assert [limiter.allow("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.allow("a") == pytest.approx(0.5)
 
 
 def test_tokens_refill_at_the_rate() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(2.0, 1, clock)
     assert limiter.allow("a") == 0.0
     clock.now += 0.25
@@ -33,7 +26,7 @@ def test_tokens_refill_at_the_rate() -> None:
 
 
 def test_refill_never_exceeds_the_burst() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(10.0, 2, clock)
     clock.now += 60
     assert [limiter.allow("a") for _ in range(2)] == [0.0, 0.0]
@@ -41,7 +34,7 @@ def test_refill_never_exceeds_the_burst() -> None:
 
 
 def test_clients_have_separate_buckets() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(1.0, 1, clock)
     assert limiter.allow("a") == 0.0
     assert limiter.allow("b") == 0.0

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import FakeClock
 from workers.breaker import BreakerState, CircuitBreaker
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_opens_after_the_threshold_of_consecutive_failures() -> None:
-    breaker = CircuitBreaker(3, 30.0, Clock())
+    breaker = CircuitBreaker(3, 30.0, FakeClock())
     for _ in range(2):
         breaker.record_failure()
     assert breaker.state is BreakerState.CLOSED and breaker.allow()
@@ -26,7 +19,7 @@ def test_opens_after_the_threshold_of_consecutive_failures() -> None:
 
 
 def test_a_success_resets_the_count() -> None:
-    breaker = CircuitBreaker(2, 30.0, Clock())
+    breaker = CircuitBreaker(2, 30.0, FakeClock())
     breaker.record_failure()
     breaker.record_success()
     breaker.record_failure()
@@ -34,7 +27,7 @@ def test_a_success_resets_the_count() -> None:
 
 
 def test_half_open_after_the_reset_timeout_lets_exactly_one_probe_through() -> None:
-    clock = Clock()
+    clock = FakeClock()
     breaker = CircuitBreaker(1, 30.0, clock)
     breaker.record_failure()
     clock.now = 29.9
@@ -47,7 +40,7 @@ def test_half_open_after_the_reset_timeout_lets_exactly_one_probe_through() -> N
 
 
 def test_successful_probe_closes_and_failed_probe_reopens() -> None:
-    clock = Clock()
+    clock = FakeClock()
     breaker = CircuitBreaker(1, 10.0, clock)
     breaker.record_failure()
     clock.now = 10.0
