@@ -34,7 +34,8 @@ from typing import Any
 import yaml
 
 from hangar.errors import ConfigError
-from workers.spec import BackoffSpec, ProviderMode, ProviderSpec, RestartType, RetrySpec
+from supervisors.spec import BackoffPolicy
+from workers.spec import ProviderMode, ProviderSpec, RestartType, RetrySpec
 
 __all__ = ["HangarConfig", "RootSupervision", "check_config", "describe", "load_config"]
 
@@ -780,10 +781,11 @@ class _Loader:
             raise self.error(f"{problem}: {resolved}", node)
         return resolved
 
-    def _backoff(self, node: _Node) -> BackoffSpec:
+    def _backoff(self, node: _Node) -> BackoffPolicy:
+        """The `backoff` keys; `initial_s` is the policy's first delay (its `base_s`)."""
         fields = self._check_keys(node, _BACKOFF_KEYS)
-        defaults = BackoffSpec()
-        initial_s = defaults.initial_s
+        defaults = BackoffPolicy()
+        initial_s = defaults.base_s
         factor = defaults.factor
         max_s = defaults.max_s
         jitter = defaults.jitter
@@ -803,7 +805,7 @@ class _Loader:
         if max_s < initial_s:
             culprit = fields.get("max_s") or fields["initial_s"]
             raise self.error(f"max_s ({max_s:g}) must be >= initial_s ({initial_s:g})", culprit)
-        return BackoffSpec(initial_s, factor, max_s, jitter, reset_after_s)
+        return BackoffPolicy(initial_s, factor, max_s, jitter, reset_after_s)
 
     def _tools(self, node: _Node) -> tuple[dict[str, Any], ...]:
         tools: list[dict[str, Any]] = []

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisors.spec import BackoffPolicy
+
 DEFAULT_IDLE_TTL_S = 300.0  # a provider nobody called for five minutes gives its memory back
 DEFAULT_MAX_CONCURRENCY = 16  # concurrent calls over one provider session
 DEFAULT_STARTUP_TIMEOUT_S = 30.0  # spawn to answered `initialize`; npx may download first
@@ -35,17 +37,6 @@ class RestartType(enum.Enum):
     PERMANENT = "permanent"
     TRANSIENT = "transient"
     TEMPORARY = "temporary"
-
-
-@dataclass(frozen=True)
-class BackoffSpec:
-    """Delay before restart k: min(initial_s * factor**k, max_s) * (1 +- jitter)."""
-
-    initial_s: float = 0.5
-    factor: float = 2.0
-    max_s: float = 30.0
-    jitter: float = 0.1
-    reset_after_s: float = 30.0  # k goes back to 0 once the provider stayed ready this long
 
 
 @dataclass(frozen=True)
@@ -76,7 +67,7 @@ class ProviderSpec:
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     tools: tuple[dict[str, Any], ...] = ()  # predefined MCP tool objects, listed while cold
     restart: RestartType = RestartType.PERMANENT
-    backoff: BackoffSpec = field(default_factory=BackoffSpec)
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # between restarts of the provider
     intensity: int = DEFAULT_INTENSITY
     period_s: float = DEFAULT_PERIOD_S
     health_check_interval_s: float = DEFAULT_HEALTH_CHECK_INTERVAL_S
@@ -102,7 +93,7 @@ class ProviderSpec:
         values = dict(data)
         values["mode"] = ProviderMode(values["mode"])
         values["restart"] = RestartType(values["restart"])
-        values["backoff"] = BackoffSpec(**values["backoff"])
+        values["backoff"] = BackoffPolicy(**values["backoff"])
         values["command"] = tuple(values["command"])
         values["tools"] = tuple(values["tools"])
         values["retry"] = RetrySpec(**{**values["retry"], "retry_on": tuple(values["retry"]["retry_on"])})

@@ -24,7 +24,7 @@ from supervisors.backoff import Backoff
 from supervisors.child import HEARTBEAT_INTERVAL_S, LINGER_MS, CommandError
 from supervisors.exits import classify_exit
 from supervisors.restart_window import RestartWindow
-from supervisors.spec import BackoffPolicy, Restart
+from supervisors.spec import Restart
 from supervisors.strategy import should_restart
 from supervisors.wire import Kind, WireError, nowait_view, pack, unpack
 from workers.breaker import CircuitBreaker
@@ -87,15 +87,7 @@ class Worker:
         self._last_activity = time.monotonic()
         self._started_at: float | None = None
         self._window = RestartWindow(spec.intensity, spec.period_s)
-        self._backoff = Backoff(
-            BackoffPolicy(
-                base_s=spec.backoff.initial_s,
-                factor=spec.backoff.factor,
-                max_s=spec.backoff.max_s,
-                jitter=spec.backoff.jitter,
-                reset_after_s=spec.backoff.reset_after_s,
-            )
-        )
+        self._backoff = Backoff(spec.backoff)
         self._stopping = False
         self._log = log.bind(provider=spec.id)
         self._socket = context.socket(zmq.DEALER)
