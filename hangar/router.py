@@ -288,8 +288,11 @@ class Router:
         if failover:
             args["failover"] = True
         try:
+            # the worker times the call itself, from when its provider is up; the router's
+            # deadline is only a backstop, so it allows for a cold start first
+            backstop_s = call.timeout_s + self.specs[target].startup_timeout_s
             result: dict[str, Any] = await self.dispatcher.call(
-                target, "tools/call", args, timeout_s=call.timeout_s, cid=cid, on_progress=on_progress
+                target, "tools/call", args, timeout_s=backstop_s, cid=cid, on_progress=on_progress
             )
             if result.get("isError"):
                 outcome = "tool_error"
