@@ -98,7 +98,7 @@ async def test_failing_call_does_not_fail_the_batch(write_config: Any, short_tmp
     batch = result.structured_content
     assert batch is not None
     assert not result.is_error
-    assert (batch["succeeded"], batch["failed"]) == (1, 2)
+    assert (batch["succeeded"], batch["failed"]) == (1, 2), [r.get("error") for r in batch["results"]]
     ok, failed, timed_out = batch["results"]
     assert ok["ok"] is True
     assert failed["error"]["type"] == "tool_error"
