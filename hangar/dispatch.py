@@ -9,7 +9,6 @@ to retry elsewhere because it never left the router.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import zmq
 import zmq.asyncio
 
 from supervisors.child import HEARTBEAT_TIMEOUT_S, LINGER_MS
-from supervisors.wire import Kind, WireError, nowait_view, pack, unpack
+from supervisors.wire import Kind, WireError, pack, send_nowait, unpack
 
 ROUTER_HWM = 10_000  # queued frames per worker; a full queue is an error, never a block
 REPLY_MARGIN_S = 5.0  # the worker enforces the call timeout; the router waits this much longer
@@ -86,7 +85,6 @@ class Dispatcher:
         self._socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
         self._socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         self._socket.bind(endpoint)
-        self._nowait = nowait_view(self._socket)
         self.synced = asyncio.Event()
         if not provider_ids:
             self.synced.set()
@@ -144,7 +142,7 @@ class Dispatcher:
         deadline = time.monotonic() + CONNECT_WAIT_S
         while True:
             try:
-                self._nowait.send_multipart([provider.encode(), frame], flags=zmq.NOBLOCK)
+                await self._socket.send_multipart([provider.encode(), frame], flags=zmq.NOBLOCK)
                 return
             except zmq.ZMQError as exc:
                 if time.monotonic() >= deadline:
@@ -156,10 +154,7 @@ class Dispatcher:
             await asyncio.sleep(CONNECT_RETRY_S)
 
     def _cancel_remote(self, provider: str, request_id: int) -> None:
-        with contextlib.suppress(zmq.ZMQError):
-            self._nowait.send_multipart(
-                [provider.encode(), pack(Kind.CANCEL, id=request_id)], flags=zmq.NOBLOCK
-            )
+        send_nowait(self._socket, [provider.encode(), pack(Kind.CANCEL, id=request_id)])
 
     def worker_down(self, provider: str, detail: str) -> None:
         """The supervisor saw this provider's worker exit: fail its calls now."""
@@ -233,10 +228,7 @@ class Dispatcher:
 
     def _sync(self, provider: str) -> None:
         """Ask a worker for its full picture (router restarted, or an event was lost)."""
-        with contextlib.suppress(zmq.ZMQError):
-            self._nowait.send_multipart(
-                [provider.encode(), pack(Kind.CALL, id=0, op="sync", args={})], flags=zmq.NOBLOCK
-            )
+        send_nowait(self._socket, [provider.encode(), pack(Kind.CALL, id=0, op="sync", args={})])
 
     def stale(self, now: float) -> list[str]:
         return [

@@ -40,7 +40,12 @@ ROUTER_READY_TIMEOUT_S = 30.0  # the router imports the MCP SDK
 EX_SOFTWARE = 70  # sysexits: the tree gave up (restart intensity exceeded)
 # imported once per zygote, so workers and routers start by fork in milliseconds; two zygotes,
 # because the router's (the MCP SDK) takes ~0.7 s to import and workers need not wait for it
-ZYGOTES = {"workers": ("workers.worker",), "hangar.router_process": ("hangar.router_process",)}
+# (the router's zygote imports what its main module imports, not the module itself, which
+# runs as __main__ in the child)
+ZYGOTES = {
+    "workers": ("workers.worker",),
+    "hangar.router_process": ("hangar.router", "hangar.resume", "mcp.server.stdio"),
+}
 
 log = structlog.get_logger("hangar.root")
 

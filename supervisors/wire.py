@@ -6,14 +6,18 @@ speaks another version gets its message dropped with a log line, never a crash.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from typing import Any
 
 import msgpack
+import structlog
 import zmq
 import zmq.asyncio
 
 PROTOCOL_VERSION = 1
+
+log = structlog.get_logger("supervisors.wire")
 
 
 class Kind(enum.StrEnum):
@@ -53,10 +57,18 @@ def unpack(frame: bytes) -> dict[str, Any]:
     return message
 
 
-def nowait_view(socket: zmq.asyncio.Socket) -> zmq.Socket[bytes]:
-    """A synchronous view of an asyncio socket, for sends that must fail at once, never wait.
+def send_nowait(socket: zmq.asyncio.Socket, frames: list[bytes]) -> None:
+    """Send now or drop, never wait; a failure is logged, not raised.
 
-    (`send(..., NOBLOCK)` on the asyncio socket returns a future, so its errors would
-    surface nowhere unless awaited.)
+    The send goes through the asyncio socket itself: ZeroMQ's notification descriptor is
+    edge-triggered, and only the asyncio wrapper knows to re-check for incoming messages
+    after a send. A send it does not see (on a plain shadow socket, say) can swallow that
+    edge and leave a reply unread.
     """
-    return zmq.Socket.shadow(socket.underlying)
+    future: asyncio.Future[Any] = socket.send_multipart(frames, flags=zmq.NOBLOCK)  # type: ignore[assignment]
+    future.add_done_callback(_log_send_failure)
+
+
+def _log_send_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("send_dropped", error=str(future.exception()))

@@ -26,7 +26,7 @@ from supervisors.exits import classify_exit
 from supervisors.restart_window import RestartWindow
 from supervisors.spec import Restart
 from supervisors.strategy import should_restart
-from supervisors.wire import Kind, WireError, nowait_view, pack, unpack
+from supervisors.wire import Kind, WireError, pack, send_nowait, unpack
 from workers.breaker import CircuitBreaker
 from workers.figures import WorkerFigures
 from workers.lifecycle import ProviderState, Transition
@@ -96,7 +96,6 @@ class Worker:
         self._socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
         self._socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         self._socket.connect(router_endpoint)
-        self._nowait = nowait_view(self._socket)
 
     # ------------------------------------------------------------------ status
 
@@ -161,10 +160,7 @@ class Worker:
         self._send_nowait(pack(Kind.EVENT, event="provider", status=self.status(), tools=self.tools))
 
     def _send_nowait(self, frame: bytes) -> None:
-        try:
-            self._nowait.send(frame, flags=zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            self._log.warning("router_unreachable", error=exc.strerror)
+        send_nowait(self._socket, [frame])
 
     # ------------------------------------------------------------- main loops
 
