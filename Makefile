@@ -7,7 +7,7 @@ NPM_PREFIX := .cache/npm
 NPM_PACKAGES := @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/sdk@1.32.2
 NPM_STAMP := $(NPM_PREFIX)/.installed
 
-.PHONY: setup run test lint typecheck pytest clean
+.PHONY: setup run test lint typecheck pytest clean bench bench-quick
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,18 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+
+# The benchmark suite (bench/, docs/performance.md): `make bench` runs it in full (< 10 min on
+# 2 cores, peer included) into bench/results/; `make bench-quick` is the smoke run (< 2 min)
+# into bench/results/quick/.
+BENCH_MATPLOTLIB := matplotlib==3.10.8
+
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet $(BENCH_MATPLOTLIB)
+	touch $@
+
+bench: setup $(BIN)/.bench-installed
+	$(BIN)/python bench/run.py --out bench/results --update-docs docs/performance.md
+
+bench-quick: setup $(BIN)/.bench-installed
+	$(BIN)/python bench/run.py --quick --out bench/results/quick
