@@ -19,7 +19,7 @@ import structlog
 import zmq
 import zmq.asyncio
 
-from supervisors.child import HEARTBEAT_TIMEOUT_S, LINGER_MS
+from supervisors.child import LINGER_MS
 from supervisors.wire import Kind, WireError, pack, send_nowait, unpack
 
 ROUTER_HWM = 10_000  # queued frames per worker; a full queue is an error, never a block
@@ -54,7 +54,6 @@ class ProviderView:
     status: dict[str, Any] = field(default_factory=dict)
     tools: list[dict[str, Any]] = field(default_factory=list)
     rev: int = -1
-    last_seen: float = 0.0
     connected: bool = False
 
 
@@ -195,7 +194,6 @@ class Dispatcher:
         view = self.providers.get(provider)
         if view is None:
             return
-        view.last_seen = time.monotonic()
         view.connected = True
         if kind == Kind.REPLY or kind == Kind.ERROR:
             pending = self._pending.get(message.get("id", -1))
@@ -229,11 +227,6 @@ class Dispatcher:
     def _sync(self, provider: str) -> None:
         """Ask a worker for its full picture (router restarted, or an event was lost)."""
         send_nowait(self._socket, [provider.encode(), pack(Kind.CALL, id=0, op="sync", args={})])
-
-    def stale(self, now: float) -> list[str]:
-        return [
-            v.id for v in self.providers.values() if v.connected and now - v.last_seen > HEARTBEAT_TIMEOUT_S
-        ]
 
     def close(self) -> None:
         for pending in self._pending.values():

@@ -65,8 +65,6 @@ async def main() -> None:
             supervisor_figures.update(message.get("figures") or {})
 
     async def on_command(op: str, args: dict[str, Any]) -> Any:
-        if op == "list":
-            return router.list_rows()
         raise CommandError("unknown_command", f"router does not know the command {op!r}")
 
     def status() -> dict[str, Any]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
 
@@ -130,6 +131,7 @@ class Worker:
         status["restart"] = self.spec.restart.value
         status["restarts_in_window"] = self._window.count(time.monotonic())
         status["server_info"] = self._session.server_info if self._session else None
+        status["protocol_version"] = self._session.protocol_version if self._session else None
         status["stderr_tail"] = self._transport.stderr_tail() if self._transport else []
         status["history"] = [
             {"from": t.before.value, "to": t.after.value, "reason": t.reason, "at": t.at}
@@ -408,8 +410,15 @@ class Worker:
             self._changed_soon()
 
     def _changed_soon(self) -> None:
-        task = asyncio.create_task(self._changed())
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self._background(self._changed())
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` without waiting for it; a failure is a bug, and is logged as one."""
+        asyncio.create_task(work).add_done_callback(self._log_failure)
+
+    def _log_failure(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("background_task_failed", error=repr(task.exception()))
 
     async def list_tools(self, start: bool) -> list[dict[str, Any]]:
         if self.state.serving or self.spec.tools or not start:
@@ -501,19 +510,15 @@ class Worker:
             returncode = None
             if self._transport is not None:
                 returncode = await self._transport.stop(self.spec.shutdown_timeout_s)
-            self._on_failure_soon(returncode, f"start failed: {exc}")
+            self._background(self._on_provider_down(returncode, f"start failed: {exc}"))
             raise
         finally:
             self._start_task = None
 
-    def _on_failure_soon(self, returncode: int | None, detail: str) -> None:
-        task = asyncio.create_task(self._on_provider_down(returncode, detail))
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
-
     async def _watch(self, transport: StdioTransport, session: McpSession) -> None:
         returncode = await transport.wait()
         await session.closed.wait()
-        transport.signal_group(9)  # SIGKILL whatever the leader left behind in its group
+        transport.signal_group(signal.SIGKILL)  # whatever the leader left behind in its group
         if self._stopping or self._transport is not transport:
             return
         self._session = None
@@ -530,9 +535,8 @@ class Worker:
         self.figures.crashes += 1
         now = time.monotonic()
         self._backoff.note_exit(now)
-        exit_ = classify_exit(returncode=returncode, stop_requested=False)
-        if returncode is None:
-            exit_ = classify_exit(returncode=1, stop_requested=False)  # a failed start is abnormal
+        # a failed start (no exit code) counts as abnormal
+        exit_ = classify_exit(returncode=1 if returncode is None else returncode, stop_requested=False)
         if not should_restart(Restart(self.spec.restart.value), exit_.reason):
             await self._set_state(ProviderState.COLD, f"{detail}; not restarted ({self.spec.restart.value})")
             return
@@ -548,7 +552,8 @@ class Worker:
         self.restarts += 1
         await self._set_state(ProviderState.RESTARTING, f"{detail}; restarting in {delay_s:.2f}s")
         self._start_task = asyncio.create_task(self._start(delay_s=delay_s))
-        self._start_task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        # a failed restart is handled inside _start (it schedules the next one); nobody awaits it
+        self._start_task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def stop_provider(self, reason: str) -> None:
         """Stop the provider (in-flight calls get an error) and go cold."""
@@ -594,8 +599,7 @@ class Worker:
 
     def _on_notification(self, method: str, params: dict[str, Any]) -> None:
         if method == "notifications/tools/list_changed" and self._session is not None:
-            task = asyncio.create_task(self._refresh_tools())
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            self._background(self._refresh_tools())
         elif method == "notifications/message":
             self._log.info("provider_log", level=params.get("level"), data=params.get("data"))
 
