@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from hangar.dispatch import CallError
+from hangar.dispatch import Reply
+from workers import jsonrpc
+from workers.errors import CallError, ErrorData, ErrorType
 
 MAX_CALLS = 100  # per batch; a larger fan-out is better split by the caller
 DEFAULT_MAX_CONCURRENCY = 50
@@ -33,7 +35,7 @@ class BatchCall:
     timeout_s: float
 
 
-CallFn = Callable[[int, BatchCall], Awaitable[tuple[dict[str, Any], int]]]  # -> (result, attempts)
+CallFn = Callable[[int, BatchCall], Awaitable[tuple[Reply, int]]]  # -> (the provider's answer, attempts)
 FinishedFn = Callable[[int, BatchCall, bool], None]
 
 
@@ -109,16 +111,19 @@ async def run_batch(
                 results[index] = entry
                 return
             try:
-                result, attempts = await call_fn(index, call)
+                reply, attempts = await call_fn(index, call)
             except CallError as exc:
-                entry.update(ok=False, error=exc.error, attempts=exc.attempts)
+                entry.update(ok=False, error=exc.data, attempts=exc.attempts)
             else:
-                entry["result"] = result
                 entry["attempts"] = attempts
-                if result.get("isError"):
-                    entry.update(ok=False, error=_tool_error(result))
+                if reply.rpc_error:
+                    entry.update(ok=False, error=_rpc_error(call, reply.body))
                 else:
-                    entry["ok"] = True
+                    entry["result"] = jsonrpc.Raw(reply.body)
+                    if b'"isError":true' in reply.body:
+                        entry.update(ok=False, error=_tool_error(jsonrpc.value(reply.body)))
+                    else:
+                        entry["ok"] = True
             entry["elapsed_ms"] = round((time.perf_counter() - call_started) * 1000, 3)
             results[index] = entry
             if on_finished is not None:
@@ -140,7 +145,7 @@ async def run_batch(
         for entry in final:
             entry["correlation_id"] = correlation_id
             if "error" in entry:
-                entry["error"]["correlation_id"] = correlation_id
+                entry["error"] = {**entry["error"], "correlation_id": correlation_id}
     succeeded = sum(1 for r in final if r["ok"])
     return {
         **({"correlation_id": correlation_id} if correlation_id is not None else {}),
@@ -157,10 +162,27 @@ def _positive_number(value: Any, name: str) -> float:
     return float(value)
 
 
-def _tool_error(result: dict[str, Any]) -> dict[str, Any]:
+def _tool_error(result: dict[str, Any]) -> ErrorData:
     texts = [c.get("text", "") for c in result.get("content") or [] if c.get("type") == "text"]
     message = " ".join(t for t in texts if t) or "the tool reported an error"
-    return {"type": "tool_error", "message": message, "hint": None}
+    return {"type": ErrorType.TOOL_ERROR.value, "message": message, "hint": None}
+
+
+def _rpc_error(call: BatchCall, body: bytes) -> ErrorData:
+    """A provider's JSON-RPC error for one call of the batch, as a batch error."""
+    error = jsonrpc.error_object(body)
+    if error.code == jsonrpc.INVALID_PARAMS:
+        return {
+            "type": ErrorType.INVALID_ARGUMENTS.value,
+            "message": f"{call.provider} answered: {error.message}",
+            "hint": "check the tool name and arguments against hangar_tools",
+        }
+    hint = "the provider does not support this method" if error.code == jsonrpc.METHOD_NOT_FOUND else None
+    return {
+        "type": ErrorType.PROVIDER_ERROR.value,
+        "message": f"{call.provider} answered: {error.message}",
+        "hint": hint,
+    }
 
 
 def _skipped() -> dict[str, Any]:

@@ -35,7 +35,8 @@ import yaml
 
 from hangar.errors import ConfigError
 from supervisors.spec import BackoffPolicy
-from workers.spec import ProviderMode, ProviderSpec, RestartType, RetrySpec
+from supervisors.spec import Restart as RestartType
+from workers.spec import ProviderMode, ProviderSpec, RetrySpec
 
 __all__ = ["HangarConfig", "RootSupervision", "check_config", "describe", "load_config"]
 

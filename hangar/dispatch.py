@@ -1,170 +1,247 @@
-"""The router's ZeroMQ side: calls to workers, matched to replies by id.
+"""The router's ZeroMQ side: requests to workers, matched to their answers by id.
 
 The router binds a ROUTER socket; each worker connects a DEALER whose identity is its
-provider id. `ROUTER_MANDATORY` turns a send to an absent worker into an immediate
-error instead of a silent drop, so a call to a dead worker fails at once, and is safe
-to retry elsewhere because it never left the router.
+provider id. `ROUTER_MANDATORY` turns a send to an absent worker into an immediate error
+instead of a silent drop, so a request to a worker that is not there fails at once, and is
+safe to send elsewhere because it never left the router. What workers announce (status and
+lists) is kept here in one `ProviderView` per provider; the rest of the router reads it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 import zmq
-import zmq.asyncio
 
+from supervisors.channel import Channel, ChannelError
 from supervisors.child import LINGER_MS
-from supervisors.wire import Kind, WireError, pack, send_nowait, unpack
+from workers import protocol
+from workers.errors import CallError, ErrorType
+from workers.protocol import Era, Kind
+from workers.status import Lists, ProviderStatus, idle_status
 
 ROUTER_HWM = 10_000  # queued frames per worker; a full queue is an error, never a block
 REPLY_MARGIN_S = 5.0  # the worker enforces the call timeout; the router waits this much longer
 CONNECT_WAIT_S = 3.0  # a worker (re)connecting to a fresh router: ZMTP reconnect plus one heartbeat
-CONNECT_RETRY_S = 0.02  # between sends to a worker that is not connected yet
-CONTROL_TIMEOUT_S = 60.0  # start/stop/tools: may include a provider's cold start
+CONTROL_TIMEOUT_S = 60.0  # start/stop/lists: may include a provider's cold start
 
 log = structlog.get_logger("hangar.dispatch")
 
-
-class CallError(Exception):
-    """A call that ended without a provider result; `error` is what the caller sees."""
-
-    def __init__(self, type_: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.type = type_
-        self.message = message
-        self.hint = hint
-        self.attempts = 1
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return {"type": self.type, "message": self.message, "hint": self.hint}
+ProgressFn = Callable[[dict[str, Any]], None]
 
 
-@dataclass
+@dataclass(frozen=True)
+class Reply:
+    """A provider's answer to a forwarded request, raw, and the era of the connection that gave it."""
+
+    era: Era
+    body: bytes
+    rpc_error: bool
+
+
+@dataclass(eq=False)
 class ProviderView:
     """What the router knows of one provider, from its worker's announcements."""
 
     id: str
-    status: dict[str, Any] = field(default_factory=dict)
-    tools: list[dict[str, Any]] = field(default_factory=list)
-    rev: int = -1
+    status: ProviderStatus
+    lists: Lists = field(default_factory=lambda: Lists())
+    lists_rev: int = -1
     connected: bool = False
+    reachable: asyncio.Event = field(default_factory=asyncio.Event)  # the worker's first message came
+
+    @property
+    def state(self) -> str:
+        return self.status["state"]
 
 
 @dataclass
 class _Pending:
     provider: str
     future: asyncio.Future[Any]
+    on_progress: ProgressFn | None = None
 
 
 class Dispatcher:
-    """Sends calls to workers and routes their replies, progress and announcements back."""
+    """Sends requests to workers and routes their answers, progress and announcements back.
+
+    Args:
+        on_announce: `(provider, lists_changed)` after a worker announced itself.
+        on_notify: `(provider, header, body)` for a provider's notification (logs, updates).
+        on_ask: `(provider, header, body)` for a provider's request to a client.
+    """
 
     def __init__(
         self,
-        context: zmq.asyncio.Context,
+        context: zmq.Context[Any],
         endpoint: str,
-        provider_ids: list[str],
-        on_tools_changed: Callable[[], None],
+        views: Iterable[ProviderView],
+        *,
+        on_announce: Callable[[str, bool], None],
+        on_notify: Callable[[str, dict[str, Any], bytes | None], None],
+        on_ask: Callable[[str, dict[str, Any], bytes | None], None],
     ) -> None:
-        self.providers: dict[str, ProviderView] = {pid: ProviderView(pid) for pid in provider_ids}
-        self._on_tools_changed = on_tools_changed
+        self.providers: dict[str, ProviderView] = {view.id: view for view in views}
+        self._on_announce = on_announce
+        self._on_notify = on_notify
+        self._on_ask = on_ask
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._progress: dict[int, Callable[[dict[str, Any]], None]] = {}
-        self._socket = context.socket(zmq.ROUTER)
-        self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._socket.setsockopt(zmq.LINGER, LINGER_MS)
-        self._socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
-        self._socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
-        self._socket.bind(endpoint)
+        self._in_flight: dict[str, int] = dict.fromkeys(self.providers, 0)
+        socket: zmq.Socket[bytes] = zmq.Socket(context, zmq.ROUTER)
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        socket.setsockopt(zmq.LINGER, LINGER_MS)
+        socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
+        socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
+        socket.bind(endpoint)
+        self._channel = Channel(socket, self._on_message)
         self.synced = asyncio.Event()
-        if not provider_ids:
-            self.synced.set()
+        self._check_synced()
+
+    def next_id(self) -> int:
+        return next(self._ids)
 
     def in_flight_total(self) -> int:
         return len(self._pending)
 
     def in_flight(self, provider: str) -> int:
-        return sum(1 for p in self._pending.values() if p.provider == provider)
+        return self._in_flight.get(provider, 0)
 
-    async def call(
+    # ------------------------------------------------------------------ requests
+
+    async def request(
         self,
         provider: str,
-        op: str,
-        args: dict[str, Any],
+        method: str,
+        params: bytes | None,
         *,
+        era: Era,
         timeout_s: float,
-        cid: str | None = None,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> Any:
-        """Send `op` to the provider's worker and wait for its answer.
+        backstop_s: float,
+        call: int | None = None,
+        on_progress: ProgressFn | None = None,
+        **fields: Any,
+    ) -> Reply:
+        """Forward a client's request to the provider's worker and wait for the provider's answer.
 
         Raises:
-            CallError: the worker is unreachable, went away, answered with an error, or
-                did not answer in time.
+            CallError: the worker is unreachable, went away, failed the request, or did not
+                answer within `backstop_s`.
         """
-        request_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(provider, future)
+        call = self.next_id() if call is None else call
+        head: dict[str, Any] = {"id": call, "method": method, "era": era.value, "timeout_s": timeout_s}
         if on_progress is not None:
-            self._progress[request_id] = on_progress
+            head["progress"] = True
+        head.update(fields)
+        reply: Reply = await self._send_and_wait(
+            provider, call, protocol.frames(Kind.REQUEST, params, **head), backstop_s, on_progress
+        )
+        return reply
+
+    async def control(
+        self, provider: str, op: str, args: dict[str, Any] | None = None, timeout_s: float = CONTROL_TIMEOUT_S
+    ) -> Any:
+        """A control operation (start, stop, status, details, lists, ...) on the provider's worker."""
+        call = self.next_id()
+        message = protocol.frames(Kind.CONTROL, id=call, op=op, args=args or {})
+        return await self._send_and_wait(provider, call, message, timeout_s, None)
+
+    def answer(self, provider: str, sid: int, ok: bool, body: bytes) -> None:
+        """The client's answer to a provider's request (`ask`), back to that provider."""
+        self._send_nowait(provider, protocol.frames(Kind.ANSWER, body, sid=sid, ok=ok))
+
+    async def _send_and_wait(
+        self,
+        provider: str,
+        call: int,
+        message: list[bytes],
+        wait_s: float,
+        on_progress: ProgressFn | None,
+    ) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[call] = _Pending(provider, future, on_progress)
+        self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
         try:
-            await self._send_call(provider, pack(Kind.CALL, id=request_id, op=op, args=args, cid=cid))
+            await self._send(provider, message)
             try:
-                return await asyncio.wait_for(future, timeout_s + REPLY_MARGIN_S)
+                async with asyncio.timeout(wait_s):
+                    return await future
             except TimeoutError:
-                self._cancel_remote(provider, request_id)
+                self._cancel_remote(provider, call)
                 raise CallError(
-                    "timeout",
-                    f"the worker of {provider} did not answer within {timeout_s + REPLY_MARGIN_S:g}s",
+                    ErrorType.TIMEOUT,
+                    f"the worker of {provider} did not answer within {wait_s:g}s",
                     "the worker may be wedged; the supervisor restarts it if its heartbeats stop",
                 ) from None
             except asyncio.CancelledError:
-                self._cancel_remote(provider, request_id)
+                self._cancel_remote(provider, call)
                 raise
         finally:
-            self._pending.pop(request_id, None)
-            self._progress.pop(request_id, None)
+            self._pending.pop(call, None)
+            self._in_flight[provider] -= 1
 
-    async def _send_call(self, provider: str, frame: bytes) -> None:
-        """Hand a call to the worker, waiting up to CONNECT_WAIT_S for it to (re)connect.
+    async def _send(self, provider: str, message: list[bytes]) -> None:
+        """Hand a message to the worker, waiting up to CONNECT_WAIT_S for it to (re)connect.
 
-        Retrying is safe here: a send that failed never left the router.
+        Waiting is safe: a message that could not be handed over never left the router.
         """
-        deadline = time.monotonic() + CONNECT_WAIT_S
-        while True:
-            try:
-                await self._socket.send_multipart([provider.encode(), frame], flags=zmq.NOBLOCK)
-                return
-            except zmq.ZMQError as exc:
-                if time.monotonic() >= deadline:
-                    raise CallError(
-                        "worker_unavailable",
-                        f"the worker of provider {provider} is not connected ({exc.strerror})",
-                        "the supervisor is restarting it; call again in a moment",
-                    ) from exc
-            await asyncio.sleep(CONNECT_RETRY_S)
-
-    def _cancel_remote(self, provider: str, request_id: int) -> None:
-        send_nowait(self._socket, [provider.encode(), pack(Kind.CANCEL, id=request_id)])
-
-    def worker_down(self, provider: str, detail: str) -> None:
-        """The supervisor saw this provider's worker exit: fail its calls now."""
+        frames = [provider.encode(), *message]
+        try:
+            self._channel.send(frames)
+            return
+        except ChannelError as exc:
+            error = exc
         view = self.providers.get(provider)
         if view is not None:
             view.connected = False
+            view.reachable.clear()
+            try:
+                async with asyncio.timeout(CONNECT_WAIT_S):
+                    while True:
+                        await view.reachable.wait()
+                        try:
+                            self._channel.send(frames)
+                            return
+                        except ChannelError as retry:
+                            error = retry
+                            view.reachable.clear()
+            except TimeoutError:
+                pass
+        raise CallError(
+            ErrorType.WORKER_UNAVAILABLE,
+            f"the worker of provider {provider} is not connected ({error})",
+            "the supervisor is restarting it; call again in a moment",
+        )
+
+    def _send_nowait(self, provider: str, message: list[bytes]) -> None:
+        self._channel.send_nowait([provider.encode(), *message])
+
+    def _cancel_remote(self, provider: str, call: int) -> None:
+        self._send_nowait(provider, protocol.frames(Kind.CANCEL, id=call))
+
+    def cancel(self, call: int) -> None:
+        """The client cancelled: tell the worker, and stop waiting."""
+        pending = self._pending.get(call)
+        if pending is not None:
+            self._cancel_remote(pending.provider, call)
+
+    def worker_down(self, provider: str, detail: str) -> None:
+        """The supervisor saw this provider's worker exit: fail its requests now."""
+        view = self.providers.get(provider)
+        if view is not None:
+            view.connected = False
+            view.reachable.clear()
             view.status = {
                 **view.status,
                 "state": "restarting",
                 "worker_pid": None,
                 "provider_pid": None,
+                "connections": {},
                 "in_flight": 0,
                 "last_error": f"worker exited: {detail}",
             }
@@ -172,64 +249,87 @@ class Dispatcher:
             if pending.provider == provider and not pending.future.done():
                 pending.future.set_exception(
                     CallError(
-                        "worker_crashed",
+                        ErrorType.WORKER_CRASHED,
                         f"the worker of provider {provider} exited during the call ({detail})",
                         "the supervisor restarts it; the call may have run; call again if that is safe",
                     )
                 )
 
-    async def run(self) -> None:
-        """Read replies and announcements until cancelled."""
-        while True:
-            identity, frame = await self._socket.recv_multipart()
-            try:
-                message = unpack(frame)
-            except WireError as exc:
-                log.warning("worker_message_dropped", error=str(exc))
-                continue
-            self._handle(identity.decode(), message)
+    # ------------------------------------------------------------------ incoming
 
-    def _handle(self, provider: str, message: dict[str, Any]) -> None:
-        kind = message["kind"]
-        view = self.providers.get(provider)
+    def _on_message(self, message: list[bytes]) -> None:
+        identity = message[0].decode()
+        view = self.providers.get(identity)
         if view is None:
             return
-        view.connected = True
-        if kind == Kind.REPLY or kind == Kind.ERROR:
-            pending = self._pending.get(message.get("id", -1))
-            if pending is None or pending.future.done():
-                return  # a reply to a call we gave up on
-            if kind == Kind.REPLY:
-                pending.future.set_result(message.get("result"))
-            else:
-                error = message.get("error") or {}
-                pending.future.set_exception(
-                    CallError(str(error.get("type")), str(error.get("message")), error.get("hint"))
-                )
+        try:
+            head, body = protocol.parse(message[1:])
+        except protocol.ProtocolError as exc:
+            log.warning("worker_message_dropped", provider=identity, error=str(exc))
+            return
+        if not view.connected:
+            view.connected = True
+            view.reachable.set()
+        kind = head["k"]
+        if kind == Kind.RESULT:
+            pending = self._pending.get(head.get("id", -1))
+            if pending is not None and not pending.future.done():
+                pending.future.set_result(Reply(Era(head["era"]), body or b"{}", bool(head.get("rpc_error"))))
         elif kind == Kind.PROGRESS:
-            callback = self._progress.get(message.get("id", -1))
-            if callback is not None and isinstance(message.get("progress"), dict):
-                callback(message["progress"])
-        elif kind == Kind.EVENT and message.get("event") == "provider":
-            status = message.get("status") or {}
-            tools = message.get("tools") or []
-            tools_changed = tools != view.tools
-            view.status = status
-            view.tools = tools
-            view.rev = int(status.get("rev", 0))
-            if all(v.rev >= 0 for v in self.providers.values()):
-                self.synced.set()
-            if tools_changed:
-                self._on_tools_changed()
-        elif kind == Kind.HEARTBEAT and message.get("rev") != view.rev:
-            self._sync(provider)
+            pending = self._pending.get(head.get("id", -1))
+            if pending is not None and pending.on_progress is not None:
+                pending.on_progress(head.get("progress") or {})
+        elif kind == Kind.FAILED:
+            pending = self._pending.get(head.get("id", -1))
+            if pending is not None and not pending.future.done():
+                pending.future.set_exception(CallError.from_data(head.get("error")))
+        elif kind == Kind.REPLY:
+            pending = self._pending.get(head.get("id", -1))
+            if pending is not None and not pending.future.done():
+                pending.future.set_result(head.get("result"))
+        elif kind == Kind.ANNOUNCE:
+            self._announced(view, head)
+        elif kind == Kind.HEARTBEAT:
+            if head.get("rev") != view.status.get("rev"):
+                self._send_nowait(identity, protocol.frames(Kind.CONTROL, id=0, op="sync", args={}))
+        elif kind == Kind.NOTIFY:
+            self._on_notify(identity, head, body)
+        elif kind == Kind.ASK:
+            self._on_ask(identity, head, body)
 
-    def _sync(self, provider: str) -> None:
-        """Ask a worker for its full picture (router restarted, or an event was lost)."""
-        send_nowait(self._socket, [provider.encode(), pack(Kind.CALL, id=0, op="sync", args={})])
+    def _announced(self, view: ProviderView, head: dict[str, Any]) -> None:
+        status = head.get("status")
+        if isinstance(status, dict):
+            view.status = status  # type: ignore[assignment]
+        lists_changed = False
+        if isinstance(head.get("lists"), dict):
+            lists_changed = head["lists"] != view.lists
+            view.lists = head["lists"]
+            view.lists_rev = int(head.get("lists_rev", 0))
+        self._check_synced()
+        self._on_announce(view.id, lists_changed)
+
+    def _check_synced(self) -> None:
+        if all(view.status.get("rev", -1) >= 0 for view in self.providers.values()):
+            self.synced.set()
 
     def close(self) -> None:
         for pending in self._pending.values():
             if not pending.future.done():
-                pending.future.set_exception(CallError("shutting_down", "hangar is shutting down"))
-        self._socket.close(linger=0)  # at exit, nothing queued is worth waiting for
+                pending.future.set_exception(
+                    CallError(
+                        ErrorType.SHUTTING_DOWN,
+                        "hangar is shutting down",
+                        "the answer was lost with the shutdown; call again once hangar is back",
+                    )
+                )
+        self._channel.close()
+
+
+def initial_views(specs: Iterable[Any]) -> list[ProviderView]:
+    """A view per provider spec, before any worker has announced itself."""
+    views = []
+    for spec in specs:
+        status = idle_status(spec.id, spec.mode.value, spec.group, len(spec.tools))
+        views.append(ProviderView(spec.id, status, {"tools": [dict(t) for t in spec.tools]}))
+    return views

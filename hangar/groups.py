@@ -15,6 +15,7 @@ from hangar.balancer import Balancer, Member, Strategy
 from hangar.config import GroupSpec
 from hangar.dispatch import ProviderView
 from workers.spec import ProviderSpec
+from workers.status import Lists
 
 UNAVAILABLE_STATES = frozenset({"dead", "restarting", "stopping"})
 HEALTHY_STATES = frozenset({"cold", "starting", "ready"})
@@ -67,13 +68,16 @@ class Group:
                 return state
         return "degraded"
 
-    def tools(self, views: Mapping[str, ProviderView]) -> list[dict[str, Any]]:
-        """A live member's tools, else the predefined ones."""
+    def lists(self, views: Mapping[str, ProviderView]) -> Lists:
+        """A live member's lists, else a member's predefined tools, else the group's."""
         for member in self.members:
             view = views[member.id]
-            if view.tools and view.status.get("tools_source") == "live":
-                return view.tools
+            if view.status.get("tools_source") == "live":
+                return view.lists
         for member in self.members:
-            if views[member.id].tools:
-                return views[member.id].tools
-        return list(self.spec.tools)
+            if views[member.id].lists.get("tools"):
+                return views[member.id].lists
+        return {"tools": [dict(t) for t in self.spec.tools]}
+
+    def tools(self, views: Mapping[str, ProviderView]) -> list[dict[str, Any]]:
+        return self.lists(views).get("tools", [])

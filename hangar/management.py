@@ -1,10 +1,39 @@
-"""The management tools hangar adds next to its providers' tools."""
+"""The management tools hangar adds next to its providers' tools, and what they answer.
+
+`hangar_call` runs a batch (`hangar.batch`) of calls through the same path as a direct tool
+call; the others read or steer the providers through their workers' control operations.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
 
-from hangar.batch import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S, MAX_CALLS
+import structlog
+
+from hangar.batch import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TIMEOUT_S,
+    MAX_CALLS,
+    BatchCall,
+    BatchInvalid,
+    parse_batch,
+    run_batch,
+)
+from hangar.dispatch import CONTROL_TIMEOUT_S, Reply
+from hangar.progress import BatchProgress
+from hangar.protocol import RpcFailure
+from hangar.session import Exchange
+from workers import jsonrpc
+from workers.errors import CallError
+
+if TYPE_CHECKING:
+    from hangar.router import Router
+
+MAX_CORRELATION_ID = 128  # characters; a correlation id is a label, not a payload
+
+log = structlog.get_logger("hangar.management")
 
 _PROVIDER_ARG = {"provider": {"type": "string", "description": "A provider id, as in hangar_list."}}
 
@@ -135,3 +164,233 @@ def parse_provider_list(value: Any) -> list[str]:
     if isinstance(value, list) and all(isinstance(p, str) for p in value):
         return [p.strip() for p in value if p.strip()]
     raise ValueError("providers must be a list of ids or a comma-separated string")
+
+
+# ------------------------------------------------------------------------- answering
+
+
+async def call(router: Router, exchange: Exchange, name: str, args: Any) -> None:
+    """Answer a call to one of hangar's own tools."""
+    from hangar.features.tools import error_result
+
+    if not isinstance(args, dict):
+        raise RpcFailure(jsonrpc.INVALID_PARAMS, f"{name}: arguments must be an object")
+    try:
+        if name == "hangar_call":
+            payload = await _hangar_call(router, exchange, args)
+        elif name == "hangar_list":
+            payload = {"providers": list_rows(router)}
+        elif name == "hangar_status":
+            text = dashboard(list_rows(router))
+            exchange.result(_result(router, exchange, {"content": [{"type": "text", "text": text}]}))
+            return
+        elif name == "hangar_warm":
+            payload = await _warm(router, exchange, args)
+        else:
+            payload = await _about_one(router, exchange, name, args)
+    except BatchInvalid as exc:
+        raise RpcFailure(jsonrpc.INVALID_PARAMS, f"hangar_call: {exc}") from exc
+    except ValueError as exc:
+        raise RpcFailure(jsonrpc.INVALID_PARAMS, f"{name}: {exc}") from exc
+    except CallError as exc:
+        exchange.result(error_result(router, exchange, exc.data))
+        return
+    exchange.result(json_result(router, exchange, payload))
+
+
+def json_result(router: Router, exchange: Exchange, payload: dict[str, Any]) -> bytes:
+    encoded = jsonrpc.dumps(payload)
+    result = {
+        "content": [{"type": "text", "text": encoded.decode()}],
+        "structuredContent": jsonrpc.Raw(encoded),
+    }
+    return _result(router, exchange, result)
+
+
+def _result(router: Router, exchange: Exchange, result: dict[str, Any]) -> bytes:
+    from hangar.features.lifecycle import result_for
+
+    return result_for(router, exchange, result)
+
+
+async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any]) -> dict[str, Any]:
+    calls, max_concurrency, fail_fast = parse_batch(
+        args.get("calls"),
+        providers=router.public,
+        timeout_s=args.get("timeout_s", DEFAULT_TIMEOUT_S),
+        max_concurrency=args.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+        fail_fast=args.get("fail_fast", False),
+    )
+    max_retries = args.get("max_retries")
+    if max_retries is not None and (
+        isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 10
+    ):
+        raise BatchInvalid(f"max_retries must be a whole number from 0 to 10, got {max_retries!r}")
+    correlation_id = args.get("correlation_id") or uuid.uuid4().hex[:12]
+    if not isinstance(correlation_id, str) or len(correlation_id) > MAX_CORRELATION_ID:
+        raise BatchInvalid(f"correlation_id must be a string of at most {MAX_CORRELATION_ID} characters")
+    token = exchange.progress_token
+    progress = BatchProgress(exchange, token, len(calls)) if token is not None else None
+    fields: dict[str, Any] = {"cid": correlation_id}
+    if exchange.session.capabilities:
+        fields["caps"] = exchange.session.capabilities
+    envelope = None  # a 2026-07-28 client's context goes with each of its calls
+    if exchange.envelope is not None:
+        envelope = {k: v for k, v in exchange.envelope.meta.items() if k != "progressToken"}
+
+    async def one(index: int, batch_call: BatchCall) -> tuple[Reply, int]:
+        on_progress = None
+        if progress is not None:
+
+            def on_progress(update: dict[str, Any]) -> None:
+                progress.step(index, batch_call.provider, update)
+
+        request: dict[str, Any] = {"name": batch_call.tool, "arguments": batch_call.arguments}
+        if envelope is not None:
+            request["_meta"] = envelope
+        params = jsonrpc.dumps(request)
+        call_id = router.dispatcher.next_id()
+        router.track(call_id, exchange)
+        try:
+            return await router.caller.call(
+                batch_call.provider,
+                "tools/call",
+                params,
+                era=exchange.era,
+                timeout_s=batch_call.timeout_s,
+                label=batch_call.tool,
+                on_progress=on_progress,
+                batch_retries=max_retries,
+                call=call_id,
+                **fields,
+            )
+        finally:
+            router.untrack(call_id)
+
+    def finished(index: int, batch_call: BatchCall, ok: bool) -> None:
+        if progress is not None:
+            progress.finished(index, batch_call.provider, ok)
+
+    with structlog.contextvars.bound_contextvars(cid=correlation_id):
+        log.info("batch_started", calls=len(calls), max_concurrency=max_concurrency)
+        payload = await run_batch(
+            calls,
+            one,
+            max_concurrency=max_concurrency,
+            fail_fast=fail_fast,
+            correlation_id=correlation_id,
+            on_finished=finished,
+        )
+        log.info(
+            "batch_done",
+            succeeded=payload["succeeded"],
+            failed=payload["failed"],
+            elapsed_ms=payload["elapsed_ms"],
+        )
+    router.figures.batch_sizes.observe(len(calls))
+    router.figures.batch_seconds.observe(payload["elapsed_ms"] / 1000)
+    return payload
+
+
+async def _warm(router: Router, exchange: Exchange, args: dict[str, Any]) -> dict[str, Any]:
+    entries = parse_provider_list(args.get("providers"))
+    targets = [t for entry in entries for t in router.members_of(require_provider(router, entry))]
+    results = await asyncio.gather(
+        *(router.dispatcher.control(t, "start", {"era": exchange.era.value}) for t in targets),
+        return_exceptions=True,
+    )
+    rows = []
+    for target, result in zip(targets, results, strict=True):
+        row: dict[str, Any] = {"provider": target, "ok": not isinstance(result, BaseException)}
+        if isinstance(result, dict):
+            row["state"] = result.get("state")
+        else:
+            row["error"] = result.data if isinstance(result, CallError) else str(result)
+        rows.append(row)
+    return {"providers": rows}
+
+
+async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    entry = require_provider(router, args.get("provider"))
+    if name == "hangar_tools":
+        group = router.groups.get(entry)
+        target = group.members[0].id if group else entry
+        lists = router.lists_of(entry)
+        if not lists.get("tools") and not router.specs[target].tools:
+            lists = await router.dispatcher.control(
+                target, "lists", {"start": True, "era": exchange.era.value}, timeout_s=CONTROL_TIMEOUT_S
+            )
+        from hangar.catalog import TOOL_SEPARATOR, exposed_name
+
+        namespaced = router.namespaced(entry)
+        tools = lists.get("tools", [])
+        answer: dict[str, Any] = {"provider": entry, "tools": tools}
+        renamed = {}  # names not exposed as <provider>__<name>: shortened, or not namespaced
+        for tool in tools:
+            name = str(tool.get("name"))
+            exposed = exposed_name(entry, name, namespaced=namespaced)
+            if exposed != f"{entry}{TOOL_SEPARATOR}{name}":
+                renamed[name] = exposed
+        if renamed:
+            answer["exposed_as"] = renamed
+        return answer
+    op = {"hangar_start": "start", "hangar_stop": "stop", "hangar_details": "details"}[name]
+    answers = [
+        await router.dispatcher.control(member, op, {"era": exchange.era.value}, timeout_s=CONTROL_TIMEOUT_S)
+        for member in router.members_of(entry)
+    ]
+    if entry in router.groups:
+        return {"provider": entry, "members": answers}
+    result: dict[str, Any] = answers[0]
+    return result
+
+
+def require_provider(router: Router, provider: Any) -> str:
+    if not isinstance(provider, str) or provider not in router.public:
+        raise ValueError(f"unknown provider {provider!r}; known: {', '.join(router.public)}")
+    return provider
+
+
+def _row(router: Router, provider_id: str) -> dict[str, Any]:
+    view = router.views[provider_id]
+    status = view.status
+    return {
+        "id": provider_id,
+        "mode": router.specs[provider_id].mode.value,
+        "state": status["state"],
+        "reason": status.get("reason"),
+        "tools_count": len(view.lists.get("tools", [])),
+        "worker_pid": status.get("worker_pid"),
+        "provider_pid": status.get("provider_pid"),
+        "restarts": status.get("restarts", 0),
+        "in_flight": status.get("in_flight", 0),
+        "breaker": status.get("breaker", "closed"),
+        "last_error": status.get("last_error"),
+    }
+
+
+def list_rows(router: Router) -> list[dict[str, Any]]:
+    """`hangar_list`: one row per provider, a group with its members."""
+    rows = []
+    views = router.views
+    for entry in router.public:
+        group = router.groups.get(entry)
+        if group is None:
+            rows.append(_row(router, entry))
+            continue
+        members = [{**_row(router, m.id), "weight": m.weight, "priority": m.priority} for m in group.members]
+        rows.append(
+            {
+                "id": entry,
+                "mode": "group",
+                "state": group.state(views),
+                "strategy": group.spec.strategy,
+                "healthy": group.healthy(views),
+                "min_healthy": group.spec.min_healthy,
+                "tools_count": len(group.tools(views)),
+                "restarts": sum(m["restarts"] for m in members),
+                "in_flight": sum(m["in_flight"] for m in members),
+                "members": members,
+            }
+        )
+    return rows

@@ -11,21 +11,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from workers.errors import NEVER_REACHED, TRANSIENT
 from workers.spec import RetrySpec
-
-# the call never reached a provider: safe to send elsewhere or again
-NEVER_REACHED = frozenset(
-    {
-        "worker_unavailable",
-        "circuit_open",
-        "provider_not_ready",
-        "provider_dead",
-        "overloaded",
-        "provider_start_failed",
-    }
-)
-# failures that may pass: what `hangar_call(max_retries=N)` retries
-TRANSIENT = NEVER_REACHED | {"timeout", "provider_crashed", "worker_crashed"}
 
 
 def may_retry(error_type: str, policy: RetrySpec, *, batch_retries: bool) -> bool:

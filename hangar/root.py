@@ -44,7 +44,7 @@ EX_SOFTWARE = 70  # sysexits: the tree gave up (restart intensity exceeded)
 # runs as __main__ in the child)
 ZYGOTES = {
     "workers": ("workers.worker",),
-    "hangar.router_process": ("hangar.router", "hangar.resume", "mcp.server.stdio"),
+    "hangar.router_process": ("hangar.router", "hangar.fronts.stdio"),
 }
 
 log = structlog.get_logger("hangar.root")
@@ -150,7 +150,7 @@ class Root:
         if self.http is None:
             client_in, client_out = _take_stdio()
             return stdio_router_spec(env, client_in, client_out), client_in
-        from hangar.http import bind_socket, is_loopback, load_tokens
+        from hangar.fronts.http import bind_socket, is_loopback, load_tokens
 
         tokens = load_tokens(self.config.http)
         if not tokens and not is_loopback(self.http.host) and not self.http.allow_unauthenticated:

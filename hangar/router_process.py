@@ -1,9 +1,9 @@
-"""Entry point of the router process (started last by the root supervisor).
+"""Entry point of the router process (started by the root supervisor).
 
-In stdio mode its stdin/stdout are the MCP client's pipe. When the client closes stdin
-the MCP loop ends and the router exits 0: a normal exit of a significant child, which
-shuts the whole tree down. On SIGTERM it stops taking requests, lets in-flight calls
-finish (bounded by the supervisor's shutdown timeout), and exits.
+In stdio mode its stdin/stdout are the MCP client's pipe. When the client closes stdin the
+router answers what it has read, then exits 0: a normal exit of a significant child, which
+shuts the whole tree down. On SIGTERM it stops taking requests, lets in-flight calls finish
+(bounded by the supervisor's shutdown timeout), and exits.
 """
 
 from __future__ import annotations
@@ -18,15 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import structlog
 import zmq.asyncio
-from mcp.server.stdio import stdio_server
 
-from hangar import resume
 from hangar.config import GroupSpec
 from hangar.dispatch import Dispatcher
-from hangar.metrics import TreeCollector
 from hangar.router import Router
 from supervisors.child import ChildLink, CommandError
 from supervisors.logs import configure_logging
@@ -34,7 +30,6 @@ from workers.spec import ProviderSpec, RetrySpec
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
-FLUSH_GRACE_S = 0.05  # the last answers pass through the SDK's writer thread to the pipe
 
 log = structlog.get_logger("hangar.router")
 
@@ -42,20 +37,14 @@ log = structlog.get_logger("hangar.router")
 async def main() -> None:
     configure_logging("router")
     specs = [ProviderSpec.from_dict(d) for d in json.loads(os.environ["HANGAR_PROVIDERS"])]
+    groups = [_group(d) for d in json.loads(os.environ.get("HANGAR_GROUPS", "[]"))]
     instance = Path(os.environ["HANGAR_INSTANCE_DIR"])
     context = zmq.asyncio.Context()
-    router: Router | None = None
-
-    def tools_changed() -> None:
-        if router is not None:
-            router.tools_changed()
-
-    dispatcher = Dispatcher(
-        context, os.environ["HANGAR_ROUTER_ENDPOINT"], [s.id for s in specs], tools_changed
+    endpoint = os.environ["HANGAR_ROUTER_ENDPOINT"]
+    router = Router(
+        specs, groups, lambda views, **callbacks: Dispatcher(context, endpoint, views, **callbacks)
     )
-    groups = [_group(d) for d in json.loads(os.environ.get("HANGAR_GROUPS", "[]"))]
-    router = Router(specs, dispatcher, groups)
-
+    dispatcher = router.dispatcher
     supervisor_figures: dict[str, Any] = {}
 
     async def on_event(message: dict[str, Any]) -> None:
@@ -68,59 +57,29 @@ async def main() -> None:
         raise CommandError("unknown_command", f"router does not know the command {op!r}")
 
     def status() -> dict[str, Any]:
-        return {"providers": len(specs), "in_flight": sum(dispatcher.in_flight(s.id) for s in specs)}
+        return {"providers": len(specs), "in_flight": dispatcher.in_flight_total()}
 
     link = ChildLink(context, status=status, on_command=on_command, on_event=on_event)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the root decides when the router stops
+    http_mode = os.environ.get("HANGAR_TRANSPORT") == "http"
 
     async def serve_stdio() -> None:
-        (in_send, in_recv), (out_send, out_recv) = resume.streams()
-        async with stdio_server() as (read_stream, write_stream), anyio.create_task_group() as group:
-            group.start_soon(resume.pump_in, read_stream, in_send, instance)
-            group.start_soon(resume.pump_out, out_recv, write_stream)
-            await router.server.run(in_recv, out_send, router.initialization_options())
-            group.cancel_scope.cancel()
-        log.info("client_disconnected", reason="stdin closed")
+        from hangar.fronts.stdio import StdioFront
 
-    async def serve_over_http() -> None:
-        from hangar import http
-        from hangar.config import HttpSettings, RateLimit
+        front = StdioFront(router, instance=instance)
+        await front.serve()
 
-        settings_data = json.loads(os.environ["HANGAR_HTTP_SETTINGS"])
-        rate = settings_data.pop("rate_limit")
-        settings = HttpSettings(
-            **{
-                **settings_data,
-                "rate_limit": RateLimit(**rate) if rate else None,
-                "allowed_hosts": tuple(settings_data["allowed_hosts"]),
-                "allowed_origins": tuple(settings_data["allowed_origins"]),
-            }
-        )
-        collector = TreeCollector(
-            lambda: {v.id: v.status for v in dispatcher.providers.values()}, lambda: supervisor_figures
-        )
-        app = http.build_app(
-            router,
-            host=os.environ["HANGAR_HTTP_HOST"],
-            settings=settings,
-            tokens=http.load_tokens(settings),
-            collector=collector,
-            supervisor_alive=lambda: not link.lifeline_lost.is_set(),
-        )
+    async def serve_http() -> None:
+        from hangar.fronts import http
 
-        async def stop_requested() -> None:
-            await stop.wait()
+        await http.serve_from_environment(router, supervisor_figures, link, stop)
 
-        await http.serve(app, int(os.environ["HANGAR_HTTP_FD"]), stop_requested)
-        log.info("http_stopped")
-
-    background = [asyncio.create_task(dispatcher.run()), asyncio.create_task(link.run())]
+    background = [asyncio.create_task(link.run())]
     await link.ready()
-    http_mode = os.environ.get("HANGAR_TRANSPORT") == "http"
-    serving = asyncio.create_task(serve_over_http() if http_mode else serve_stdio())
+    serving = asyncio.create_task(serve_http() if http_mode else serve_stdio())
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([serving, stopped, *background], return_when=asyncio.FIRST_COMPLETED)
     failed = serving in done and serving.exception() is not None
@@ -135,8 +94,6 @@ async def main() -> None:
     dispatcher.close()
     link.close()
     context.destroy(linger=0)
-    # The SDK reads stdin in a thread that cannot be cancelled while the client keeps the pipe
-    # open; waiting for it would hang the exit until the client hangs up. Leave without it.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1 if failed else 0)
@@ -160,7 +117,6 @@ async def drain(dispatcher: Dispatcher, reason: str) -> None:
     log.info("router_draining", reason=reason, in_flight=dispatcher.in_flight_total())
     while dispatcher.in_flight_total() and time.monotonic() < deadline:
         await asyncio.sleep(DRAIN_POLL_S)
-    await asyncio.sleep(FLUSH_GRACE_S)
 
 
 if __name__ == "__main__":

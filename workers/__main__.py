@@ -24,8 +24,8 @@ async def main() -> None:
     configure_logging(f"worker:{spec.id}")
     context = zmq.asyncio.Context()
     worker = Worker(spec, context, os.environ[ENV_ROUTER_ENDPOINT])
-    link = ChildLink(context, status=worker.status, on_command=worker.command)
-    worker.on_change = link.publish_status
+    link = ChildLink(context, status=worker.status, on_command=worker.command)  # type: ignore[arg-type]
+    worker.on_status = link.publish_status
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

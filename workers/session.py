@@ -1,9 +1,20 @@
-"""A lean MCP client session over a provider transport.
+"""A lean MCP client session over a provider transport, in either protocol era.
 
-The worker speaks JSON-RPC to its provider directly instead of through the `mcp` SDK:
-it only forwards requests and relays results, so it needs no pydantic models, and the
-worker process stays small and starts fast (importing the SDK costs ~0.5 s of CPU).
-It uses the initialize handshake, which every SDK server of both protocol eras answers.
+The worker speaks JSON-RPC to its provider itself instead of through the `mcp` SDK: it only
+forwards requests and relays answers, so it needs no models, and a worker process stays small
+and starts fast (importing the SDK costs ~0.5 s of CPU). Requests are forwarded with their
+params as raw bytes and answers come back raw (`workers.jsonrpc`); only the envelope is read.
+
+A session is opened in one era (`workers.protocol.Era`): the handshake era with `initialize`,
+or 2026-07-28, where `server/discover` is the probe and every request carries an envelope of
+protocol version, client info and capabilities in `_meta`. `open(Era.MODERN)` falls back to
+`initialize` on the same connection when the provider answers the probe with an error, as the
+SDK's own clients do.
+
+What the provider sends that is not an answer goes to the owner: progress to the callback of
+the request whose token it carries, other notifications and the provider's own requests
+(sampling, elicitation, roots) to `on_notification` / `on_request`, each tagged with the oldest
+forwarded call in flight (a stdio provider's messages carry nothing that ties them to a call).
 """
 
 from __future__ import annotations
@@ -11,22 +22,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from workers.transport import ProviderTransport, TransportError
+from workers import jsonrpc
+from workers.jsonrpc import Raw
+from workers.protocol import Era
+from workers.transport import MessageTooLarge, ProviderTransport, TransportError
 
-PROTOCOL_VERSION = "2025-11-25"  # newest handshake-era version; older servers answer with theirs
+HANDSHAKE_VERSION = "2025-11-25"  # the newest handshake-era version; older servers answer with theirs
+MODERN_VERSION = Era.MODERN.value
 CLIENT_INFO = {"name": "hangar", "version": "0.1.0"}
-METHOD_NOT_FOUND = -32601
-MAX_TOOL_PAGES = 100  # a provider that paginates tools/list forever is cut off here
+# what hangar offers its providers: it relays these to the client that made the call
+CLIENT_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {}}
+HANDSHAKE_CAPABILITIES: dict[str, Any] = {**CLIENT_CAPABILITIES, "roots": {"listChanged": True}}
+MAX_LIST_PAGES = 100  # a provider that paginates a list forever is cut off here
+META = "_meta"
+PROGRESS_TOKEN = "progressToken"
+ENVELOPE_PREFIX = "io.modelcontextprotocol/"
+META_VERSION = ENVELOPE_PREFIX + "protocolVersion"
+META_CLIENT_INFO = ENVELOPE_PREFIX + "clientInfo"
+META_CAPABILITIES = ENVELOPE_PREFIX + "clientCapabilities"
 
 log = structlog.get_logger("workers.session")
 
-NotificationFn = Callable[[str, dict[str, Any]], None]
+NotificationFn = Callable[[str, Raw, "int | None"], None]  # method, params, the call it belongs to
+RequestFn = Callable[[int | str, str, Raw, "int | None"], None]  # provider's request id, method, params, call
+ProgressFn = Callable[[dict[str, Any]], None]
 
 
 class SessionClosed(Exception):
@@ -34,7 +59,7 @@ class SessionClosed(Exception):
 
 
 class RpcError(Exception):
-    """The provider answered a request with a JSON-RPC error."""
+    """The provider answered a worker's own request with a JSON-RPC error."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(f"{message} (JSON-RPC error {code})")
@@ -43,70 +68,112 @@ class RpcError(Exception):
         self.data = data
 
 
-class McpSession:
-    """Requests matched to responses by id; notifications handed to `on_notification`."""
+@dataclass(frozen=True)
+class Answer:
+    """A provider's answer to a forwarded request: its result or error object, raw."""
 
-    def __init__(self, transport: ProviderTransport, on_notification: NotificationFn) -> None:
+    body: bytes
+    rpc_error: bool
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[Answer]
+    call: int | None  # the router's call id for a forwarded request
+    on_progress: ProgressFn | None = None
+
+
+class McpSession:
+    """Requests matched to answers by id, over one provider connection."""
+
+    def __init__(
+        self,
+        transport: ProviderTransport,
+        *,
+        on_notification: NotificationFn,
+        on_request: RequestFn,
+    ) -> None:
         self._transport = transport
         self._on_notification = on_notification
+        self._on_request = on_request
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._progress: dict[Any, Callable[[dict[str, Any]], None]] = {}
+        self._pending: dict[int, _Pending] = {}
         self._reader: asyncio.Task[None] | None = None
-        self.closed: asyncio.Event = asyncio.Event()
-        self.server_info: dict[str, Any] = {}
+        self._tasks: set[asyncio.Future[None]] = set()  # answers to the provider's pings
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self.era = Era.HANDSHAKE
         self.protocol_version: str | None = None
+        self.server_info: dict[str, Any] = {}
+        self.capabilities: dict[str, Any] = {}
+        self.instructions: str | None = None
 
-    async def initialize(self, timeout_s: float) -> None:
-        self._reader = asyncio.create_task(self._read_loop())
-        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
-        result = await self.request("initialize", params, timeout_s=timeout_s)
-        self.server_info = dict(result.get("serverInfo") or {})
-        self.protocol_version = result.get("protocolVersion")
-        await self.notify("notifications/initialized", None)
+    # ------------------------------------------------------------------ opening
 
-    async def list_tools(self, timeout_s: float) -> list[dict[str, Any]]:
-        tools: list[dict[str, Any]] = []
-        cursor: str | None = None
-        for _ in range(MAX_TOOL_PAGES):
-            params = {"cursor": cursor} if cursor else None
-            result = await self.request("tools/list", params, timeout_s=timeout_s)
-            tools.extend(result.get("tools") or [])
-            cursor = result.get("nextCursor")
-            if not cursor:
-                break
-        return tools
-
-    async def request(
-        self,
-        method: str,
-        params: dict[str, Any] | None,
-        *,
-        timeout_s: float,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """Send a request and wait for its result.
+    async def open(self, era: Era, timeout_s: float) -> None:
+        """Start reading, then probe (2026-07-28) or initialize (handshake era).
 
         Raises:
-            RpcError: the provider answered with an error.
+            RpcError, SessionClosed, TimeoutError: the provider did not open a session.
+        """
+        self._reader = asyncio.create_task(self._read_loop())
+        if era is Era.MODERN:
+            try:
+                result = await self._request_json("server/discover", {}, timeout_s)
+            except RpcError as exc:
+                log.info("provider_not_modern", error=exc.message, fallback="initialize")
+            else:
+                if MODERN_VERSION in (result.get("supportedVersions") or []):
+                    self.era = Era.MODERN
+                    self.protocol_version = MODERN_VERSION
+                    self.capabilities = dict(result.get("capabilities") or {})
+                    self.instructions = result.get("instructions")
+                    meta = result.get(META) or {}
+                    self.server_info = dict(meta.get(ENVELOPE_PREFIX + "serverInfo") or {})
+                    return
+        params = {
+            "protocolVersion": HANDSHAKE_VERSION,
+            "capabilities": HANDSHAKE_CAPABILITIES,
+            "clientInfo": CLIENT_INFO,
+        }
+        result = await self._request_json("initialize", params, timeout_s, envelope=False)
+        self.era = Era.HANDSHAKE
+        self.protocol_version = result.get("protocolVersion")
+        self.server_info = dict(result.get("serverInfo") or {})
+        self.capabilities = dict(result.get("capabilities") or {})
+        self.instructions = result.get("instructions")
+        await self.notify("notifications/initialized", None)
+
+    # ------------------------------------------------------------------ requests
+
+    async def forward(
+        self,
+        method: str,
+        params: bytes | None,
+        *,
+        timeout_s: float | None,
+        call: int | None = None,
+        on_progress: ProgressFn | None = None,
+    ) -> Answer:
+        """Send a client's request (its params raw, already fit for this era) and return the answer.
+
+        Raises:
             SessionClosed: the provider went away first.
+            MessageTooLarge: the provider's answer was over the size limit (the session goes on).
             TimeoutError: no answer within timeout_s (the provider is told to cancel).
             asyncio.CancelledError: the caller gave up (the provider is told to cancel).
         """
         if self.closed.is_set():
-            raise SessionClosed("provider session is closed")
+            raise SessionClosed(self.close_reason or "provider session is closed")
         request_id = next(self._ids)
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            message["params"] = params
         if on_progress is not None:
-            message.setdefault("params", {}).setdefault("_meta", {})["progressToken"] = request_id
-            self._progress[request_id] = on_progress
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+            params = jsonrpc.replace_members(params, {META: _with_token(params, request_id)})
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = _Pending(future, call, on_progress)
         try:
-            await self._write(message)
-            return await asyncio.wait_for(future, timeout_s)
+            await self._write(jsonrpc.request(request_id, method, params))
+            async with asyncio.timeout(timeout_s):
+                return await future
         except TimeoutError:
             await self._cancel_upstream(request_id, "timed out")
             raise
@@ -115,19 +182,61 @@ class McpSession:
             raise
         finally:
             self._pending.pop(request_id, None)
-            self._progress.pop(request_id, None)
+
+    async def request(self, method: str, params: dict[str, Any] | None, timeout_s: float | None) -> Any:
+        """The worker's own request (lists, health checks): Python data in, Python data out.
+
+        Raises:
+            RpcError: the provider answered with an error.
+            SessionClosed, TimeoutError: as for `forward`.
+        """
+        return await self._request_json(method, params, timeout_s)
+
+    async def _request_json(
+        self, method: str, params: dict[str, Any] | None, timeout_s: float | None, *, envelope: bool = True
+    ) -> Any:
+        body = dict(params or {})
+        if envelope and (self.era is Era.MODERN or method == "server/discover"):
+            body[META] = {**body.get(META, {}), **own_envelope()}
+        answer = await self.forward(method, jsonrpc.dumps(body) if body else None, timeout_s=timeout_s)
+        if answer.rpc_error:
+            error = jsonrpc.error_object(answer.body)
+            raise RpcError(error.code, error.message, error.data)
+        return jsonrpc.value(answer.body)
+
+    async def list_all(self, method: str, key: str, timeout_s: float) -> list[dict[str, Any]]:
+        """Every item of a paginated list (`tools/list` -> "tools", ...)."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(MAX_LIST_PAGES):
+            result = await self.request(method, {"cursor": cursor} if cursor else None, timeout_s)
+            items.extend(item for item in result.get(key) or [] if isinstance(item, dict))
+            cursor = result.get("nextCursor")
+            if not cursor:
+                break
+        return items
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        await self._write(message)
+        await self._write(jsonrpc.notification(method, jsonrpc.dumps(params) if params else None))
+
+    async def answer(self, request_id: int | str, body: bytes, *, ok: bool) -> None:
+        """Answer one of the provider's own requests (with what the client said)."""
+        encoded = jsonrpc.result(request_id, body) if ok else jsonrpc.error_raw(request_id, body)
+        with contextlib.suppress(SessionClosed):
+            await self._write(encoded)
+
+    def calls_in_flight(self) -> list[int]:
+        """The router's call ids of the forwarded requests waiting here, oldest first."""
+        return [p.call for p in self._pending.values() if p.call is not None]
 
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
         self._fail_pending("provider session closed")
+
+    # ------------------------------------------------------------------ reading
 
     async def _cancel_upstream(self, request_id: int, reason: str) -> None:
         if self.closed.is_set():
@@ -135,68 +244,105 @@ class McpSession:
         with contextlib.suppress(SessionClosed):
             await self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason})
 
-    async def _write(self, message: dict[str, Any]) -> None:
-        frame = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    async def _write(self, line: bytes) -> None:
         try:
-            await self._transport.send(frame)
+            await self._transport.send(line + b"\n")
         except TransportError as exc:
             raise SessionClosed(str(exc)) from exc
 
     def _fail_pending(self, reason: str) -> None:
+        if not self.close_reason:
+            self.close_reason = reason
         self.closed.set()
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(SessionClosed(reason))
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(SessionClosed(reason))
 
     async def _read_loop(self) -> None:
         reason = "provider closed its stdout"
         try:
             while True:
-                line = await self._transport.receive()
+                try:
+                    line = await self._transport.receive()
+                except MessageTooLarge as exc:
+                    self._too_large(exc)
+                    continue
                 if line is None:
                     break
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    log.warning("provider_output_not_json", line=line[:200].decode("utf-8", "replace"))
-                    continue
-                if isinstance(message, dict):
-                    await self._dispatch(message)
+                self._dispatch(line)
         except TransportError as exc:
             reason = str(exc)
         finally:
             self._fail_pending(reason)
 
-    async def _dispatch(self, message: dict[str, Any]) -> None:
-        method = message.get("method")
-        if method is None:
-            future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
-            if future is None or future.done():
-                return
-            if "error" in message:
-                error = message["error"] or {}
-                future.set_exception(
-                    RpcError(int(error.get("code", 0)), str(error.get("message")), error.get("data"))
-                )
-            else:
-                future.set_result(message.get("result") or {})
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            message = jsonrpc.decode(line)
+        except jsonrpc.InvalidMessage as exc:
+            self._transport.report_garbage(line, str(exc))
             return
-        params = message.get("params") or {}
-        if "id" in message:
-            await self._answer_server_request(message["id"], str(method))
-        elif method == "notifications/progress":
-            callback = self._progress.get(params.get("progressToken"))
-            if callback is not None:
-                callback(params)
+        if not message.method:
+            pending = self._pending.get(message.id) if isinstance(message.id, int) else None
+            if pending is not None and not pending.future.done():
+                if message.error:
+                    pending.future.set_result(Answer(bytes(message.error), True))
+                else:
+                    pending.future.set_result(Answer(bytes(message.result), False))
+            return
+        if message.method == "notifications/progress":
+            self._progress(message.params)
+            return
+        call = self._oldest_call()
+        if message.is_request:
+            assert isinstance(message.id, int | str)
+            if message.method == "ping":
+                task = asyncio.ensure_future(self.answer(message.id, b"{}", ok=True))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            self._on_request(message.id, message.method, message.params, call)
         else:
-            self._on_notification(str(method), params)
+            self._on_notification(message.method, message.params, call)
 
-    async def _answer_server_request(self, request_id: Any, method: str) -> None:
-        """hangar offers the provider no client features; ping is the one request it answers."""
-        if method == "ping":
-            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "result": {}}
+    def _too_large(self, exc: MessageTooLarge) -> None:
+        """An over-long line fails the request it answered; the session goes on."""
+        request_id = exc.request_id
+        pending = self._pending.get(request_id) if request_id is not None else None
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(exc)
         else:
-            error = {"code": METHOD_NOT_FOUND, "message": f"hangar does not offer {method} to providers"}
-            reply = {"jsonrpc": "2.0", "id": request_id, "error": error}
-        with contextlib.suppress(SessionClosed):
-            await self._write(reply)
+            log.warning("provider_message_too_large", error=str(exc), request_id=request_id)
+
+    def _progress(self, params: Raw) -> None:
+        try:
+            update = jsonrpc.value(params) if params else {}
+        except Exception:
+            return
+        token = update.get(PROGRESS_TOKEN) if isinstance(update, dict) else None
+        pending = self._pending.get(token) if isinstance(token, int) else None
+        if pending is not None and pending.on_progress is not None:
+            update.pop(PROGRESS_TOKEN, None)
+            pending.on_progress(update)
+
+    def _oldest_call(self) -> int | None:
+        for pending in self._pending.values():
+            if pending.call is not None:
+                return pending.call
+        return None
+
+
+def own_envelope() -> dict[str, Any]:
+    """The `_meta` envelope of a request the worker itself makes in the 2026-07-28 era."""
+    return {
+        META_VERSION: MODERN_VERSION,
+        META_CLIENT_INFO: CLIENT_INFO,
+        META_CAPABILITIES: {},
+    }
+
+
+def _with_token(params: bytes | None, token: int) -> dict[str, Raw]:
+    """The request's `_meta` members with our progress token in place of the client's."""
+    meta_raw = jsonrpc.members(params).get(META) if params else None
+    meta = jsonrpc.members(meta_raw) if meta_raw else {}
+    meta[PROGRESS_TOKEN] = Raw(jsonrpc.dumps(token))
+    return meta

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisors.spec import BackoffPolicy
+from supervisors.spec import BackoffPolicy, Restart
 
 DEFAULT_IDLE_TTL_S = 300.0  # a provider nobody called for five minutes gives its memory back
 DEFAULT_MAX_CONCURRENCY = 16  # concurrent calls over one provider session
@@ -31,12 +31,12 @@ class ProviderMode(enum.Enum):
     SUBPROCESS = "subprocess"
 
 
-class RestartType(enum.Enum):
-    """When a crashed provider is started again (OTP restart types)."""
+class ProtocolChoice(enum.StrEnum):
+    """Which MCP protocol era a worker speaks to its provider."""
 
-    PERMANENT = "permanent"
-    TRANSIENT = "transient"
-    TEMPORARY = "temporary"
+    AUTO = "auto"  # each client's own era: a connection per era in use (one, if the provider knows one)
+    HANDSHAKE = "handshake"  # always initialize (2024-11-05 ... 2025-11-25)
+    MODERN = "2026-07-28"  # always the 2026-07-28 envelope
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ class ProviderSpec:
     call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     tools: tuple[dict[str, Any], ...] = ()  # predefined MCP tool objects, listed while cold
-    restart: RestartType = RestartType.PERMANENT
+    restart: Restart = Restart.PERMANENT
+    protocol: ProtocolChoice = ProtocolChoice.AUTO
+    namespace: bool = True  # tools and prompts exposed as <provider>__<name>; False: as <name>
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # between restarts of the provider
     intensity: int = DEFAULT_INTENSITY
     period_s: float = DEFAULT_PERIOD_S
@@ -83,6 +85,7 @@ class ProviderSpec:
         data = dataclasses.asdict(self)
         data["mode"] = self.mode.value
         data["restart"] = self.restart.value
+        data["protocol"] = self.protocol.value
         data["command"] = list(self.command)
         data["tools"] = list(self.tools)
         data["retry"]["retry_on"] = list(self.retry.retry_on)
@@ -92,7 +95,8 @@ class ProviderSpec:
     def from_dict(cls, data: dict[str, Any]) -> ProviderSpec:
         values = dict(data)
         values["mode"] = ProviderMode(values["mode"])
-        values["restart"] = RestartType(values["restart"])
+        values["restart"] = Restart(values["restart"])
+        values["protocol"] = ProtocolChoice(values.get("protocol", "auto"))
         values["backoff"] = BackoffPolicy(**values["backoff"])
         values["command"] = tuple(values["command"])
         values["tools"] = tuple(values["tools"])

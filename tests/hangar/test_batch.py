@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 
 from hangar.batch import BatchCall, BatchInvalid, parse_batch, run_batch
-from hangar.dispatch import CallError
+from hangar.dispatch import Reply
+from workers import jsonrpc
+from workers.errors import CallError
+from workers.protocol import Era
 
 PROVIDERS = {"a", "b"}
 
@@ -59,10 +62,16 @@ def test_malformed_batch_names_what_is_wrong(calls: Any, overrides: dict[str, An
 
 
 def run(calls: list[BatchCall], fn: Any, **options: Any) -> dict[str, Any]:
-    async def call_fn(index: int, call: BatchCall) -> tuple[dict[str, Any], int]:
-        return await fn(call), 1
+    """The batch payload as the client reads it (provider results travel as raw JSON)."""
 
-    return asyncio.run(run_batch(calls, call_fn, **{"max_concurrency": 50, "fail_fast": False, **options}))
+    async def call_fn(index: int, call: BatchCall) -> tuple[Reply, int]:
+        result = await fn(call)
+        return Reply(Era.HANDSHAKE, jsonrpc.dumps(result), rpc_error=False), 1
+
+    options = {"max_concurrency": 50, "fail_fast": False, **options}
+    payload = asyncio.run(run_batch(calls, call_fn, **options))
+    decoded: dict[str, Any] = jsonrpc.value(jsonrpc.dumps(payload))
+    return decoded
 
 
 def ok_result(text: str) -> dict[str, Any]:
@@ -157,12 +166,12 @@ def test_fail_fast_cancels_running_calls_and_skips_the_rest() -> None:
 def test_correlation_id_and_attempts_are_in_every_result() -> None:
     calls = [BatchCall("a", "ok", {}, 1.0), BatchCall("a", "boom", {}, 1.0)]
 
-    async def call_fn(index: int, call: BatchCall) -> tuple[dict[str, Any], int]:
+    async def call_fn(index: int, call: BatchCall) -> tuple[Reply, int]:
         if call.tool == "boom":
             error = CallError("timeout", "too slow")
             error.attempts = 3
             raise error
-        return ok_result("fine"), 2
+        return Reply(Era.HANDSHAKE, jsonrpc.dumps(ok_result("fine")), rpc_error=False), 2
 
     batch = asyncio.run(run_batch(calls, call_fn, max_concurrency=5, fail_fast=False, correlation_id="job-7"))
     ok, failed = batch["results"]

@@ -11,7 +11,8 @@ import pytest
 from hangar.config import HangarConfig, RootSupervision, check_config, describe, load_config
 from hangar.errors import ConfigError
 from supervisors.spec import BackoffPolicy
-from workers.spec import ProviderMode, RestartType
+from supervisors.spec import Restart as RestartType
+from workers.spec import ProviderMode
 
 
 def write(tmp_path: Path, text: str, name: str = "hangar.yaml") -> Path:

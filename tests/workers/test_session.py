@@ -1,4 +1,4 @@
-"""The worker's JSON-RPC session logic, over an in-memory transport (the e2e tests use real servers)."""
+"""The worker's MCP client session, over an in-memory transport (the e2e tests use real servers)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from workers.session import McpSession, RpcError, SessionClosed
+from workers import jsonrpc
+from workers.protocol import Era
+from workers.session import META_CAPABILITIES, META_VERSION, McpSession, RpcError, SessionClosed
+from workers.transport import MessageTooLarge
 
 
 class PipeTransport:
@@ -18,8 +21,9 @@ class PipeTransport:
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
-        self.incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.incoming: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
         self.new_frame = asyncio.Event()
+        self.garbage: list[bytes] = []
 
     async def start(self) -> None: ...
 
@@ -28,7 +32,10 @@ class PipeTransport:
         self.new_frame.set()
 
     async def receive(self) -> bytes | None:
-        return await self.incoming.get()
+        item = await self.incoming.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
 
     def feed(self, message: dict[str, Any] | None) -> None:
         self.incoming.put_nowait(None if message is None else json.dumps(message).encode() + b"\n")
@@ -48,13 +55,35 @@ class PipeTransport:
     async def stop(self, timeout_s: float) -> int | None:
         return 0
 
+    def kill(self) -> None: ...
+
     def stderr_tail(self) -> list[str]:
         return []
 
+    def report_garbage(self, line: bytes, reason: str) -> None:
+        self.garbage.append(line)
 
-async def initialized(transport: PipeTransport, notes: list[tuple[str, dict[str, Any]]]) -> McpSession:
-    session = McpSession(transport, lambda method, params: notes.append((method, params)))
-    starting = asyncio.create_task(session.initialize(2.0))
+
+Notes = list[tuple[str, Any, int | None]]
+Requests = list[tuple[int | str, str, Any, int | None]]
+
+
+def new_session(
+    transport: PipeTransport, notes: Notes | None = None, requests: Requests | None = None
+) -> McpSession:
+    def on_notification(method: str, params: jsonrpc.Raw, call: int | None) -> None:
+        if notes is not None:
+            notes.append((method, jsonrpc.value(params) if params else None, call))
+
+    def on_request(request_id: int | str, method: str, params: jsonrpc.Raw, call: int | None) -> None:
+        if requests is not None:
+            requests.append((request_id, method, jsonrpc.value(params) if params else None, call))
+
+    return McpSession(transport, on_notification=on_notification, on_request=on_request)
+
+
+async def initialized(transport: PipeTransport, session: McpSession) -> McpSession:
+    starting = asyncio.create_task(session.open(Era.HANDSHAKE, 2.0))
     init = await transport.next_sent("initialize")
     assert init["params"]["protocolVersion"] == "2025-11-25"
     transport.feed(
@@ -72,38 +101,88 @@ async def initialized(transport: PipeTransport, notes: list[tuple[str, dict[str,
 def test_handshake_records_the_servers_version_and_info() -> None:
     async def scenario() -> None:
         transport = PipeTransport()
-        session = await initialized(transport, [])
-        assert (session.protocol_version, session.server_info) == ("2025-06-18", {"name": "srv"})
+        session = await initialized(transport, new_session(transport))
+        assert (session.era, session.protocol_version, session.server_info) == (
+            Era.HANDSHAKE,
+            "2025-06-18",
+            {"name": "srv"},
+        )
         await session.close()
 
     asyncio.run(scenario())
 
 
-def test_responses_are_matched_to_requests_by_id_in_any_order() -> None:
+def test_a_2026_session_probes_with_discover_and_sends_its_envelope() -> None:
     async def scenario() -> None:
         transport = PipeTransport()
-        session = await initialized(transport, [])
-        first = asyncio.create_task(session.request("tools/call", {"name": "a"}, timeout_s=2))
-        second = asyncio.create_task(session.request("tools/call", {"name": "b"}, timeout_s=2))
+        session = new_session(transport)
+        opening = asyncio.create_task(session.open(Era.MODERN, 2.0))
+        probe = await transport.next_sent("server/discover")
+        assert probe["params"]["_meta"][META_VERSION] == "2026-07-28"
+        assert META_CAPABILITIES in probe["params"]["_meta"]
+        result = {
+            "supportedVersions": ["2026-07-28"],
+            "capabilities": {"tools": {}},
+            "resultType": "complete",
+        }
+        transport.feed({"jsonrpc": "2.0", "id": probe["id"], "result": result})
+        await opening
+        assert session.era is Era.MODERN and session.capabilities == {"tools": {}}
+        listing = asyncio.create_task(session.list_all("tools/list", "tools", 2.0))
+        sent = await transport.next_sent("tools/list")
+        assert sent["params"]["_meta"][META_VERSION] == "2026-07-28"
+        transport.feed({"jsonrpc": "2.0", "id": sent["id"], "result": {"tools": [{"name": "t"}]}})
+        assert await listing == [{"name": "t"}]
+        await session.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_provider_that_refuses_the_probe_is_initialized_instead() -> None:
+    async def scenario() -> None:
+        transport = PipeTransport()
+        session = new_session(transport)
+        opening = asyncio.create_task(session.open(Era.MODERN, 2.0))
+        probe = await transport.next_sent("server/discover")
+        transport.feed({"jsonrpc": "2.0", "id": probe["id"], "error": {"code": -32601, "message": "nope"}})
+        init = await transport.next_sent("initialize")
+        transport.feed({"jsonrpc": "2.0", "id": init["id"], "result": {"protocolVersion": "2025-03-26"}})
+        await opening
+        assert (session.era, session.protocol_version) == (Era.HANDSHAKE, "2025-03-26")
+        await session.close()
+
+    asyncio.run(scenario())
+
+
+def test_forwarded_requests_pass_raw_and_answers_match_by_id_in_any_order() -> None:
+    async def scenario() -> None:
+        transport = PipeTransport()
+        session = await initialized(transport, new_session(transport))
+        first = asyncio.create_task(session.forward("tools/call", b'{"name":"a"}', timeout_s=2, call=7))
+        second = asyncio.create_task(session.forward("tools/call", b'{"name":"b"}', timeout_s=2, call=8))
         a, b = await transport.next_sent("tools/call"), await transport.next_sent("tools/call")
+        assert (a["params"], b["params"]) == ({"name": "a"}, {"name": "b"})
+        assert session.calls_in_flight() == [7, 8]
         transport.feed({"jsonrpc": "2.0", "id": b["id"], "result": {"which": "b"}})
-        transport.feed({"jsonrpc": "2.0", "id": a["id"], "result": {"which": "a"}})
-        assert (await first, await second) == ({"which": "a"}, {"which": "b"})
+        transport.feed({"jsonrpc": "2.0", "id": a["id"], "error": {"code": -32602, "message": "bad args"}})
+        answer_a, answer_b = await first, await second
+        assert (answer_a.rpc_error, json.loads(answer_a.body)["code"]) == (True, -32602)
+        assert (answer_b.rpc_error, json.loads(answer_b.body)) == (False, {"which": "b"})
         await session.close()
 
     asyncio.run(scenario())
 
 
-def test_provider_error_is_raised_with_its_code() -> None:
+def test_provider_error_to_the_workers_own_request_is_raised_with_its_code() -> None:
     async def scenario() -> None:
         transport = PipeTransport()
-        session = await initialized(transport, [])
-        call = asyncio.create_task(session.request("tools/call", {}, timeout_s=2))
-        sent = await transport.next_sent("tools/call")
-        transport.feed({"jsonrpc": "2.0", "id": sent["id"], "error": {"code": -32602, "message": "bad args"}})
+        session = await initialized(transport, new_session(transport))
+        call = asyncio.create_task(session.request("tools/list", None, timeout_s=2))
+        sent = await transport.next_sent("tools/list")
+        transport.feed({"jsonrpc": "2.0", "id": sent["id"], "error": {"code": -32601, "message": "no"}})
         with pytest.raises(RpcError) as raised:
             await call
-        assert (raised.value.code, raised.value.message) == (-32602, "bad args")
+        assert (raised.value.code, raised.value.message) == (-32601, "no")
         await session.close()
 
     asyncio.run(scenario())
@@ -112,9 +191,9 @@ def test_provider_error_is_raised_with_its_code() -> None:
 def test_timeout_sends_notifications_cancelled_upstream() -> None:
     async def scenario() -> None:
         transport = PipeTransport()
-        session = await initialized(transport, [])
+        session = await initialized(transport, new_session(transport))
         with pytest.raises(TimeoutError):
-            await session.request("tools/call", {"name": "slow"}, timeout_s=0.05)
+            await session.forward("tools/call", b'{"name":"slow"}', timeout_s=0.05)
         call = await transport.next_sent("tools/call")
         cancel = await transport.next_sent("notifications/cancelled")
         assert cancel["params"] == {"requestId": call["id"], "reason": "timed out"}
@@ -126,44 +205,73 @@ def test_timeout_sends_notifications_cancelled_upstream() -> None:
 def test_pending_requests_fail_when_the_provider_closes_stdout() -> None:
     async def scenario() -> None:
         transport = PipeTransport()
-        session = await initialized(transport, [])
-        call = asyncio.create_task(session.request("tools/call", {}, timeout_s=5))
+        session = await initialized(transport, new_session(transport))
+        call = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=5))
         await transport.next_sent("tools/call")
         transport.feed(None)
         with pytest.raises(SessionClosed):
             await call
+        assert session.closed.is_set()
         with pytest.raises(SessionClosed):
             await session.request("tools/list", None, timeout_s=1)
 
     asyncio.run(scenario())
 
 
-def test_server_requests_get_ping_answered_and_others_refused() -> None:
+def test_an_oversized_answer_fails_its_request_and_the_session_goes_on() -> None:
     async def scenario() -> None:
         transport = PipeTransport()
-        session = await initialized(transport, [])
-        transport.feed({"jsonrpc": "2.0", "id": "p1", "method": "ping"})
-        transport.feed({"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {}})
-        pong = await transport.next_sent()
-        refused = await transport.next_sent()
-        assert pong == {"jsonrpc": "2.0", "id": "p1", "result": {}}
-        assert refused["id"] == "s1" and refused["error"]["code"] == -32601
+        session = await initialized(transport, new_session(transport))
+        big = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=2))
+        sent = await transport.next_sent("tools/call")
+        prefix = b'{"jsonrpc":"2.0","id":%d,"result":{"content":[' % sent["id"]
+        transport.incoming.put_nowait(MessageTooLarge(prefix, 64 * 2**20))
+        with pytest.raises(MessageTooLarge):
+            await big
+        small = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=2))
+        sent = await transport.next_sent("tools/call")
+        transport.feed({"jsonrpc": "2.0", "id": sent["id"], "result": {"ok": True}})
+        assert json.loads((await small).body) == {"ok": True}
         await session.close()
 
     asyncio.run(scenario())
 
 
-def test_notifications_and_progress_reach_their_handlers() -> None:
+def test_pings_are_answered_and_other_provider_requests_go_to_the_owner_with_the_call() -> None:
     async def scenario() -> None:
         transport = PipeTransport()
-        notes: list[tuple[str, dict[str, Any]]] = []
-        session = await initialized(transport, notes)
+        requests: Requests = []
+        session = await initialized(transport, new_session(transport, requests=requests))
+        call = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=2, call=42))
+        sent = await transport.next_sent("tools/call")
+        transport.feed({"jsonrpc": "2.0", "id": "p1", "method": "ping"})
+        transport.feed({"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {"x": 1}})
+        pong = await transport.next_sent()
+        assert pong == {"jsonrpc": "2.0", "id": "p1", "result": {}}
+        await session.answer("s1", b'{"role":"assistant"}', ok=True)
+        answered = await transport.next_sent()
+        assert answered == {"jsonrpc": "2.0", "id": "s1", "result": {"role": "assistant"}}
+        assert requests == [("s1", "sampling/createMessage", {"x": 1}, 42)]
+        transport.feed({"jsonrpc": "2.0", "id": sent["id"], "result": {}})
+        await call
+        await session.close()
+
+    asyncio.run(scenario())
+
+
+def test_progress_uses_the_sessions_own_token_and_other_notifications_reach_the_owner() -> None:
+    async def scenario() -> None:
+        transport = PipeTransport()
+        notes: Notes = []
+        session = await initialized(transport, new_session(transport, notes=notes))
         progress: list[dict[str, Any]] = []
+        params = b'{"name":"t","_meta":{"progressToken":"client-token"}}'
         call = asyncio.create_task(
-            session.request("tools/call", {}, timeout_s=2, on_progress=progress.append)
+            session.forward("tools/call", params, timeout_s=2, call=5, on_progress=progress.append)
         )
         sent = await transport.next_sent("tools/call")
         token = sent["params"]["_meta"]["progressToken"]
+        assert token == sent["id"] and sent["params"]["name"] == "t"
         transport.feed(
             {
                 "jsonrpc": "2.0",
@@ -171,11 +279,26 @@ def test_notifications_and_progress_reach_their_handlers() -> None:
                 "params": {"progressToken": token, "progress": 1, "total": 2},
             }
         )
-        transport.feed({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        transport.feed({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info"}})
         transport.feed({"jsonrpc": "2.0", "id": sent["id"], "result": {}})
         await call
-        assert progress == [{"progressToken": token, "progress": 1, "total": 2}]
-        assert notes == [("notifications/tools/list_changed", {})]
+        assert progress == [{"progress": 1, "total": 2}]
+        assert notes == [("notifications/message", {"level": "info"}, 5)]
+        await session.close()
+
+    asyncio.run(scenario())
+
+
+def test_lines_that_are_not_jsonrpc_are_reported_and_skipped() -> None:
+    async def scenario() -> None:
+        transport = PipeTransport()
+        session = await initialized(transport, new_session(transport))
+        transport.incoming.put_nowait(b"Debugger listening on port 9229\n")
+        call = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=2))
+        sent = await transport.next_sent("tools/call")
+        transport.feed({"jsonrpc": "2.0", "id": sent["id"], "result": {"fine": 1}})
+        assert json.loads((await call).body) == {"fine": 1}
+        assert transport.garbage == [b"Debugger listening on port 9229\n"]
         await session.close()
 
     asyncio.run(scenario())

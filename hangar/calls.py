@@ -1,0 +1,197 @@
+"""One request on its way to a provider: group balancing, failover, retries, and its figures.
+
+`Caller.call` sends a client's request (a tool call, a read, a prompt, a completion) to its
+provider, or, for a group, to the member the balancer picks among those that can take it. A
+request that could not reach a member (worker restarting, breaker open, provider not ready)
+goes to another member at once; one that reached a provider is tried again only as the retry
+policy or the batch says (`hangar.retry`). Its outcome and time are counted for `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+from hangar.dispatch import REPLY_MARGIN_S, Dispatcher, Reply
+from hangar.figures import RouterFigures
+from hangar.groups import Group
+from hangar.retry import delay_s, may_retry
+from workers.errors import NEVER_REACHED, CallError, ErrorType
+from workers.protocol import Era
+from workers.spec import ProviderSpec, RetrySpec
+
+log = structlog.get_logger("hangar.calls")
+
+ProgressFn = Callable[[dict[str, Any]], None] | None
+
+
+class Caller:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        specs: Mapping[str, ProviderSpec],
+        groups: Mapping[str, Group],
+        figures: RouterFigures,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.specs = specs
+        self.groups = groups
+        self.figures = figures
+
+    def default_timeout_s(self, entry: str) -> float:
+        group = self.groups.get(entry)
+        spec = group.members[0] if group else self.specs[entry]
+        return spec.call_timeout_s
+
+    def retry_policy(self, entry: str) -> RetrySpec:
+        group = self.groups.get(entry)
+        return group.spec.retry if group else self.specs[entry].retry
+
+    async def call(
+        self,
+        entry: str,
+        method: str,
+        params: bytes | None,
+        *,
+        era: Era,
+        timeout_s: float | None = None,
+        label: str = "",
+        on_progress: ProgressFn = None,
+        batch_retries: int | None = None,
+        call: int | None = None,
+        **fields: Any,
+    ) -> tuple[Reply, int]:
+        """The provider's answer and the number of attempts it took.
+
+        Raises:
+            CallError: with `attempts` set, when no attempt produced an answer.
+        """
+        timeout = timeout_s if timeout_s is not None else self.default_timeout_s(entry)
+        group = self.groups.get(entry)
+        if group is None and batch_retries is None and not self.specs[entry].retry.retry_on:
+            reply = await self._once(entry, method, params, era, timeout, label, on_progress, call, fields)
+            return reply, 1
+        return await self._with_retries(
+            entry, group, method, params, era, timeout, label, on_progress, batch_retries, call, fields
+        )
+
+    async def _with_retries(
+        self,
+        entry: str,
+        group: Group | None,
+        method: str,
+        params: bytes | None,
+        era: Era,
+        timeout_s: float,
+        label: str,
+        on_progress: ProgressFn,
+        batch_retries: int | None,
+        call: int | None,
+        fields: dict[str, Any],
+    ) -> tuple[Reply, int]:
+        policy = self.retry_policy(entry)
+        max_attempts = batch_retries + 1 if batch_retries is not None else policy.max_attempts
+        attempts = retries = 0
+        tried: set[str] = set()  # members that could not take this call
+        views = self.dispatcher.providers
+        while True:
+            target = entry
+            if group is not None:
+                member = group.pick(views, self._in_flight(group), exclude=tried)
+                if member is None:
+                    error = CallError(
+                        ErrorType.NO_MEMBER_AVAILABLE,
+                        f"no member of group {group.id} can take calls now "
+                        f"({group.healthy(views)} healthy of {len(group.members)})",
+                        "see hangar_list for the members' states; calls go through again as they recover",
+                    )
+                    error.attempts = attempts
+                    raise error
+                target = member
+                fields = {**fields, "failover": True}
+            attempts += 1
+            try:
+                reply = await self._once(
+                    target, method, params, era, timeout_s, label, on_progress, call, fields
+                )
+            except CallError as exc:
+                exc.attempts = attempts
+                if group is not None and exc.type in NEVER_REACHED:
+                    tried.add(target)  # the call never reached this member: another one takes it now
+                    log.info("call_failover", group=group.id, member=target, error=str(exc.type))
+                    continue
+                if retries + 1 >= max_attempts or not may_retry(
+                    str(exc.type), policy, batch_retries=batch_retries is not None
+                ):
+                    raise
+                retries += 1
+                tried.clear()
+                if group is not None:
+                    tried.add(target)  # prefer another member for the retry
+                wait_s = delay_s(policy, retries)
+                log.info("call_retry", provider=entry, error=str(exc.type), attempt=attempts + 1)
+                await asyncio.sleep(wait_s)
+                continue
+            if (
+                "tool_error" in policy.retry_on
+                and retries + 1 < max_attempts
+                and not reply.rpc_error
+                and b'"isError":true' in reply.body
+            ):
+                retries += 1
+                await asyncio.sleep(delay_s(policy, retries))
+                continue
+            return reply, attempts
+
+    def _in_flight(self, group: Group) -> dict[str, int]:
+        return {m.id: self.dispatcher.in_flight(m.id) for m in group.members}
+
+    async def _once(
+        self,
+        target: str,
+        method: str,
+        params: bytes | None,
+        era: Era,
+        timeout_s: float,
+        label: str,
+        on_progress: ProgressFn,
+        call: int | None,
+        fields: dict[str, Any],
+    ) -> Reply:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            # the worker times the call itself, from when its provider is up; the router's
+            # deadline is only a backstop, so it allows for a cold start first
+            backstop_s = timeout_s + self.specs[target].startup_timeout_s + REPLY_MARGIN_S
+            reply = await self.dispatcher.request(
+                target,
+                method,
+                params,
+                era=era,
+                timeout_s=timeout_s,
+                backstop_s=backstop_s,
+                call=call,
+                on_progress=on_progress,
+                **fields,
+            )
+            if reply.rpc_error:
+                outcome = "rpc_error"
+            elif method == "tools/call" and b'"isError":true' in reply.body:
+                outcome = "tool_error"
+            return reply
+        except CallError as exc:
+            outcome = str(exc.type)
+            log.info("call_failed", provider=target, method=method, name=label, error=outcome)
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            elapsed_s = time.perf_counter() - started
+            self.figures.record(target, method, label, outcome, elapsed_s)
+            log.debug("call_done", provider=target, method=method, name=label, outcome=outcome)

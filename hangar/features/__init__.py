@@ -1,0 +1,1 @@
+"""One module per MCP feature area, each answering its methods for the router (`hangar.router`)."""

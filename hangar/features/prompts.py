@@ -1,0 +1,49 @@
+"""Prompts: `prompts/list` (every provider's, renamed as tools are) and `prompts/get`, relayed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hangar import relay
+from hangar.catalog import TOOL_SEPARATOR
+from hangar.features.lifecycle import result_for
+from hangar.protocol import RpcFailure
+from hangar.session import Exchange
+from workers import jsonrpc
+from workers.errors import CallError
+
+if TYPE_CHECKING:
+    from hangar.router import Router
+
+
+async def list_prompts(router: Router, exchange: Exchange) -> None:
+    await router.discovery.wait(exchange.era)
+    key = f"prompts/list:{exchange.era.value}"
+    exchange.result(
+        router.catalog.encoded(
+            key, lambda: result_for(router, exchange, {"prompts": router.catalog.prompts()})
+        )
+    )
+
+
+async def get_prompt(router: Router, exchange: Exchange) -> None:
+    raw = exchange.params.get("name")
+    name = jsonrpc.value(raw) if raw is not None else None
+    if not isinstance(name, str) or not name:
+        raise RpcFailure(jsonrpc.INVALID_PARAMS, "Invalid params: prompts/get needs a prompt name")
+    target = router.catalog.prompt(name)
+    if target is None:
+        entry, separator, own = name.partition(TOOL_SEPARATOR)
+        if not separator or entry not in router.public or not own:
+            raise RpcFailure(jsonrpc.INVALID_PARAMS, f"Unknown prompt: {name}", {"name": name})
+        entry_name = (entry, own)
+    else:
+        entry_name = (target.entry, target.name)
+    entry, own = entry_name
+    params = exchange.raw_params
+    if own != name:
+        params = jsonrpc.Raw(jsonrpc.replace_members(params, {"name": own}))
+    try:
+        await relay.forward(router, exchange, entry, "prompts/get", bytes(params), label=own)
+    except CallError as exc:
+        raise RpcFailure(jsonrpc.INTERNAL_ERROR, exc.message, exc.data) from exc

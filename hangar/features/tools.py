@@ -1,0 +1,138 @@
+"""Tools: `tools/list` (every provider's, renamed, plus hangar's own) and `tools/call`.
+
+A listing answers from what is known: predefined tools, and the lists of providers that ran.
+A provider that predefines nothing and never ran is started so its tools can be listed
+(`Discovery`); the listing waits for it at most `LIST_WAIT_S`, and a provider slower than that
+(or hung in `initialize`) is left out until its tools arrive, when clients get `list_changed`.
+
+A call to a provider's tool is relayed (`hangar.relay`); one that ends without the provider's
+answer (crashed, timed out, breaker open, ...) is a tool result with `isError` whose structured
+content is the error `{type, message, hint}` (docs/errors.md). A call to one of hangar's own
+tools goes to `hangar.management`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from hangar import management, relay
+from hangar.catalog import TOOL_SEPARATOR, Target
+from hangar.features.lifecycle import result_for
+from hangar.figures import UNKNOWN_NAME
+from hangar.protocol import RpcFailure
+from hangar.session import Exchange
+from workers import jsonrpc
+from workers.errors import CallError, ErrorData
+from workers.protocol import Era
+
+if TYPE_CHECKING:
+    from hangar.router import Router
+
+LIST_WAIT_S = 5.0  # a listing waits this long for providers still starting to list their tools
+SYNC_WAIT_S = 5.0  # a fresh router waits this long for every worker's first announcement
+NOT_LISTABLE = frozenset({"dead", "restarting", "stopping"})
+
+log = structlog.get_logger("hangar.tools")
+
+
+class Discovery:
+    """Starts providers whose lists are unknown, once each, so listings can include them."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def wait(self, era: Era) -> None:
+        router = self._router
+        if not router.dispatcher.synced.is_set():
+            try:
+                async with asyncio.timeout(SYNC_WAIT_S):
+                    await router.dispatcher.synced.wait()
+            except TimeoutError:
+                log.warning("workers_not_synced", waited_s=SYNC_WAIT_S)
+        for entry in router.public:
+            member = self._unknown_member(entry)
+            if member is not None and member not in self._running:
+                task = asyncio.create_task(self._discover(member, era))
+                self._running[member] = task
+                task.add_done_callback(functools.partial(self._finished, member))
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=LIST_WAIT_S)
+
+    def _finished(self, member: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(member) is task:
+            del self._running[member]
+
+    def _unknown_member(self, entry: str) -> str | None:
+        """A member of `entry` to start for its lists, when nothing about them is known."""
+        router = self._router
+        if router.lists_of(entry).get("tools") or router.lists_of(entry).get("capabilities"):
+            return None
+        for member in router.members_of(entry):
+            view = router.views[member]
+            if view.state not in NOT_LISTABLE:
+                return member if view.status.get("tools_source") == "none" else None
+        return None
+
+    async def _discover(self, provider: str, era: Era) -> None:
+        spec = self._router.specs[provider]
+        try:
+            await self._router.dispatcher.control(
+                provider, "lists", {"start": True, "era": era.value}, timeout_s=spec.startup_timeout_s + 5
+            )
+        except CallError as exc:
+            log.warning("discovery_failed", provider=provider, error=exc.message)
+
+
+async def list_tools(router: Router, exchange: Exchange) -> None:
+    await router.discovery.wait(exchange.era)
+    key = f"tools/list:{exchange.era.value}"
+    body = router.catalog.encoded(
+        key, lambda: result_for(router, exchange, {"tools": [*router.catalog.tools(), *management.TOOLS]})
+    )
+    exchange.result(body)
+
+
+async def call_tool(router: Router, exchange: Exchange) -> None:
+    raw_name = exchange.params.get("name")
+    name = jsonrpc.value(raw_name) if raw_name is not None else None
+    if not isinstance(name, str) or not name:
+        raise RpcFailure(jsonrpc.INVALID_PARAMS, "Invalid params: tools/call needs a tool name")
+    if name in management.NAMES:
+        arguments = exchange.params.get("arguments")
+        await management.call(router, exchange, name, jsonrpc.value(arguments) if arguments else {})
+        return
+    target = router.catalog.tool(name)
+    label = target.name if target is not None else UNKNOWN_NAME
+    if target is None:
+        entry, separator, tool = name.partition(TOOL_SEPARATOR)
+        if not separator or entry not in router.public or not tool:
+            raise RpcFailure(
+                jsonrpc.INVALID_PARAMS,
+                f"unknown tool {name!r}: tools are named <provider>__<tool>; "
+                f"providers: {', '.join(router.public)}",
+            )
+        target = Target(entry, tool)
+    params = exchange.raw_params
+    if target.name != name:
+        params = jsonrpc.Raw(jsonrpc.replace_members(params, {"name": target.name}))
+    try:
+        await relay.forward(router, exchange, target.entry, "tools/call", bytes(params), label=label)
+    except CallError as exc:
+        exchange.result(error_result(router, exchange, exc.data))
+
+
+def error_result(router: Router, exchange: Exchange, error: ErrorData | dict[str, Any]) -> bytes:
+    text = f"[{error.get('type')}] {error.get('message')}"
+    if error.get("hint"):
+        text += f"\nhint: {error['hint']}"
+    result = {
+        "content": [{"type": "text", "text": text}],
+        "structuredContent": {"error": error},
+        "isError": True,
+    }
+    return result_for(router, exchange, result)

@@ -1,0 +1,233 @@
+"""MCP over the client's stdin/stdout: one session, lines in, lines out.
+
+The event loop reads stdin itself (a pipe protocol: no thread, no hand-off per line) and
+splits it into lines; each request becomes an `Exchange` answered by its own task, so a slow
+call never holds up the next. Answers are written as they are ready. A line that is not a
+JSON-RPC message gets its JSON-RPC error (`-32700`, `-32600`) and the next line is read.
+
+The first request decides the session's era: one that carries the 2026-07-28 envelope in its
+`_meta` (and is not `initialize`) makes it a 2026-07-28 session, anything else a handshake-era
+one. At stdin EOF no more is read, every request already read is answered (an open
+`subscriptions/listen` is closed), and `serve` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from hangar import protocol, resume
+from hangar.session import ClientSession, Exchange
+from workers import jsonrpc
+from workers.jsonrpc import RequestId
+from workers.protocol import Era
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from hangar.router import Router
+
+MAX_LINE_BYTES = 64 * 1024 * 1024  # one message from the client; a longer one is refused
+OPEN_ENDED = frozenset({"subscriptions/listen"})  # requests that only end when the client ends them
+
+log = structlog.get_logger("hangar.stdio")
+
+
+class StdioFront:
+    def __init__(
+        self, router: Router, *, instance: Path | None = None, stdin: int = 0, stdout: int = 1
+    ) -> None:
+        self.router = router
+        self._instance = instance
+        self._stdin = stdin
+        self._stdout = stdout
+        self.session = ClientSession("stdio", outbound=self)
+        self._running: dict[RequestId, tuple[Exchange, asyncio.Task[None]]] = {}
+        self._writer: asyncio.WriteTransport | None = None
+        self._eof = asyncio.Event()
+        self._buffer = bytearray()
+        self._skipping = False  # inside a line that was too long: drop bytes until its end
+        self.lines = 0
+
+    # ------------------------------------------------------------------ serving
+
+    async def serve(self) -> None:
+        """Serve the client until stdin EOF, then answer what was read, and return."""
+        loop = asyncio.get_running_loop()
+        if self._instance is not None:
+            self._restore()
+            self.router.on_initialize = self._remember
+        self._writer, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(self._stdout, "wb", buffering=0, closefd=False)
+        )
+        reader, _ = await loop.connect_read_pipe(
+            lambda: _Reader(self), os.fdopen(self._stdin, "rb", buffering=0, closefd=False)
+        )
+        try:
+            await self._eof.wait()
+        finally:
+            reader.close()
+        log.info("client_disconnected", reason="stdin closed", answering=len(self._running))
+        for exchange, task in list(self._running.values()):
+            if exchange.method in OPEN_ENDED:
+                task.cancel()
+        while self._running:
+            await asyncio.wait([task for _, task in self._running.values()])
+        self.session.close()
+        await self.flush()
+
+    async def flush(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        while writer.get_write_buffer_size() and not writer.is_closing():
+            await asyncio.sleep(0.001)
+
+    def send(self, line: bytes) -> bool:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return False
+        writer.write(line + b"\n")
+        return True
+
+    finish = send
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    # ------------------------------------------------------------------ reading
+
+    def data(self, chunk: bytes) -> None:
+        buffer = self._buffer
+        buffer += chunk
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            if self._skipping:
+                self._skipping = False
+            else:
+                line = bytes(buffer[start:end]).strip()
+                if line:
+                    self.line(line)
+            start = end + 1
+        del buffer[:start]
+        if len(buffer) > MAX_LINE_BYTES:
+            if not self._skipping:
+                self._refuse_too_long()
+            self._skipping = True
+            buffer.clear()
+
+    def eof(self) -> None:
+        tail = bytes(self._buffer).strip()
+        self._buffer.clear()
+        if tail and not self._skipping:
+            self.line(tail)
+        self._eof.set()
+
+    def line(self, line: bytes) -> None:
+        self.lines += 1
+        try:
+            message = jsonrpc.decode(line)
+        except jsonrpc.InvalidMessage as exc:
+            log.warning(
+                "client_message_invalid",
+                code=exc.code,
+                error=str(exc),
+                line=line[:200].decode("utf-8", "replace"),
+            )
+            self.send(jsonrpc.error(exc.request_id, exc.code, str(exc)))
+            return
+        if message.is_request:
+            self._request(message)
+        elif message.is_notification:
+            self._notification(message)
+        elif not self.session.deliver(message):
+            log.info("client_response_unexpected", id=message.id)
+
+    def _request(self, message: jsonrpc.Envelope) -> None:
+        assert isinstance(message.id, int | str)
+        session = self.session
+        if session.era is None:
+            modern = message.method != "initialize" and _has_envelope(message.params)
+            session.era = Era.MODERN if modern else Era.HANDSHAKE
+        exchange = Exchange(session, message.id, message.method, message.params, self, self._done)
+        task = asyncio.get_running_loop().create_task(self.router.handle(exchange))
+        self._running[message.id] = (exchange, task)
+
+    def _done(self, exchange: Exchange) -> None:
+        running = self._running.get(exchange.request_id)
+        if running is not None and running[0] is exchange:
+            del self._running[exchange.request_id]
+
+    def _notification(self, message: jsonrpc.Envelope) -> None:
+        if message.method == "notifications/cancelled":
+            params = jsonrpc.members(message.params) if message.params else {}
+            raw = params.get("requestId")
+            request_id = jsonrpc.value(raw) if raw is not None else None
+            running = self._running.get(request_id) if isinstance(request_id, int | str) else None
+            if running is not None:
+                exchange, task = running
+                exchange.cancelled()
+                task.cancel()
+            return
+        self.router.notification(self.session, message.method, message.params)
+
+    def _refuse_too_long(self) -> None:
+        log.warning("client_message_too_large", limit_bytes=MAX_LINE_BYTES)
+        self.send(
+            jsonrpc.error(
+                None, jsonrpc.INVALID_REQUEST, f"Invalid Request: a message over {MAX_LINE_BYTES} bytes"
+            )
+        )
+
+    # ------------------------------------------------------------------ resuming
+
+    def _remember(self, session: ClientSession, params: dict[str, Any]) -> None:
+        if self._instance is not None:
+            with contextlib.suppress(OSError):
+                resume.remember(self._instance, params)
+
+    def _restore(self) -> None:
+        """A restarted router: take up the handshake the client made with the one before."""
+        assert self._instance is not None
+        params = resume.remembered(self._instance)
+        if params is None:
+            return
+        session = self.session
+        session.era = Era.HANDSHAKE
+        session.initialized = True
+        session.protocol_version = protocol.negotiate(params.get("protocolVersion"))
+        capabilities = params.get("capabilities")
+        session.capabilities = capabilities if isinstance(capabilities, dict) else {}
+        session.client_info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else None
+        log.info("session_resumed", protocol_version=session.protocol_version)
+
+
+def _has_envelope(params: jsonrpc.Raw) -> bool:
+    try:
+        return protocol.has_modern_envelope(jsonrpc.members(params)) if params else False
+    except ValueError:
+        return False
+
+
+class _Reader(asyncio.Protocol):
+    def __init__(self, front: StdioFront) -> None:
+        self._front = front
+
+    def data_received(self, data: bytes) -> None:
+        self._front.data(data)
+
+    def eof_received(self) -> bool:
+        self._front.eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._front._eof.is_set():
+            self._front.eof()
