@@ -165,10 +165,7 @@ def modernize(body: bytes, method: str) -> bytes:
     """A handshake-era result with the members a 2026-07-28 result must have, spliced in."""
     head = b'"resultType":"complete"'
     if method in CACHEABLE:
-        head += b',"ttlMs":%d,"cacheScope":"%s"' % (
-            CACHE_HINTS["ttlMs"],
-            str(CACHE_HINTS["cacheScope"]).encode(),
-        )
+        head += b"," + jsonrpc.dumps(CACHE_HINTS)[1:-1]
     stripped = body.lstrip()
     if not stripped.startswith(b"{"):
         return body
