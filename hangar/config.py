@@ -36,7 +36,7 @@ import yaml
 from hangar.errors import ConfigError
 from supervisors.spec import BackoffPolicy
 from supervisors.spec import Restart as RestartType
-from workers.spec import ProviderMode, ProviderSpec, RetrySpec
+from workers.spec import ProtocolChoice, ProviderMode, ProviderSpec, RetrySpec
 
 __all__ = ["HangarConfig", "RootSupervision", "check_config", "describe", "load_config"]
 
@@ -75,6 +75,8 @@ _PROVIDER_KEYS = (
     "max_consecutive_failures",
     "circuit_breaker",
     "retry",
+    "namespace",
+    "protocol",
 )
 _MEMBER_KEYS = ("id", "weight", "priority", *_PROVIDER_KEYS)
 _GROUP_KEYS = ("mode", "members", "strategy", "min_healthy", "tools", "retry")
@@ -736,6 +738,15 @@ class _Loader:
                 )
         if "retry" in fields:
             values["retry"] = self._retry(fields["retry"])
+        if "namespace" in fields:
+            node = fields["namespace"]
+            if not isinstance(node.value, bool):
+                raise self.error(f"expected true or false, got {_describe(node.value, node.raw)}", node)
+            values["namespace"] = node.value
+        if "protocol" in fields:
+            values["protocol"] = ProtocolChoice(
+                self._choice(fields["protocol"], [choice.value for choice in ProtocolChoice])
+            )
         return ProviderSpec(id=provider_id, mode=ProviderMode.SUBPROCESS, **values)
 
     def _command(self, body: _Node, fields: dict[str, _Node]) -> tuple[str, ...]:

@@ -71,7 +71,9 @@ class Dispatcher:
     """Sends requests to workers and routes their answers, progress and announcements back.
 
     Args:
-        on_announce: `(provider, lists_changed)` after a worker announced itself.
+        on_announce: `(provider, changed)` after a worker announced itself; `changed` names the
+            lists ("tools", "prompts", "resources") its provider said changed, or "lists" when
+            the announced lists differ from what the router had.
         on_notify: `(provider, header, body)` for a provider's notification (logs, updates).
         on_ask: `(provider, header, body)` for a provider's request to a client.
     """
@@ -82,7 +84,7 @@ class Dispatcher:
         endpoint: str,
         views: Iterable[ProviderView],
         *,
-        on_announce: Callable[[str, bool], None],
+        on_announce: Callable[[str, list[str]], None],
         on_notify: Callable[[str, dict[str, Any], bytes | None], None],
         on_ask: Callable[[str, dict[str, Any], bytes | None], None],
     ) -> None:
@@ -301,13 +303,14 @@ class Dispatcher:
         status = head.get("status")
         if isinstance(status, dict):
             view.status = status  # type: ignore[assignment]
-        lists_changed = False
+        changed: list[str] = [str(kind) for kind in head.get("changed") or []]
         if isinstance(head.get("lists"), dict):
-            lists_changed = head["lists"] != view.lists
+            if head["lists"] != view.lists:
+                changed.append("lists")
             view.lists = head["lists"]
             view.lists_rev = int(head.get("lists_rev", 0))
         self._check_synced()
-        self._on_announce(view.id, lists_changed)
+        self._on_announce(view.id, changed)
 
     def _check_synced(self) -> None:
         if all(view.status.get("rev", -1) >= 0 for view in self.providers.values()):

@@ -110,6 +110,7 @@ class Router:
         self.on_initialize: Callable[[ClientSession, dict[str, Any]], None] | None = None  # for resuming
         self._discovery = tools.Discovery(self)
         self._notify_scheduled = False
+        self._signalled: set[str] = set()  # list kinds a provider said changed, not yet told
         self._tasks: set[asyncio.Future[Any]] = set()
         self._serving: set[str] = set()  # providers last seen ready or degraded
         _ = self.catalog.built  # what clients can see before any provider changed
@@ -205,25 +206,30 @@ class Router:
 
     # ------------------------------------------------------------------ from providers
 
-    def _announced(self, provider: str, lists_changed: bool) -> None:
-        if lists_changed:
+    def _announced(self, provider: str, changed: list[str]) -> None:
+        if changed:
             self.catalog.invalidate()
-            self.lists_changed()
+            self.lists_changed([kind for kind in changed if kind != "lists"])
         serving = self.views[provider].state in ("ready", "degraded")
         if serving and provider not in self._serving:
             self.own(asyncio.ensure_future(logs.apply_level(self, [provider])))
         (self._serving.add if serving else self._serving.discard)(provider)
 
-    def lists_changed(self) -> None:
-        """Tell every client that can hear it that hangar's lists changed (once per loop turn)."""
+    def lists_changed(self, kinds: list[str] | None = None) -> None:
+        """Tell every client that can hear it that hangar's lists changed (once per loop turn).
+
+        `kinds` are lists a provider said changed: those are announced even if they look the same.
+        """
+        self._signalled.update(kinds or ())
         if not self._notify_scheduled:
             self._notify_scheduled = True
             asyncio.get_running_loop().call_soon(self._notify_lists_changed)
 
     def _notify_lists_changed(self) -> None:
         self._notify_scheduled = False
-        changed = self.catalog.diff_since_notified()
-        for kind in changed:
+        changed = set(self.catalog.diff_since_notified()) | self._signalled
+        self._signalled.clear()
+        for kind in sorted(changed):
             method = f"notifications/{kind}/list_changed"
             line = jsonrpc.notification(method, None)
             for session in list(self.sessions):

@@ -102,6 +102,7 @@ class Provider:
         self.lists: Lists = {"tools": [dict(t) for t in spec.tools]}
         self.tools_source = "config" if spec.tools else "none"
         self.lists_rev = 0  # goes up whenever `lists` changes
+        self.list_signals: set[str] = set()  # lists the provider said changed, not yet announced
         self.started_at: float | None = None
         self.last_activity = clock()
         self.modern_supported: bool | None = None  # unknown until a 2026-07-28 probe was answered
@@ -344,8 +345,10 @@ class Provider:
 
     async def _listen(self, connection: Connection) -> None:
         """Keep a 2026-07-28 `subscriptions/listen` open, so list changes reach the worker."""
-        with contextlib.suppress(Exception):
+        try:
             await connection.session.request("subscriptions/listen", {"notifications": LISTEN_FILTER}, None)
+        except Exception as exc:
+            self._log.info("provider_listen_ended", error=repr(exc))
 
     # ------------------------------------------------------------------ failures
 
@@ -482,9 +485,11 @@ class Provider:
                 continue
             if items != self.lists.get(ours):
                 self.lists[ours] = items  # type: ignore[literal-required]
-                self.lists_rev += 1
                 self._log.info("provider_list_changed", list=ours, items=len(items))
-                self.events.changed()
+        # clients hear of it even when the list is back as it was by now: the provider said so
+        self.lists_rev += 1
+        self.list_signals.add(which)
+        self.events.changed()
 
     def _notification(self, connection: Connection, method: str, params: Raw, call: int | None) -> None:
         which = LIST_CHANGED.get(method)

@@ -125,7 +125,15 @@ class Worker:
         lists_rev = self.provider.lists_rev
         if full or lists_rev != self._lists_announced:
             self._lists_announced = lists_rev
-            self._send(Kind.ANNOUNCE, status=self.status(), lists=self.provider.lists, lists_rev=lists_rev)
+            signals = sorted(self.provider.list_signals)
+            self.provider.list_signals.clear()
+            self._send(
+                Kind.ANNOUNCE,
+                status=self.status(),
+                lists=self.provider.lists,
+                lists_rev=lists_rev,
+                changed=signals,
+            )
         else:
             self._send(Kind.ANNOUNCE, status=self.status(), lists_rev=lists_rev)
 

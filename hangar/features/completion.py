@@ -24,7 +24,13 @@ async def complete(router: Router, exchange: Exchange) -> None:
     ref = jsonrpc.value(raw) if raw is not None else None
     if not isinstance(ref, dict):
         raise RpcFailure(jsonrpc.INVALID_PARAMS, "Invalid params: completion/complete needs a ref")
-    target = _target(router, ref)
+    try:
+        target = _target(router, ref)
+    except RpcFailure:
+        if not router.discovery.pending():
+            raise
+        await router.discovery.wait(exchange.era)
+        target = _target(router, ref)
     own: dict[str, Any] = dict(ref)
     if ref.get("type") == "ref/prompt":
         own["name"] = target.name

@@ -32,6 +32,9 @@ async def get_prompt(router: Router, exchange: Exchange) -> None:
     if not isinstance(name, str) or not name:
         raise RpcFailure(jsonrpc.INVALID_PARAMS, "Invalid params: prompts/get needs a prompt name")
     target = router.catalog.prompt(name)
+    if target is None and router.discovery.pending():
+        await router.discovery.wait(exchange.era)
+        target = router.catalog.prompt(name)
     if target is None:
         entry, separator, own = name.partition(TOOL_SEPARATOR)
         if not separator or entry not in router.public or not own:

@@ -87,9 +87,15 @@ def _target(router: Router, uri: str) -> tuple[str, str]:
     return target.entry, target.name
 
 
+async def _resolve(router: Router, exchange: Exchange, uri: str) -> tuple[str, str]:
+    if router.catalog.resolve_uri(uri) is None and router.discovery.pending():
+        await router.discovery.wait(exchange.era)
+    return _target(router, uri)
+
+
 async def read(router: Router, exchange: Exchange) -> None:
     uri = _uri(exchange)
-    entry, own = _target(router, uri)
+    entry, own = await _resolve(router, exchange, uri)
     params = exchange.raw_params
     if own != uri:
         params = jsonrpc.Raw(jsonrpc.replace_members(params, {"uri": own}))
@@ -116,7 +122,7 @@ async def unsubscribe(router: Router, exchange: Exchange) -> None:
 
 async def _change_subscription(router: Router, exchange: Exchange, *, subscribing: bool) -> None:
     uri = _uri(exchange)
-    entry, own = _target(router, uri)
+    entry, own = await _resolve(router, exchange, uri)
     session = exchange.session
     counts = router.resource_subscriptions.count
     if subscribing and uri not in session.subscriptions:

@@ -63,6 +63,12 @@ class Discovery:
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=LIST_WAIT_S)
 
+    def pending(self) -> bool:
+        """Whether some entry's lists are still unknown (a listing would start a provider)."""
+        return any(self._unknown_member(entry) is not None for entry in self._router.public) or bool(
+            self._running
+        )
+
     def _finished(self, member: str, task: asyncio.Task[None]) -> None:
         if self._running.get(member) is task:
             del self._running[member]
@@ -107,6 +113,9 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
         await management.call(router, exchange, name, jsonrpc.value(arguments) if arguments else {})
         return
     target = router.catalog.tool(name)
+    if target is None and router.discovery.pending():  # named before it was listed: learn the lists
+        await router.discovery.wait(exchange.era)
+        target = router.catalog.tool(name)
     label = target.name if target is not None else UNKNOWN_NAME
     if target is None:
         entry, separator, tool = name.partition(TOOL_SEPARATOR)
