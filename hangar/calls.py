@@ -20,6 +20,7 @@ from hangar.dispatch import REPLY_MARGIN_S, Dispatcher, Reply
 from hangar.figures import RouterFigures
 from hangar.groups import Group
 from hangar.retry import delay_s, may_retry
+from supervisors import logs
 from workers.errors import NEVER_REACHED, CallError, ErrorType
 from workers.protocol import Era
 from workers.spec import ProviderSpec, RetrySpec
@@ -194,4 +195,5 @@ class Caller:
         finally:
             elapsed_s = time.perf_counter() - started
             self.figures.record(target, method, label, outcome, elapsed_s)
-            log.debug("call_done", provider=target, method=method, name=label, outcome=outcome)
+            if logs.verbosity.debug:
+                log.debug("call_done", provider=target, method=method, name=label, outcome=outcome)

@@ -22,7 +22,7 @@ from supervisors.channel import Channel, ChannelError
 from supervisors.child import LINGER_MS
 from workers import protocol
 from workers.errors import CallError, ErrorType
-from workers.protocol import Era, Kind
+from workers.protocol import ERAS, Era, Kind
 from workers.status import Lists, ProviderStatus, idle_status
 
 ROUTER_HWM = 10_000  # queued frames per worker; a full queue is an error, never a block
@@ -276,7 +276,8 @@ class Dispatcher:
         if kind == Kind.RESULT:
             pending = self._pending.get(head.get("id", -1))
             if pending is not None and not pending.future.done():
-                pending.future.set_result(Reply(Era(head["era"]), body or b"{}", bool(head.get("rpc_error"))))
+                era = ERAS.get(head.get("era", ""), Era.HANDSHAKE)
+                pending.future.set_result(Reply(era, body or b"{}", bool(head.get("rpc_error"))))
         elif kind == Kind.PROGRESS:
             pending = self._pending.get(head.get("id", -1))
             if pending is not None and pending.on_progress is not None:

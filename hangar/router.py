@@ -156,7 +156,9 @@ class Router:
         """Answer one request (or, when it is cancelled, stay silent)."""
         session = exchange.session
         session.last_active = exchange.started
-        self.sessions.add(session)
+        if not session.registered:
+            session.registered = True
+            self.sessions.add(session)
         method = exchange.method
         try:
             try:

@@ -24,7 +24,7 @@ import zmq.asyncio
 from hangar.config import GroupSpec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
-from supervisors.child import ChildLink, CommandError
+from supervisors.child import ChildLink, CommandError, run
 from supervisors.logs import configure_logging
 from workers.spec import ProviderSpec, RetrySpec
 
@@ -121,4 +121,4 @@ async def drain(dispatcher: Dispatcher, reason: str) -> None:
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        run(main())

@@ -7,9 +7,9 @@ the event loop once, and on every wake-up drains every message that is waiting, 
 to a plain callback. Sends never wait: a full queue (or, with `ROUTER_MANDATORY`, an absent
 peer) is reported to the caller at once.
 
-ZeroMQ's descriptor is edge-triggered and only says "look at `EVENTS`": after a send the
-socket may hold messages without the descriptor becoming readable again. So every send
-schedules one more drain on the next loop iteration.
+ZeroMQ's descriptor is edge-triggered and only says "look at `EVENTS`": a send may take the
+edge for a message that arrived meanwhile, which the descriptor then never announces. So every
+send checks `EVENTS`, and drains on the next loop turn when a message is waiting.
 """
 
 from __future__ import annotations
@@ -56,14 +56,18 @@ class Channel:
         """
         if self._closed:
             raise ChannelError("channel is closed")
+        socket = self.socket
         try:
-            self.socket.send_multipart(frames, zmq.NOBLOCK)
+            socket.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again as exc:
             raise ChannelError("the peer's queue is full") from exc
         except zmq.ZMQError as exc:
             raise ChannelError(exc.strerror) from exc
         finally:
-            self._schedule_drain()
+            # the send may have taken the descriptor's edge for a message that is now waiting
+            if not self._drain_scheduled and int(socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                self._drain_scheduled = True
+                self._loop.call_soon(self._drain)
 
     def send_nowait(self, frames: Sequence[bytes]) -> bool:
         """Queue a message if possible; a failure is logged, not raised. True if it was queued."""
@@ -82,25 +86,17 @@ class Channel:
             self._loop.remove_reader(self._fd)
         self.socket.close(linger=linger_ms)
 
-    def _schedule_drain(self) -> None:
-        if not self._drain_scheduled and not self._closed:
-            self._drain_scheduled = True
-            self._loop.call_soon(self._drain)
-
     def _drain(self) -> None:
         self._drain_scheduled = False
         socket = self.socket
         while not self._closed:
             try:
-                if not int(socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                    return
                 frames = socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             except zmq.ZMQError as exc:
-                if self._closed:
-                    return
-                log.warning("channel_read_failed", error=exc.strerror)
+                if not self._closed:
+                    log.warning("channel_read_failed", error=exc.strerror)
                 return
             try:
                 self._on_message(frames)

@@ -152,3 +152,13 @@ class ChildLink:
             await self._send(Kind.ERROR, id=request_id, error=error)
         else:
             await self._send(Kind.REPLY, id=request_id, result=result)
+
+
+def run(main: Any) -> None:
+    """Run a child's main coroutine on uvloop when it is installed (faster wake-ups), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)

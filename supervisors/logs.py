@@ -16,10 +16,20 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 ENV_LOG_LEVEL = "HANGAR_LOG_LEVEL"
 
 
+class _Level:
+    """Whether debug lines are logged: hot paths ask this before building a debug line at all."""
+
+    debug = False
+
+
+verbosity = _Level()
+
+
 def configure_logging(process: str, level: str | None = None) -> None:
     """Send this process's structlog output (and stdlib logging) to stderr."""
     name = (level or os.environ.get(ENV_LOG_LEVEL) or "info").lower()
     threshold = LEVELS.get(name, logging.INFO)
+    verbosity.debug = threshold <= logging.DEBUG
     renderer: structlog.types.Processor
     if sys.stderr.isatty():
         renderer = structlog.dev.ConsoleRenderer(colors=False)

@@ -10,7 +10,7 @@ import signal
 
 import zmq.asyncio
 
-from supervisors.child import ChildLink
+from supervisors.child import ChildLink, run
 from supervisors.logs import configure_logging
 from workers.spec import ProviderSpec
 from workers.worker import Worker
@@ -44,4 +44,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        run(main())

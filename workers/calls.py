@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from supervisors import logs
 from workers.eras import fit_params
 from workers.errors import CallError, ErrorType
 from workers.health import Health
@@ -150,7 +151,8 @@ class Calls:
             self._slots.release()
             self.in_flight -= 1
             provider.last_activity = time.monotonic()
-            log.debug("call_done", provider=spec.id, method=request.method)
+            if logs.verbosity.debug:
+                log.debug("call_done", provider=spec.id, method=request.method)
 
     def _record(self, failure: ErrorType | None) -> None:
         if self.health.record(failure):

@@ -187,10 +187,15 @@ def replace_members(raw: Raw | bytes | None, changes: dict[str, Any]) -> bytes:
 
     Values are Python data or `Raw`; the members left alone are copied as bytes.
     """
-    current = members(raw) if raw else {}
+    return with_members(members(raw) if raw else {}, changes)
+
+
+def with_members(current: dict[str, Raw], changes: dict[str, Any]) -> bytes:
+    """An object of already-split members (see `members`), some replaced, added or removed."""
+    updated = dict(current)
     for key, new in changes.items():
         if new is None:
-            current.pop(key, None)
+            updated.pop(key, None)
         else:
-            current[key] = new if isinstance(new, Raw) else Raw(_encoder.encode(new))
-    return _encoder.encode(current)
+            updated[key] = new if isinstance(new, Raw) else Raw(_encoder.encode(new))
+    return _encoder.encode(updated)

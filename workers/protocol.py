@@ -56,6 +56,9 @@ class Era(enum.StrEnum):
     MODERN = "2026-07-28"  # no handshake: server/discover, an envelope in every request's _meta
 
 
+ERAS = {era.value: era for era in Era}  # Era(value) without the enum machinery, on the hot path
+
+
 class ProtocolError(Exception):
     """A message that is not one of this protocol's."""
 

@@ -28,7 +28,7 @@ from workers.errors import CallError, ErrorType
 from workers.health import Health
 from workers.jsonrpc import Raw
 from workers.lifecycle import ProviderState
-from workers.protocol import Era, Kind
+from workers.protocol import ERAS, Era, Kind
 from workers.provider import Provider
 from workers.spec import ProviderSpec
 from workers.status import FiguresData, Lists, ProviderStatus
@@ -202,7 +202,7 @@ class Worker:
         request = Forward(
             call=call,
             method=str(head["method"]),
-            era=Era(head.get("era", Era.HANDSHAKE)),
+            era=ERAS.get(head.get("era", ""), Era.HANDSHAKE),
             params=body,
             timeout_s=float(head.get("timeout_s") or self.spec.call_timeout_s),
             progress=bool(head.get("progress")),

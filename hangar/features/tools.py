@@ -126,11 +126,12 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
                 f"providers: {', '.join(router.public)}",
             )
         target = Target(entry, tool)
-    params = exchange.raw_params
     if target.name != name:
-        params = jsonrpc.Raw(jsonrpc.replace_members(params, {"name": target.name}))
+        params = jsonrpc.with_members(exchange.params, {"name": target.name})
+    else:
+        params = bytes(exchange.raw_params)
     try:
-        await relay.forward(router, exchange, target.entry, "tools/call", bytes(params), label=label)
+        await relay.forward(router, exchange, target.entry, "tools/call", params, label=label)
     except CallError as exc:
         exchange.result(error_result(router, exchange, exc.data))
 
