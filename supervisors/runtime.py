@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +128,11 @@ class _Child:
     status: dict[str, Any] = field(default_factory=dict)
     ready_event: asyncio.Event = field(default_factory=asyncio.Event)
     exited: asyncio.Future[int] | None = None
+    # the restart that will start this child again; one restart may hold several (a group)
     pending_restart: asyncio.Task[None] | None = None
+    # held while this child is stopped or started, so a group restart's stops and starts of a
+    # child never interleave with another's; never held while waiting out a backoff
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 EventCallback = Callable[[str, str, dict[str, Any]], Awaitable[None]]
@@ -185,7 +189,7 @@ class Supervisor:
         self._done: asyncio.Future[SupervisorExit] | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._restart_lock = asyncio.Lock()
+        self._restarts: set[asyncio.Task[None]] = set()
         self.started_at = clock()
 
     # ---------------------------------------------------------------- lifecycle
@@ -283,16 +287,16 @@ class Supervisor:
 
     async def terminate_child(self, child_id: str) -> None:
         child = self._get(child_id)
-        if child.pending_restart is not None:
-            child.pending_restart.cancel()
-            child.pending_restart = None
-        await self._stop_child(child)
+        self._claim(child, None)
+        async with child.lock:
+            await self._stop_child(child)
 
     async def restart_child(self, child_id: str) -> None:
         child = self._get(child_id)
         await self.terminate_child(child_id)
-        child.backoff.reset()
-        await self._start_child(child)
+        async with child.lock:
+            child.backoff.reset()
+            await self._start_child(child)
 
     async def delete_child(self, child_id: str) -> None:
         child = self._get(child_id)
@@ -447,9 +451,10 @@ class Supervisor:
     async def _stop_all(self) -> None:
         self._stopping = True
         for child in self._children.values():
-            if child.pending_restart is not None:
-                child.pending_restart.cancel()
-                child.pending_restart = None
+            child.pending_restart = None
+        for restart in self._restarts:
+            restart.cancel()
+        await asyncio.gather(*self._restarts, return_exceptions=True)
         for child in reversed(list(self._children.values())):
             await self._stop_child(child)
         _kill_orphans(known={z.pid for z in self._zygotes.values()}, grace_s=ORPHAN_GRACE_S)
@@ -530,6 +535,8 @@ class Supervisor:
         self._emit(child.spec.id, "exit", reason=exit_.reason.value, detail=exit_.detail, pid=pid)
         if exit_.reason is ExitReason.SHUTDOWN or self._stopping or was_starting:
             return  # a failed start is handled by whoever is waiting in _start_child
+        if child.pending_restart is not None:
+            return  # it crashed while a sibling's restart was stopping it: that restart starts it
         self._decide(child, exit_)
 
     def _decide(self, child: _Child, exit_: Exit) -> None:
@@ -561,8 +568,30 @@ class Supervisor:
         order = list(self._children)
         ids = children_to_restart(self.flags.strategy, order, spec.id)
         delay = child.backoff.next_delay()
+        restart = asyncio.create_task(self._restart_after(ids, spec.id, delay))
+        self._restarts.add(restart)
+        restart.add_done_callback(self._restarts.discard)
+        for child_id in ids:
+            self._claim(self._children[child_id], restart)
         child.state = ChildState.RESTARTING
-        child.pending_restart = asyncio.create_task(self._restart_after(ids, spec.id, delay))
+
+    def _claim(self, child: _Child, restart: asyncio.Task[None] | None) -> None:
+        """Make `restart` the one that starts `child` again (None: no restart will).
+
+        A restart of a group (one_for_all, rest_for_one) takes over the children of a
+        restart still pending, so each starts once, in order; a restart left with no
+        child to start is cancelled.
+        """
+        previous, child.pending_restart = child.pending_restart, restart
+        if previous is None or previous is restart:
+            return
+        if not any(c.pending_restart is previous for c in self._children.values()):
+            previous.cancel()
+
+    def _held_by(self, restart: asyncio.Task[Any] | None, ids: list[str]) -> list[_Child]:
+        """The children among `ids` that `restart` is to start, in start order."""
+        children = (self._children.get(child_id) for child_id in ids)
+        return [c for c in children if c is not None and c.pending_restart is restart]
 
     async def _restart_after(self, ids: list[str], failed_id: str, delay_s: float) -> None:
         log.info(
@@ -572,27 +601,33 @@ class Supervisor:
             delay_s=round(delay_s, 3),
             with_siblings=[i for i in ids if i != failed_id],
         )
-        async with self._restart_lock:
-            siblings = [self._children[i] for i in ids if i != failed_id and i in self._children]
+        me = asyncio.current_task()
+        siblings = [c for c in self._held_by(me, ids) if c.spec.id != failed_id]
+        async with _locked(siblings):
             for sibling in reversed(siblings):
-                await self._stop_child(sibling)
-            await asyncio.sleep(delay_s)
-            failed = self._children.get(failed_id)
-            if failed is not None:
-                failed.pending_restart = None
-            for child_id in ids:
-                child = self._children.get(child_id)
-                if child is None or self._stopping:
-                    continue
+                if sibling.pending_restart is me:
+                    await self._stop_child(sibling)
+                    sibling.state = ChildState.RESTARTING
+        await asyncio.sleep(delay_s)  # holding no lock: other children restart meanwhile
+        mine = self._held_by(me, ids)
+        async with _locked(mine):
+            for child in mine:
+                if child.pending_restart is not me or self._ending:
+                    continue  # taken over by a later restart, or the supervisor is ending
+                child.pending_restart = None
                 child.restarts += 1
-                self._emit(child_id, "restart")
+                self._emit(child.spec.id, "restart")
                 try:
                     await self._start_child(child)
                 except StartError as exc:
-                    log.warning("child_restart_failed", supervisor=self.name, child=child_id, error=str(exc))
-                    exit_ = child.last_exit or Exit(ExitReason.ABNORMAL, "did not start")
-                    self._decide(child, exit_)
-                    return
+                    log.warning(
+                        "child_restart_failed", supervisor=self.name, child=child.spec.id, error=str(exc)
+                    )
+                    self._decide(child, child.last_exit or Exit(ExitReason.ABNORMAL, "did not start"))
+
+    @property
+    def _ending(self) -> bool:
+        return self._stopping or (self._done is not None and self._done.done())
 
     # ------------------------------------------------------------- the channel
 
@@ -660,6 +695,15 @@ class ChildCommandError(Exception):
         self.message = str(error.get("message", "command failed"))
         self.hint = error.get("hint")
         super().__init__(self.message)
+
+
+@contextlib.asynccontextmanager
+async def _locked(children: Sequence[_Child]) -> AsyncIterator[None]:
+    """Hold the locks of `children`, taken in start order so two holders never deadlock."""
+    async with contextlib.AsyncExitStack() as stack:
+        for child in children:
+            await stack.enter_async_context(child.lock)
+        yield
 
 
 def _log_task_error(task: asyncio.Future[None]) -> None:

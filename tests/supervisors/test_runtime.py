@@ -51,6 +51,8 @@ REPO = Path(__file__).resolve().parent.parent.parent
 CHILD = REPO / "tests" / "fixtures" / "child_process.py"
 FAST_BACKOFF = BackoffPolicy(base_s=0.01, max_s=0.05, jitter=0.0)
 RESTART_DEADLINE_S = 15.0  # a restart (reap, backoff, spawn, READY) takes well under a second
+# a backoff far longer than any deadline here: a child waiting it out stays RESTARTING for the test
+SLOW_BACKOFF = BackoffPolicy(base_s=4 * RESTART_DEADLINE_S, max_s=4 * RESTART_DEADLINE_S, jitter=0.0)
 
 
 def spec(
@@ -272,6 +274,49 @@ async def test_rest_for_one_restarts_the_failed_child_and_those_after_it(short_t
         assert sup.child("a").restarts == 0
         assert after["b"] != before["b"]
         assert after["c"] != before["c"]
+
+
+async def test_a_childs_backoff_does_not_delay_another_childs_restart(short_tmp: Path) -> None:
+    patient = dataclasses.replace(spec("patient"), backoff=SLOW_BACKOFF)
+    async with supervisor(short_tmp, [patient, spec("quick")]) as sup:
+        before = pids(sup)
+        os.kill(before["patient"] or 0, signal.SIGKILL)
+        await async_wait_until(
+            lambda: sup.child("patient").state is ChildState.RESTARTING, RESTART_DEADLINE_S, "patient waiting"
+        )
+        os.kill(before["quick"] or 0, signal.SIGKILL)
+        await async_wait_until(
+            lambda: running(sup, "quick", not_pid=before["quick"]), RESTART_DEADLINE_S, "quick restarted"
+        )
+        # quick came back while patient still waits out its backoff: it did not queue behind it
+        assert sup.child("patient").state is ChildState.RESTARTING
+        assert sup.child("quick").restarts == 1
+
+
+async def test_a_group_restart_takes_over_a_pending_one_and_starts_each_child_once(short_tmp: Path) -> None:
+    mark = short_tmp / "marks"
+    specs = [
+        spec("a", CHILD_MARK_FILE=str(mark)),
+        dataclasses.replace(spec("b", CHILD_MARK_FILE=str(mark)), backoff=SLOW_BACKOFF),
+        spec("c", CHILD_MARK_FILE=str(mark)),
+    ]
+    async with supervisor(short_tmp, specs, SupervisorFlags(strategy=Strategy.REST_FOR_ONE)) as sup:
+        before = pids(sup)
+        os.kill(before["b"] or 0, signal.SIGKILL)
+        await async_wait_until(
+            lambda: sup.child("b").state is ChildState.RESTARTING and sup.child("c").pid is None,
+            RESTART_DEADLINE_S,
+            "b waiting out its backoff, c stopped",
+        )
+        os.kill(before["a"] or 0, signal.SIGKILL)
+
+        def all_restarted() -> bool:
+            return all(running(sup, child_id, not_pid=before[child_id]) for child_id in ("a", "b", "c"))
+
+        # a's restart covers b and c: they start with it, after a's short delay, not after b's long one
+        await async_wait_until(all_restarted, RESTART_DEADLINE_S, "a, b and c restarted")
+        assert [child_id for child_id, _ in marks(mark)] == ["a", "b", "c", "a", "b", "c"]
+        assert [sup.child(child_id).restarts for child_id in ("a", "b", "c")] == [1, 1, 1]
 
 
 # --------------------------------------------------------------------- restart types
