@@ -29,7 +29,8 @@ from hangar.control import ControlServer
 from hangar.errors import ConfigError, ControlError
 from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
 from hangar.systemd import Notifier
-from supervisors.runtime import ChildInfo, ChildState, ProcessStart, StartError, Supervisor, SupervisorExit
+from supervisors.errors import StartError
+from supervisors.runtime import ChildInfo, ChildState, ProcessStart, Supervisor, SupervisorExit
 from supervisors.spec import AutoShutdown, ChildSpec, Restart, Shutdown, Strategy, SupervisorFlags
 from workers.spec import ProviderSpec
 

@@ -18,6 +18,8 @@ import structlog
 import zmq
 import zmq.asyncio
 
+# a command handler raises CommandError to answer with an error: part of the child's API here
+from supervisors.errors import CommandError as CommandError
 from supervisors.wire import Kind, WireError, pack, unpack
 
 ENV_ENDPOINT = "SUPERVISOR_ENDPOINT"
@@ -34,16 +36,6 @@ log = structlog.get_logger("supervisors.child")
 StatusFn = Callable[[], dict[str, Any]]
 CommandFn = Callable[[str, dict[str, Any]], Awaitable[Any]]
 EventFn = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class CommandError(Exception):
-    """Raised by a command handler to answer the supervisor with an error."""
-
-    def __init__(self, type_: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.type = type_
-        self.message = message
-        self.hint = hint
 
 
 class ChildLink:
@@ -144,11 +136,9 @@ class ChildLink:
         try:
             result = await self._on_command(str(message.get("op")), dict(message.get("args") or {}))
         except CommandError as exc:
-            error = {"type": exc.type, "message": exc.message, "hint": exc.hint}
-            await self._send(Kind.ERROR, id=request_id, error=error)
+            await self._send(Kind.ERROR, id=request_id, error=exc.to_wire())
         except Exception as exc:
             log.exception("supervisor_command_failed", op=message.get("op"))
-            error = {"type": "internal_error", "message": f"{type(exc).__name__}: {exc}", "hint": None}
-            await self._send(Kind.ERROR, id=request_id, error=error)
+            await self._send(Kind.ERROR, id=request_id, error=CommandError.internal(exc).to_wire())
         else:
             await self._send(Kind.REPLY, id=request_id, result=result)

@@ -43,6 +43,13 @@ from supervisors.child import (
     HEARTBEAT_TIMEOUT_S,
     LINGER_MS,
 )
+from supervisors.errors import (
+    ChildCommandError,
+    ChildNotRunningError,
+    ChildRunningError,
+    StartError,
+    UnknownChildError,
+)
 from supervisors.exits import Exit, ExitReason, classify_exit
 from supervisors.restart_window import RestartWindow
 from supervisors.spec import ChildSpec, Restart, ShutdownKind, SupervisorFlags
@@ -89,10 +96,6 @@ class SupervisorExit(enum.Enum):
     SHUTDOWN = "shutdown"  # stop() was called
     AUTO_SHUTDOWN = "auto_shutdown"  # a significant child ended
     ESCALATED = "escalated"  # restart intensity exceeded
-
-
-class StartError(Exception):
-    """A child could not be started (spawn failed, or it never reported READY)."""
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,7 @@ class Supervisor:
         for info in self.which_children():
             if info.id == child_id:
                 return info
-        raise KeyError(child_id)
+        raise UnknownChildError(f"no child {child_id!r} under supervisor {self.name!r}")
 
     # ----------------------------------------------------------- OTP commands
 
@@ -301,14 +304,14 @@ class Supervisor:
     async def delete_child(self, child_id: str) -> None:
         child = self._get(child_id)
         if child.state is not ChildState.STOPPED:
-            raise RuntimeError(f"child {child_id!r} is running; terminate it first")
+            raise ChildRunningError(f"child {child_id!r} is running; terminate it first")
         del self._children[child_id]
 
     async def request(self, child_id: str, op: str, timeout_s: float = REQUEST_TIMEOUT_S, **args: Any) -> Any:
         """Send a command to a child and return its answer (raises on error or timeout)."""
         child = self._get(child_id)
         if child.state is not ChildState.RUNNING:
-            raise RuntimeError(f"{child_id} is {child.state.value}")
+            raise ChildNotRunningError(f"{child_id} is {child.state.value}")
         request_id = next(self._request_ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = (child_id, future)
@@ -335,7 +338,7 @@ class Supervisor:
         try:
             return self._children[child_id]
         except KeyError:
-            raise KeyError(f"no child {child_id!r} under supervisor {self.name!r}") from None
+            raise UnknownChildError(f"no child {child_id!r} under supervisor {self.name!r}") from None
 
     async def _send(self, child_id: str, frame: bytes) -> None:
         await self._socket.send_multipart([child_id.encode(), frame])
@@ -520,9 +523,7 @@ class Supervisor:
             child.exited.set_result(returncode)
         for target, future in self._requests.values():
             if target == child.spec.id and not future.done():
-                future.set_exception(
-                    ChildCommandError({"type": "child_exited", "message": f"{target} exited"})
-                )
+                future.set_exception(ChildCommandError("child_exited", f"{target} exited"))
         level = log.info if exit_.reason is not ExitReason.ABNORMAL else log.warning
         level(
             "child_exited",
@@ -652,7 +653,7 @@ class Supervisor:
                     if kind == Kind.REPLY:
                         future.set_result(message.get("result"))
                     else:
-                        future.set_exception(ChildCommandError(message.get("error") or {}))
+                        future.set_exception(ChildCommandError.from_wire(message.get("error")))
                 continue
             child = self._children.get(identity.decode())
             if child is None or message.get("incarnation") != child.incarnation:
@@ -685,16 +686,6 @@ class Supervisor:
                     )
                     child.heartbeat_lost = True
                     self._kill(child.pid, signal.SIGKILL)
-
-
-class ChildCommandError(Exception):
-    """A child answered a command with an error."""
-
-    def __init__(self, error: dict[str, Any]) -> None:
-        self.type = str(error.get("type", "error"))
-        self.message = str(error.get("message", "command failed"))
-        self.hint = error.get("hint")
-        super().__init__(self.message)
 
 
 @contextlib.asynccontextmanager

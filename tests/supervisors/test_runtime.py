@@ -23,14 +23,13 @@ import pytest
 import zmq.asyncio
 
 from supervisors.child import HEARTBEAT_TIMEOUT_S
+from supervisors.errors import ChildCommandError, StartError
 from supervisors.exits import ExitReason
 from supervisors.runtime import (
     ORPHAN_GRACE_S,
-    ChildCommandError,
     ChildInfo,
     ChildState,
     ProcessStart,
-    StartError,
     Supervisor,
     SupervisorExit,
 )
