@@ -12,16 +12,13 @@ to it, and it terminates and reaps them. Nothing in its tree is left behind.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import ctypes
 import enum
 import itertools
-import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -55,12 +52,12 @@ from supervisors.restart_window import RestartWindow
 from supervisors.spec import ChildSpec, Restart, ShutdownKind, SupervisorFlags
 from supervisors.strategy import children_to_restart, should_auto_shutdown, should_restart
 from supervisors.wire import Kind, WireError, pack, unpack
-from supervisors.zygote import ENV_ZYGOTE_FD
+from supervisors.zygote import ZygoteClient
 
 PR_SET_CHILD_SUBREAPER = 36  # prctl option, linux/prctl.h
 ORPHAN_GRACE_S = 2.0  # an orphan gets SIGTERM, then SIGKILL after this long
 ORPHAN_REAP_TIMEOUT_S = 1.0  # a SIGKILLed orphan is gone well within this
-ZYGOTE_TIMEOUT_S = 5.0  # a fork request unanswered this long: the zygote is wedged, spawn instead
+ZYGOTE_EXIT_TIMEOUT_S = 2.0  # a zygote exits at once when its connection closes; else it is killed
 REQUEST_TIMEOUT_S = 10.0  # a supervisor->child command that takes longer is reported as failed
 DEFAULT_READY_TIMEOUT_S = 30.0  # spawn to READY; a child that takes longer failed to start
 
@@ -169,7 +166,13 @@ class Supervisor:
         self.name = name
         # per child `module`: what its zygote imports once (one zygote per module, started together)
         self._zygote_preload = {module: tuple(preload) for module, preload in (zygotes or {}).items()}
-        self._zygotes: dict[str, _ZygoteClient] = {}
+        self._zygotes: dict[str, ZygoteClient] = {}
+        self._zygote_exits: dict[int, asyncio.Future[int]] = {}  # zygotes being closed, by pid
+        # While a fork is in flight its child is already ours (reparented) but not yet known by
+        # pid: orphan sweeps wait, and an exit reaped in that time is kept for the fork's caller.
+        self._forks_in_flight = 0
+        self._sweep_deferred = False
+        self._unclaimed_exits: dict[int, int] = {}
         self.flags = flags
         self.endpoint = endpoint
         self._clock = clock
@@ -204,7 +207,7 @@ class Supervisor:
         _become_subreaper()
         loop.add_signal_handler(signal.SIGCHLD, self._reap)
         for module, preload in self._zygote_preload.items():
-            self._zygotes[module] = _ZygoteClient.start(preload, self._lifeline_r)
+            self._zygotes[module] = ZygoteClient.start(preload, self._lifeline_r)
         self._socket.bind(self.endpoint)
         self._tasks = [
             asyncio.create_task(self._reader_loop()),
@@ -236,17 +239,13 @@ class Supervisor:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_zygotes()
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGCHLD)
         self._socket.close(linger=0)
         for fd in (self._lifeline_r, self._lifeline_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        for zygote in self._zygotes.values():
-            zygote.close()  # it reads EOF and exits
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(zygote.pid, 0)
-        self._zygotes.clear()
         self._reap()
         for orphan in _kill_orphans(known=set(), grace_s=0.0):
             with contextlib.suppress(psutil.Error):
@@ -347,7 +346,24 @@ class Supervisor:
         if self._done is not None and not self._done.done():
             self._done.set_result(outcome)
 
-    def _spawn(self, child: _Child) -> int:
+    async def _close_zygotes(self) -> None:
+        """Close each zygote's connection, so it exits, and wait until it is reaped."""
+        loop = asyncio.get_running_loop()
+        zygotes = list(self._zygotes.values())
+        self._zygotes.clear()
+        for zygote in zygotes:
+            self._zygote_exits[zygote.pid] = loop.create_future()
+            await zygote.aclose()
+        for zygote in zygotes:
+            try:
+                async with asyncio.timeout(ZYGOTE_EXIT_TIMEOUT_S):
+                    await self._zygote_exits[zygote.pid]
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(zygote.pid, signal.SIGKILL)
+        self._zygote_exits.clear()
+
+    async def _spawn(self, child: _Child) -> int:
         start: ProcessStart = child.spec.start
         env = dict(os.environ if start.env is None else start.env)
         env[ENV_ENDPOINT] = self.endpoint
@@ -356,12 +372,22 @@ class Supervisor:
         env[ENV_LIFELINE_FD] = str(self._lifeline_r)
         zygote = self._zygotes.get(start.module or "")
         if zygote is not None and start.module is not None and not start.pass_fds:
+            title = " ".join([*start.argv, f"[{child.spec.id}]"])
+            self._forks_in_flight += 1
             try:
-                return zygote.fork(start.module, start.argv, env, start.stdin, start.stdout)
+                return await zygote.fork(
+                    start.module, env, title=title, stdin=start.stdin, stdout=start.stdout
+                )
             except OSError as exc:
                 log.warning("zygote_unavailable", error=str(exc), fallback="spawning a fresh interpreter")
-                zygote.close()
-                del self._zygotes[start.module]
+                if self._zygotes.get(start.module) is zygote:
+                    del self._zygotes[start.module]
+                    zygote.close()
+            finally:
+                self._forks_in_flight -= 1
+                if not self._forks_in_flight:
+                    # after the caller has registered the pid, which it does before it next awaits
+                    asyncio.get_running_loop().call_soon(self._forks_settled)
         stdin = start.stdin if start.stdin is not None else os.open(os.devnull, os.O_RDONLY)
         stdout = start.stdout if start.stdout is not None else sys.stderr.fileno()
         actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1)]
@@ -394,12 +420,14 @@ class Supervisor:
         child.ready = False
         child.state = ChildState.STARTING
         try:
-            child.pid = self._spawn(child)
+            child.pid = await self._spawn(child)
         except OSError as exc:
             child.state = ChildState.STOPPED
             child.pid = None
             child.last_exit = Exit(ExitReason.ABNORMAL, f"spawn failed: {exc}")
             raise StartError(f"{child.spec.id}: spawn failed: {exc}") from exc
+        if child.pid in self._unclaimed_exits:  # it died before its fork was even answered
+            self._on_exit(child, self._unclaimed_exits.pop(child.pid))
         child.started_at = self._clock()
         child.last_heartbeat = child.started_at
         log.debug("child_spawned", supervisor=self.name, child=child.spec.id, pid=child.pid)
@@ -460,7 +488,7 @@ class Supervisor:
         await asyncio.gather(*self._restarts, return_exceptions=True)
         for child in reversed(list(self._children.values())):
             await self._stop_child(child)
-        _kill_orphans(known={z.pid for z in self._zygotes.values()}, grace_s=ORPHAN_GRACE_S)
+        self._sweep_orphans()
 
     def _kill(self, pid: int | None, signum: int) -> None:
         if pid is None:
@@ -486,6 +514,14 @@ class Supervisor:
             returncode = os.waitstatus_to_exitcode(status)
             child = next((c for c in self._children.values() if c.pid == pid), None)
             if child is None:
+                closing = self._zygote_exits.get(pid)
+                if closing is not None:
+                    if not closing.done():
+                        closing.set_result(returncode)
+                    continue
+                if self._forks_in_flight:
+                    self._unclaimed_exits[pid] = returncode  # perhaps a child whose fork is in flight
+                    continue
                 zygote = next((m for m, z in self._zygotes.items() if z.pid == pid), None)
                 if zygote is not None:
                     log.warning(
@@ -501,9 +537,27 @@ class Supervisor:
             reaped_known = True
             self._on_exit(child, returncode)
         if reaped_known:
-            known = {c.pid for c in self._children.values() if c.pid is not None}
-            known |= {z.pid for z in self._zygotes.values()}
-            _kill_orphans(known=known, grace_s=ORPHAN_GRACE_S)
+            self._sweep_orphans()
+
+    def _sweep_orphans(self) -> None:
+        """Terminate the processes reparented to us that we did not start (see _kill_orphans)."""
+        if self._forks_in_flight:
+            self._sweep_deferred = True  # a forked child may be ours already, but not yet known
+            return
+        known = {c.pid for c in self._children.values() if c.pid is not None}
+        known |= {z.pid for z in self._zygotes.values()} | set(self._zygote_exits)
+        _kill_orphans(known=known, grace_s=ORPHAN_GRACE_S)
+
+    def _forks_settled(self) -> None:
+        """No fork in flight: log the exits nobody claimed, run the sweep that waited."""
+        if self._forks_in_flight:
+            return
+        for pid, returncode in self._unclaimed_exits.items():
+            log.info("orphan_reaped", pid=pid, returncode=returncode)
+        self._unclaimed_exits.clear()
+        if self._sweep_deferred:
+            self._sweep_deferred = False
+            self._sweep_orphans()
 
     def _on_exit(self, child: _Child, returncode: int) -> None:
         exit_ = classify_exit(
@@ -713,9 +767,8 @@ def _become_subreaper() -> None:
 def _kill_orphans(known: set[int], grace_s: float) -> list[psutil.Process]:
     """Terminate descendants we did not start (reparented to us); SIGKILL after grace_s.
 
-    A child a zygote forks is reparented to us before we learn its pid, but `_spawn` is
-    synchronous and registers the pid before the event loop runs again, so no sweep (they
-    run from the SIGCHLD handler, on the loop) can see it unregistered.
+    A child a zygote forks is reparented to us before we learn its pid, so no sweep runs
+    while a fork is in flight (`Supervisor._sweep_orphans` defers it until the pid is known).
     """
     try:
         me = psutil.Process()
@@ -749,65 +802,3 @@ def _signal_tree(pid: int, own_group: int, signum: int) -> None:
             os.killpg(pgid, signum)
         else:
             os.kill(pid, signum)
-
-
-class _ZygoteClient:
-    """The supervisor's end of the fork server (`supervisors.zygote`)."""
-
-    def __init__(self, pid: int, sock: socket.socket) -> None:
-        self.pid = pid
-        self._sock = sock
-        self._reader = sock.makefile("rb")
-
-    @classmethod
-    def start(cls, preload: tuple[str, ...], lifeline_r: int) -> _ZygoteClient:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = [sys.executable, "-m", "supervisors.zygote", *preload]
-        env = dict(os.environ)
-        env[ENV_ZYGOTE_FD] = str(theirs.fileno())
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        inherited = (theirs.fileno(), lifeline_r)
-        for fd in inherited:
-            os.set_inheritable(fd, True)
-        try:
-            pid = os.posix_spawn(
-                argv[0],
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, devnull, 0),
-                    (os.POSIX_SPAWN_DUP2, sys.stderr.fileno(), 1),
-                ],
-                setsigdef=(signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE),
-            )
-        finally:
-            os.set_inheritable(lifeline_r, False)
-            os.close(devnull)
-            theirs.close()
-        ours.settimeout(ZYGOTE_TIMEOUT_S)
-        log.debug("zygote_started", pid=pid, preload=list(preload))
-        return cls(pid, ours)
-
-    def fork(
-        self, module: str, argv: Sequence[str], env: dict[str, str], stdin: int | None, stdout: int | None
-    ) -> int:
-        """Fork a child running `module` as __main__; raises OSError when the zygote fails."""
-        names = [name for name, fd in (("stdin", stdin), ("stdout", stdout)) if fd is not None]
-        fds = [fd for fd in (stdin, stdout) if fd is not None]
-        title = " ".join([*argv, f"[{env.get(ENV_CHILD_ID, '')}]"])
-        line = json.dumps({"module": module, "env": env, "fds": names, "title": title}).encode() + b"\n"
-        try:
-            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-            self._sock.sendmsg([line[:1]], ancillary)
-            self._sock.sendall(line[1:])
-            answer = json.loads(self._reader.readline() or b"{}")
-        except (OSError, ValueError) as exc:
-            raise OSError(f"zygote did not answer: {exc}") from exc
-        if "pid" not in answer:
-            raise OSError(str(answer.get("error", "zygote closed the connection")))
-        return int(answer["pid"])
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._reader.close()
-            self._sock.close()
