@@ -30,8 +30,18 @@ from hangar.errors import ConfigError, ControlError
 from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
 from hangar.systemd import Notifier
 from supervisors.errors import StartError
-from supervisors.runtime import ChildInfo, ChildState, ProcessStart, Supervisor, SupervisorExit
-from supervisors.spec import AutoShutdown, ChildSpec, Restart, Shutdown, Strategy, SupervisorFlags
+from supervisors.exits import SupervisorExit
+from supervisors.info import ChildInfo, ChildState
+from supervisors.spec import (
+    AutoShutdown,
+    ChildSpec,
+    ProcessStart,
+    Restart,
+    Shutdown,
+    Strategy,
+    SupervisorFlags,
+)
+from supervisors.supervisor import Supervisor
 from workers.spec import ProviderSpec
 
 ROUTER_ID = "router"

@@ -1,7 +1,7 @@
 """The child's end of supervision: READY, heartbeats, commands, and the lifeline.
 
 A supervised OS process finds everything it needs in its environment (set by
-`supervisors.runtime`): the supervisor's ZeroMQ endpoint, its child id, its
+`supervisors.host`): the supervisor's ZeroMQ endpoint, its child id, its
 incarnation number and the read end of the lifeline pipe. The supervisor never writes
 to the lifeline; when the supervisor dies, for any reason, the kernel closes its end
 and the child reads EOF. That is how a child notices its parent died, even on SIGKILL.
@@ -32,6 +32,16 @@ HEARTBEAT_TIMEOUT_S = 5.0  # five missed beats: long enough for a GC pause, shor
 LINGER_MS = 200  # unsent messages are dropped this long after close, never block exit
 
 log = structlog.get_logger("supervisors.child")
+
+
+def channel_identity(child_id: str, incarnation: int) -> bytes:
+    """A child's identity on the supervisor's ROUTER socket: unique in the whole tree.
+
+    Ids repeat across supervisors (every provider's supervisor may have a "worker"), and
+    incarnation numbers never repeat under one process host.
+    """
+    return f"{child_id}#{incarnation}".encode()
+
 
 StatusFn = Callable[[], dict[str, Any]]
 CommandFn = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -65,7 +75,7 @@ class ChildLink:
         self._on_command = on_command
         self._on_event = on_event
         self._socket = context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.IDENTITY, self.child_id.encode())
+        self._socket.setsockopt(zmq.IDENTITY, channel_identity(self.child_id, self.incarnation))
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
         self._socket.connect(self._endpoint)
         self.lifeline_lost = asyncio.Event()

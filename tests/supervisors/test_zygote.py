@@ -20,8 +20,9 @@ import pytest
 import zmq.asyncio
 
 from supervisors import zygote
-from supervisors.runtime import ChildState, ProcessStart, Supervisor
-from supervisors.spec import BackoffPolicy, ChildSpec, SupervisorFlags
+from supervisors.info import ChildState
+from supervisors.spec import BackoffPolicy, ChildSpec, ProcessStart, SupervisorFlags
+from supervisors.supervisor import Supervisor
 from supervisors.zygote import ZygoteClient
 from tests.conftest import async_wait_until
 
