@@ -5,6 +5,7 @@
     ├── UnknownChildError      no child with that id here (also a KeyError)
     ├── ChildNotRunningError   the child must run for this and does not (also a RuntimeError)
     ├── ChildRunningError      the child must not run for this and does (also a RuntimeError)
+    ├── ChildTypeError         a worker where a supervisor is needed, or the reverse (also a TypeError)
     └── AlreadyStartedError    start_child of an id that is running or whose spec is kept
     CommandError               an error answer to a request over the supervision channel
     ├── ChildCommandError      ... a child's answer to its supervisor's request
@@ -44,6 +45,10 @@ class ChildNotRunningError(SupervisorError, RuntimeError):
 
 class ChildRunningError(SupervisorError, RuntimeError):
     """The operation needs a stopped child (delete_child, say) and the child is running."""
+
+
+class ChildTypeError(SupervisorError, TypeError):
+    """A request to a nested supervisor (it is no process), or find() through a worker."""
 
 
 class AlreadyStartedError(SupervisorError):

@@ -188,9 +188,11 @@ class ProcessHost:
                     self.kill(process, signal.SIGKILL)
         return await process.exited
 
-    def kill(self, process: ChildProcess, signum: int) -> None:
+    def kill(self, process: ChildProcess, signum: int, *, stop: bool = False) -> None:
+        """Send `signum`; with `stop`, its exit counts as one we asked for (a shutdown)."""
         if not process.alive:
             return
+        process.stop_requested |= stop
         process.signal_sent = signum
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signum)

@@ -1,46 +1,51 @@
 """An OTP supervisor: the decisions, around the pure core, over a process host.
 
-A `Supervisor` keeps a table of children in start order. It starts them in order (each
-counts as started once it sent READY), stops them in reverse, restarts them by strategy
-with backoff when they exit (`supervisors.strategy`, `supervisors.backoff`), counts the
-restarts against its intensity (`supervisors.restart_window`) and gives up when they
-exceed it: `run()` returns `SupervisorExit.ESCALATED`. A significant child's end can end
-it too (auto_shutdown).
+A `Supervisor` keeps a table of children in start order. It starts them in order (a
+process counts as started once it sent READY, a nested supervisor once its own children
+have started), stops them in reverse, restarts them by strategy with backoff when they
+exit (`supervisors.strategy`, `supervisors.backoff`), counts the restarts against its
+intensity (`supervisors.restart_window`) and gives up when they exceed it: `run()`
+returns `SupervisorExit.ESCALATED`. A significant child's end can end it too
+(auto_shutdown). Children can be added, stopped, restarted and removed at run time.
 
-The process mechanics (spawn, reap, stop, the channel) belong to a `ProcessHost`; the
-supervisor hears of its processes' exits and events as their `ProcessOwner`.
+A child is an OS process (`ProcessStart`) or a supervisor nested in this process
+(`SupervisorStart`). Every supervisor of a tree shares the root's `ProcessHost`, which
+spawns and reaps the processes and tells each exit to the supervisor that owns the pid
+(its `ProcessOwner` methods). A nested supervisor that gives up stops its children and
+ends; its parent sees an exit with reason shutdown ("gave up: ..."), and restarts it
+only if it is permanent, so a temporary one spends its own budget and nobody else's.
 
-Locks: each child has one, held while that child is stopped or started, so a group
-restart's stops and starts never interleave with another's (a group takes its children's
-locks in start order). A backoff is waited out holding none: one child's delay never
-holds up another child's restart.
+The supervisor decides; `supervisors.children` starts and stops its children of either
+kind (`supervisors.nested` runs a nested supervisor as a child), and `supervisors.restarts`
+carries out its restarts (a backoff is waited out holding no lock, so one child's delay
+never holds up another's restart).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 import zmq.asyncio
 
-from supervisors.backoff import Backoff
+from supervisors.children import Child, Children
 from supervisors.errors import (
+    AlreadyStartedError,
     ChildNotRunningError,
     ChildRunningError,
+    ChildTypeError,
     StartError,
-    UnknownChildError,
 )
 from supervisors.exits import Exit, ExitReason, SupervisorExit, gave_up_reason
 from supervisors.host import ChildProcess, ProcessHost
-from supervisors.info import ChildInfo, ChildState
+from supervisors.info import ChildInfo, ChildState, SupervisorInfo
 from supervisors.restart_window import RestartWindow
-from supervisors.spec import ChildSpec, ChildType, ProcessStart, Restart, SupervisorFlags
+from supervisors.restarts import Restarts
+from supervisors.spec import ChildSpec, Restart, SupervisorFlags, SupervisorStart
 from supervisors.strategy import children_to_restart, should_auto_shutdown, should_restart
 from supervisors.tasks import TaskSet
 
@@ -51,73 +56,95 @@ log = structlog.get_logger("supervisors")
 EventCallback = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 
-@dataclass(eq=False)
-class _Child:
-    spec: ChildSpec
-    backoff: Backoff
-    state: ChildState = ChildState.STOPPED
-    process: ChildProcess | None = None  # while it runs
-    started_at: float | None = None
-    restarts: int = 0
-    last_exit: Exit | None = None
-    # the restart that will start this child again; one restart may hold several (a group)
-    pending_restart: asyncio.Future[None] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+@dataclass(frozen=True)
+class _Tree:
+    """What every supervisor of one tree shares; the root makes it, and closes it last."""
+
+    host: ProcessHost
+    clock: Callable[[], float]
+    on_event: EventCallback | None
+    callbacks: TaskSet  # the on_event calls in flight
 
 
 class Supervisor:
-    """An OTP-style supervisor of OS processes.
+    """An OTP-style supervisor of OS processes and nested supervisors.
 
     Args:
-        specs: children in start order; their `start` must be a `ProcessStart`.
-        endpoint: the ZeroMQ endpoint children connect to (READY, heartbeats, status).
+        specs: children in start order.
+        endpoint: the ZeroMQ endpoint child processes connect to (READY, heartbeats, status).
         zygotes: for a `ProcessStart.module`, the modules a zygote imports once; children
             with that module are then forked from it (see `supervisors.zygote`).
         on_event: called as `on_event(child_id, event, fields)` for "ready", "exit"
-            (fields: reason, detail, pid), "restart", "escalated" and "status" (fields: the
-            child's status).
+            (fields: reason, detail, pid), "restart", "escalated" (fields: reason) and
+            "status" (fields: the child's status), from every supervisor of the tree;
+            `fields["supervisor"]` is the path of the one it comes from (() for the root).
+        parent: set by a supervisor for the supervisors nested in it, which share its
+            process host, handlers and clock (and take no endpoint, context or zygotes).
     """
 
     def __init__(
         self,
         name: str,
         flags: SupervisorFlags,
-        specs: Sequence[ChildSpec],
+        specs: Sequence[ChildSpec] = (),
         *,
-        endpoint: str,
-        context: zmq.asyncio.Context,
+        endpoint: str | None = None,
+        context: zmq.asyncio.Context | None = None,
         on_event: EventCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
         zygotes: Mapping[str, Sequence[str]] | None = None,
+        parent: Supervisor | None = None,
     ) -> None:
-        self.name = name
         self.flags = flags
-        self.path: tuple[str, ...] = ()
-        self._host = ProcessHost(endpoint=endpoint, context=context, zygotes=zygotes, clock=clock)
-        self._clock = clock
-        self._on_event = on_event
-        self._children: dict[str, _Child] = {}
+        if parent is None:
+            if endpoint is None or context is None:
+                raise ValueError("a root supervisor needs an endpoint and a context")
+            host = ProcessHost(endpoint=endpoint, context=context, zygotes=zygotes, clock=clock)
+            self._tree = _Tree(host, clock, on_event, TaskSet(f"{name} event callbacks"))
+        else:
+            self._tree = parent._tree
+        self.name: str = name if parent is None else f"{parent.name}/{name}"
+        self.path: tuple[str, ...] = () if parent is None else (*parent.path, name)
+        self._is_root = parent is None
+        self._host = self._tree.host
+        self._clock = self._tree.clock
+        self._stopping = False
+        self._children = Children(
+            self,
+            self._host,
+            self.path,
+            stopping=lambda: self._stopping,
+            nest=lambda child_id, start: Supervisor(child_id, start.flags, start.children, parent=self),
+            exited=lambda child, exit_, asked: self._exited(child, exit_, requested=asked),
+            clock=self._clock,
+        )
         for spec in specs:
-            if spec.id in self._children:
-                raise ValueError(f"duplicate child id {spec.id!r}")
-            if not isinstance(spec.start, ProcessStart):
-                raise TypeError(f"child {spec.id!r}: start must be a ProcessStart")
-            self._children[spec.id] = _Child(spec=spec, backoff=Backoff(spec.backoff))
+            self._children.add(spec)
         self._window = RestartWindow(flags.intensity, flags.period_s)
         self._done: asyncio.Future[SupervisorExit] | None = None
-        self._stopping = False
-        self._restarts = TaskSet(f"{name} restarts")
-        self._callbacks = TaskSet(f"{name} event callbacks")
-        self.started_at = clock()
+        self.significant_ended: str | None = None  # the significant child whose end ended us
+        self._restarts = Restarts(
+            self.name,
+            self._children.by_id,
+            start=self._start_child,
+            stop=self._children.stop,
+            failed=self._decide,
+            ending=lambda: self._ending,
+            restarted=lambda child: self._emit(child.id, "restart"),
+        )
+        self.started_at = self._clock()
 
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Start every child in order; on a failure stop the started ones and raise StartError."""
         self._done = asyncio.get_running_loop().create_future()
-        await self._host.open()
-        for child in list(self._children.values()):
+        if self._is_root:
+            await self._host.open()
+        for child in self._children:
             try:
+                if self._stopping:
+                    raise StartError(f"{self.name}: stopped while starting")
                 async with child.lock:
                     await self._start_child(child)
             except StartError:
@@ -139,56 +166,97 @@ class Supervisor:
         """Ask the supervisor to stop all children (reverse order) and return from run()."""
         self._finish(SupervisorExit.SHUTDOWN)
 
+    def kill(self) -> None:
+        """SIGKILL every process below this supervisor (the exits count as stops we asked for)."""
+        self._children.kill()
+
     async def close(self) -> None:
-        """Release the process host: call after shutdown(); kills whatever is left."""
-        await self._callbacks.cancel()
-        await self._host.close()
+        """Release the process host (a root's): call after shutdown(); kills whatever is left."""
+        await self._children.watches.cancel()
+        if self._is_root:
+            await self._tree.callbacks.cancel()
+            await self._host.close()
 
     # ----------------------------------------------------------- introspection
 
     def which_children(self) -> list[ChildInfo]:
-        now = self._clock()
-        return [self._info(child, now) for child in self._children.values()]
+        return [self._info(child) for child in self._children]
 
     def count_children(self) -> dict[str, int]:
-        children = list(self._children.values())
-        return {
-            "specs": len(children),
-            "active": sum(c.state is ChildState.RUNNING for c in children),
-            "supervisors": sum(c.spec.type is ChildType.SUPERVISOR for c in children),
-            "workers": sum(c.spec.type is ChildType.WORKER for c in children),
-        }
+        return self._children.counts()
 
     def child(self, child_id: str) -> ChildInfo:
-        return self._info(self._get(child_id), self._clock())
+        return self._info(self._children.get(child_id))
 
-    def _info(self, child: _Child, now: float) -> ChildInfo:
-        process = child.process
-        return ChildInfo(
-            id=child.spec.id,
-            pid=process.pid if process is not None else None,
-            type=child.spec.type.value,
-            state=child.state,
-            restarts=child.restarts,
-            restarts_in_window=self._window.count(now),
-            last_exit=child.last_exit,
-            uptime_s=(now - child.started_at) if child.started_at is not None and process else None,
-            status=dict(process.status) if process is not None else {},
-            path=(*self.path, child.spec.id),
+    def info(self) -> SupervisorInfo:
+        """This supervisor and everything below it, as one frozen snapshot."""
+        return SupervisorInfo(
+            path=self.path,
+            flags=self.flags,
+            restarts_in_window=self._window.count(self._clock()),
+            children=tuple(self.which_children()),
         )
+
+    def find(self, *path: str) -> Supervisor:
+        """The running supervisor at `path` below this one: `root.find("providers", "echo")`.
+
+        Every OTP command then addresses its children: `root.find("providers",
+        "echo").request("echo", "status")`. Raises UnknownChildError, ChildTypeError (a
+        worker on the way) or ChildNotRunningError.
+        """
+        supervisor = self
+        for child_id in path:
+            child = supervisor._children.get(child_id)
+            if not isinstance(child.spec.start, SupervisorStart):
+                raise ChildTypeError(f"{child_id!r} under {supervisor.name!r} is not a nested supervisor")
+            if child.nested is None or child.state is not ChildState.RUNNING:
+                raise ChildNotRunningError(f"{supervisor.name}/{child_id} is {child.state.value}")
+            supervisor = child.nested.supervisor
+        return supervisor
+
+    def _info(self, child: Child) -> ChildInfo:
+        now = self._clock()
+        return child.info(now=now, path=self.path, restarts_in_window=self._window.count(now))
 
     # ----------------------------------------------------------- OTP commands
 
+    async def start_child(self, spec: ChildSpec) -> ChildInfo:
+        """Add a child at run time, last in start order, and start it (OTP start_child).
+
+        Returns once it runs. If it does not start, its spec is dropped again and
+        StartError raised. An id already here raises AlreadyStartedError (its `running`
+        says whether it runs; a stopped one whose spec is kept is started with
+        restart_child), once a start of that id in progress has ended. A temporary child
+        that ended is gone, so its id can be started again.
+        """
+        while (existing := self._children.find(spec.id)) is not None:
+            async with existing.lock:  # a start of this id in progress ends first
+                pass
+            if self._children.find(spec.id) is existing:
+                running = existing.state is not ChildState.STOPPED
+                state = existing.state.value
+                raise AlreadyStartedError(f"{self.name} has a child {spec.id!r} ({state})", running=running)
+        if self._ending:
+            raise StartError(f"{spec.id}: {self.name} is stopping")
+        child = self._children.add(spec)
+        async with child.lock:
+            try:
+                await self._start_child(child)
+            except StartError:
+                self._children.remove(child)
+                raise
+        return self._info(child)
+
     async def terminate_child(self, child_id: str) -> None:
         """Stop a child and keep it stopped (a pending restart is called off)."""
-        child = self._get(child_id)
-        self._claim(child, None)
+        child = self._children.get(child_id)
+        self._restarts.call_off(child)
         async with child.lock:
-            await self._stop_child(child)
+            await self._children.stop(child)
 
     async def restart_child(self, child_id: str) -> None:
         """Stop a child if it runs, and start it again (its backoff starts over)."""
-        child = self._get(child_id)
+        child = self._children.get(child_id)
         await self.terminate_child(child_id)
         async with child.lock:
             child.backoff.reset()
@@ -196,10 +264,10 @@ class Supervisor:
 
     async def delete_child(self, child_id: str) -> None:
         """Forget a stopped child's spec."""
-        child = self._get(child_id)
+        child = self._children.get(child_id)
         if child.state is not ChildState.STOPPED:
             raise ChildRunningError(f"child {child_id!r} is {child.state.value}; terminate it first")
-        del self._children[child_id]
+        self._children.remove(child)
 
     async def request(self, child_id: str, op: str, timeout_s: float = REQUEST_TIMEOUT_S, **args: Any) -> Any:
         """Send a command to a child process and return its answer (raises on error or timeout)."""
@@ -207,71 +275,35 @@ class Supervisor:
 
     async def notify(self, child_id: str, event: str, **fields: Any) -> bool:
         """Send a one-way event to a running child process; False if it is not reachable."""
-        child = self._children.get(child_id)
+        child = self._children.find(child_id)
         if child is None or child.state is not ChildState.RUNNING or child.process is None:
             return False
         return await self._host.channel.notify(child.process, event, fields)
 
-    def _get(self, child_id: str) -> _Child:
-        try:
-            return self._children[child_id]
-        except KeyError:
-            raise UnknownChildError(f"no child {child_id!r} under supervisor {self.name!r}") from None
-
     def _running_process(self, child_id: str) -> ChildProcess:
-        child = self._get(child_id)
+        child = self._children.get(child_id)
+        if isinstance(child.spec.start, SupervisorStart):
+            raise ChildTypeError(f"{child_id!r} is a nested supervisor: address its children with find()")
         if child.state is not ChildState.RUNNING or child.process is None:
             raise ChildNotRunningError(f"{child_id} is {child.state.value}")
         return child.process
 
     # ------------------------------------------------------- starting, stopping
 
-    async def _start_child(self, child: _Child) -> None:
-        """Start one child (its lock held) and wait for its READY; raises StartError."""
-        start = child.spec.start
-        assert isinstance(start, ProcessStart)
-        child.state = ChildState.STARTING
-        try:
-            process = await self._host.spawn(child.spec.id, (*self.path, child.spec.id), start, self)
-        except OSError as exc:
-            child.state = ChildState.STOPPED
-            child.last_exit = Exit(ExitReason.ABNORMAL, f"spawn failed: {exc}")
-            raise StartError(f"{child.spec.id}: spawn failed: {exc}") from exc
-        child.process = process
-        child.started_at = self._clock()
-        log.debug("child_spawned", supervisor=self.name, child=child.spec.id, pid=process.pid)
-        if await self._host.wait_ready(process, start.ready_timeout_s):
-            child.state = ChildState.RUNNING
-            child.backoff.note_ready(self._clock())
-            log.info(
-                "child_started",
-                supervisor=self.name,
-                child=child.spec.id,
-                pid=process.pid,
-                incarnation=process.incarnation,
-            )
-            return
-        self._host.kill(process, signal.SIGKILL)
-        exit_ = await process.exited
-        raise StartError(f"{child.spec.id}: did not start: {exit_.detail}")
-
-    async def _stop_child(self, child: _Child) -> None:
-        """Stop one child per its shutdown spec and wait until it is reaped."""
-        process = child.process
-        if process is None or not process.alive:
-            child.state = ChildState.STOPPED
-            return
-        child.state = ChildState.STOPPING
-        await self._host.stop(process, child.spec.shutdown)
+    async def _start_child(self, child: Child) -> None:
+        await self._children.start(child)
+        if child.nested is not None:
+            self._emit(child.id, "ready")  # a process's READY comes over the channel
 
     async def _stop_all(self) -> None:
         self._stopping = True
-        for child in self._children.values():
-            child.pending_restart = None
         await self._restarts.cancel()
-        for child in reversed(list(self._children.values())):
-            await self._stop_child(child)
-        self._host.sweep_orphans()
+        for child in reversed(list(self._children)):
+            await self._children.stop(child)
+            async with child.lock:  # a start or stop of it in progress has ended too
+                pass
+        if self._is_root:
+            self._host.sweep_orphans()
 
     def _finish(self, outcome: SupervisorExit) -> None:
         if self._done is not None and not self._done.done():
@@ -281,14 +313,23 @@ class Supervisor:
     def _ending(self) -> bool:
         return self._stopping or (self._done is not None and self._done.done())
 
-    # ------------------------------------------------------ the process owner
+    # ------------------------------------------------------------ exits, decisions
 
     def process_exited(self, process: ChildProcess, exit_: Exit) -> None:
-        child = self._children.get(process.child_id)
-        if child is None or child.process is not process:
-            return
+        """The host reaped one of our processes (ProcessOwner)."""
+        child = self._children.find(process.child_id)
+        if child is not None and child.process is process:
+            self._exited(child, exit_, requested=process.stop_requested, pid=process.pid)
+
+    def process_event(self, process: ChildProcess, event: str, fields: dict[str, Any]) -> None:
+        """One of our processes sent READY or an event (ProcessOwner)."""
+        self._emit(process.child_id, event, **fields)
+
+    def _exited(self, child: Child, exit_: Exit, *, requested: bool, pid: int | None = None) -> None:
+        """One incarnation of a child ended: record it, report it, and decide what follows."""
         was_starting = child.state is ChildState.STARTING
         child.process = None
+        child.nested = None
         child.state = ChildState.STOPPED
         child.last_exit = exit_
         child.backoff.note_exit(self._clock())
@@ -296,39 +337,35 @@ class Supervisor:
         level(
             "child_exited",
             supervisor=self.name,
-            child=child.spec.id,
-            pid=process.pid,
+            child=child.id,
+            pid=pid,
             reason=exit_.reason.value,
             detail=exit_.detail,
         )
-        self._emit(child.spec.id, "exit", reason=exit_.reason.value, detail=exit_.detail, pid=process.pid)
-        if exit_.reason is ExitReason.SHUTDOWN or self._ending or was_starting:
+        self._emit(child.id, "exit", reason=exit_.reason.value, detail=exit_.detail, pid=pid)
+        if requested or self._ending or was_starting:
             return  # a failed start is handled by whoever is waiting in _start_child
         if child.pending_restart is not None:
             return  # it crashed while a sibling's restart was stopping it: that restart starts it
         self._decide(child, exit_)
 
-    def process_event(self, process: ChildProcess, event: str, fields: dict[str, Any]) -> None:
-        self._emit(process.child_id, event, **fields)
-
-    # ------------------------------------------------------------- decisions
-
-    def _decide(self, child: _Child, exit_: Exit) -> None:
+    def _decide(self, child: Child, exit_: Exit) -> None:
         """After an exit we did not ask for: restart by strategy, give up, or end (auto_shutdown)."""
         spec = child.spec
-        if not should_restart(spec.restart, exit_.reason):
+        if not should_restart(spec.restart, exit_.reason, requested=False):
             if spec.significant:
                 remaining = sum(
-                    c.spec.significant and c.state is not ChildState.STOPPED for c in self._children.values()
+                    c.spec.significant and c.state is not ChildState.STOPPED for c in self._children
                 )
                 if should_auto_shutdown(
                     self.flags.auto_shutdown, exited_significant=True, significant_remaining=remaining
                 ):
                     log.info("auto_shutdown", supervisor=self.name, child=spec.id)
+                    self.significant_ended = spec.id
                     self._finish(SupervisorExit.AUTO_SHUTDOWN)
                     return
             if spec.restart is Restart.TEMPORARY:
-                del self._children[spec.id]
+                self._children.remove(child)  # a temporary child's spec goes with it
             return
         if not self._window.record(self._clock()):
             reason = gave_up_reason(self.flags)
@@ -336,71 +373,10 @@ class Supervisor:
             self._emit(spec.id, "escalated", reason=reason)
             self._finish(SupervisorExit.ESCALATED)
             return
-        ids = children_to_restart(self.flags.strategy, list(self._children), spec.id)
-        restart = self._restarts.spawn(self._restart_after(ids, spec.id, child.backoff.next_delay()))
-        for child_id in ids:
-            self._claim(self._children[child_id], restart)
-        child.state = ChildState.RESTARTING
-
-    def _claim(self, child: _Child, restart: asyncio.Future[None] | None) -> None:
-        """Make `restart` the one that starts `child` again (None: no restart will).
-
-        A restart of a group (one_for_all, rest_for_one) takes over the children of a
-        restart still pending, so each starts once, in order; a restart left with no
-        child to start is cancelled.
-        """
-        previous, child.pending_restart = child.pending_restart, restart
-        if previous is None or previous is restart:
-            return
-        if not any(c.pending_restart is previous for c in self._children.values()):
-            previous.cancel()
-
-    def _held_by(self, restart: asyncio.Future[Any] | None, ids: list[str]) -> list[_Child]:
-        """The children among `ids` that `restart` is to start, in start order."""
-        children = (self._children.get(child_id) for child_id in ids)
-        return [c for c in children if c is not None and c.pending_restart is restart]
-
-    async def _restart_after(self, ids: list[str], failed_id: str, delay_s: float) -> None:
-        log.info(
-            "child_restart_scheduled",
-            supervisor=self.name,
-            child=failed_id,
-            delay_s=round(delay_s, 3),
-            with_siblings=[i for i in ids if i != failed_id],
-        )
-        me = asyncio.current_task()
-        siblings = [c for c in self._held_by(me, ids) if c.spec.id != failed_id]
-        async with _locked(siblings):
-            for sibling in reversed(siblings):
-                if sibling.pending_restart is me:
-                    await self._stop_child(sibling)
-                    sibling.state = ChildState.RESTARTING
-        await asyncio.sleep(delay_s)  # holding no lock: other children restart meanwhile
-        mine = self._held_by(me, ids)
-        async with _locked(mine):
-            for child in mine:
-                if child.pending_restart is not me or self._ending:
-                    continue  # taken over by a later restart, or the supervisor is ending
-                child.pending_restart = None
-                child.restarts += 1
-                self._emit(child.spec.id, "restart")
-                try:
-                    await self._start_child(child)
-                except StartError as exc:
-                    log.warning(
-                        "child_restart_failed", supervisor=self.name, child=child.spec.id, error=str(exc)
-                    )
-                    self._decide(child, child.last_exit or Exit(ExitReason.ABNORMAL, "did not start"))
+        ids = children_to_restart(self.flags.strategy, self._children.ids, spec.id)
+        self._restarts.schedule(ids, child, child.backoff.next_delay())
 
     def _emit(self, child_id: str, event: str, **fields: Any) -> None:
-        if self._on_event is not None:
-            self._callbacks.spawn(self._on_event(child_id, event, fields))
-
-
-@contextlib.asynccontextmanager
-async def _locked(children: Sequence[_Child]) -> AsyncIterator[None]:
-    """Hold the locks of `children`, taken in start order so two holders never deadlock."""
-    async with contextlib.AsyncExitStack() as stack:
-        for child in children:
-            await stack.enter_async_context(child.lock)
-        yield
+        if self._tree.on_event is not None:
+            fields["supervisor"] = self.path
+            self._tree.callbacks.spawn(self._tree.on_event(child_id, event, fields))
