@@ -8,6 +8,12 @@ never collide, and a message from an earlier incarnation finds nobody and is dro
 Over it come READY, heartbeats (with the child's status) and events; go the supervisor's
 requests, answered by id, and one-way events. A child that stays silent for
 HEARTBEAT_TIMEOUT_S (a wedged event loop) is reported to `on_silent`, which kills it.
+
+A child may ask too (`ChildLink.request`): `on_request(path, op, args)` answers, `path`
+being the asking child's from the root (("router",), ("providers", "echo", "echo")). A
+CommandError it raises is the error answer; any other exception is an internal_error.
+Either side that stops waiting (a timeout, a cancel) sends `cancel`: a supervisor's
+handler still running is cancelled, and so is a child's command handler.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -23,14 +29,17 @@ import zmq
 import zmq.asyncio
 
 from supervisors.child import HEARTBEAT_INTERVAL_S, HEARTBEAT_TIMEOUT_S, LINGER_MS
-from supervisors.errors import ChildCommandError
+from supervisors.errors import ChildCommandError, CommandError
 from supervisors.tasks import TaskSet
-from supervisors.wire import Kind, WireError, pack, unpack
+from supervisors.wire import Kind, WireError, pack, send_nowait, unpack
 
 if TYPE_CHECKING:
     from supervisors.host import ChildProcess
 
 ENVELOPE = ("v", "kind", "event", "child")  # fields of an event message that are not the event's
+NO_HANDLER = "no_handler"  # the error type when nobody answers children's requests
+
+RequestHandler = Callable[[tuple[str, ...], str, dict[str, Any]], Awaitable[Any]]
 
 log = structlog.get_logger("supervisors")
 
@@ -44,10 +53,12 @@ class SupervisorChannel:
         context: zmq.asyncio.Context,
         *,
         on_silent: Callable[[ChildProcess], None],
+        on_request: RequestHandler | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.endpoint = endpoint
         self._on_silent = on_silent
+        self._on_request = on_request
         self._clock = clock
         self._socket = context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
@@ -55,6 +66,8 @@ class SupervisorChannel:
         self._children: dict[bytes, ChildProcess] = {}
         self._request_ids = itertools.count(1)
         self._requests: dict[int, tuple[ChildProcess, asyncio.Future[Any]]] = {}
+        self._answering: dict[tuple[bytes, Any], asyncio.Future[None]] = {}  # children's requests
+        self._answers = TaskSet("answers to children")
         self._loops = TaskSet("supervisor channel")
 
     def open(self) -> None:
@@ -64,6 +77,7 @@ class SupervisorChannel:
 
     async def close(self) -> None:
         await self._loops.cancel()
+        await self._answers.cancel()
         self._socket.close(linger=0)
 
     def attach(self, process: ChildProcess) -> None:
@@ -77,6 +91,9 @@ class SupervisorChannel:
         for target, future in self._requests.values():
             if target is process and not future.done():
                 future.set_exception(ChildCommandError("child_exited", f"{process.child_id} exited"))
+        for (identity, _), answer in list(self._answering.items()):
+            if identity == process.identity:
+                answer.cancel()  # nobody is left to read the answer
 
     async def request(self, process: ChildProcess, op: str, args: dict[str, Any], timeout_s: float) -> Any:
         """Send a command and return the child's answer; raises ChildCommandError or TimeoutError."""
@@ -84,11 +101,14 @@ class SupervisorChannel:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = (process, future)
         try:
-            await self._socket.send_multipart(
-                [process.identity, pack(Kind.CALL, id=request_id, op=op, args=args)]
-            )
+            frame = pack(Kind.CALL, id=request_id, op=op, args=args)
+            await self._socket.send_multipart([process.identity, frame])
             async with asyncio.timeout(timeout_s):
                 return await future
+        except (TimeoutError, asyncio.CancelledError):
+            if process.alive:  # now: this task may be being cancelled
+                send_nowait(self._socket, [process.identity, pack(Kind.CANCEL, id=request_id)])
+            raise
         finally:
             self._requests.pop(request_id, None)
 
@@ -122,6 +142,15 @@ class SupervisorChannel:
                 else:
                     future.set_exception(ChildCommandError.from_wire(message.get("error")))
             return
+        if kind == Kind.CALL:
+            key = (process.identity, message.get("id"))
+            self._answering[key] = self._answers.spawn(self._answer(process, key, message))
+            return
+        if kind == Kind.CANCEL:
+            answer = self._answering.get((process.identity, message.get("id")))
+            if answer is not None:
+                answer.cancel()  # the child no longer waits for it
+            return
         process.last_heartbeat = self._clock()
         if isinstance(message.get("status"), dict):
             process.status = message["status"]
@@ -131,6 +160,25 @@ class SupervisorChannel:
         elif kind == Kind.EVENT:
             fields = {k: v for k, v in message.items() if k not in ENVELOPE}
             process.owner.process_event(process, str(message.get("event")), fields)
+
+    async def _answer(self, process: ChildProcess, key: tuple[bytes, Any], message: dict[str, Any]) -> None:
+        """Answer a child's request with what `on_request` returns or raises."""
+        op, args = str(message.get("op")), dict(message.get("args") or {})
+        try:
+            if self._on_request is None:
+                raise CommandError(
+                    NO_HANDLER, f"nobody here answers requests ({op!r} from {process.child_id})"
+                )
+            answer = pack(Kind.REPLY, id=key[1], result=await self._on_request(process.path, op, args))
+        except CommandError as exc:
+            answer = pack(Kind.ERROR, id=key[1], error=exc.to_wire())
+        except Exception as exc:
+            log.exception("child_request_failed", child=process.child_id, op=op)
+            answer = pack(Kind.ERROR, id=key[1], error=CommandError.internal(exc).to_wire())
+        finally:
+            self._answering.pop(key, None)
+        if process.alive:
+            send_nowait(self._socket, [process.identity, answer])
 
     async def _watch_heartbeats(self) -> None:
         while True:

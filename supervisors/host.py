@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import structlog
 import zmq.asyncio
 
-from supervisors.channel import SupervisorChannel
+from supervisors.channel import RequestHandler, SupervisorChannel
 from supervisors.child import ENV_CHILD_ID, ENV_ENDPOINT, ENV_INCARNATION, ENV_LIFELINE_FD, channel_identity
 from supervisors.exits import Exit, classify_exit
 from supervisors.orphans import ORPHAN_GRACE_S, become_subreaper, kill_orphans, reap_orphans
@@ -87,6 +87,7 @@ class ProcessHost:
         endpoint: the ZeroMQ endpoint children connect to (READY, heartbeats, status).
         zygotes: per `ProcessStart.module`, what its zygote imports once; children with that
             module are then forked from it (see `supervisors.zygote`).
+        on_request: answers the requests child processes send (see `supervisors.channel`).
     """
 
     def __init__(
@@ -95,9 +96,12 @@ class ProcessHost:
         endpoint: str,
         context: zmq.asyncio.Context,
         zygotes: Mapping[str, Sequence[str]] | None = None,
+        on_request: RequestHandler | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.channel = SupervisorChannel(endpoint, context, on_silent=self._kill_silent, clock=clock)
+        self.channel = SupervisorChannel(
+            endpoint, context, on_silent=self._kill_silent, on_request=on_request, clock=clock
+        )
         self._zygote_preload = {module: tuple(preload) for module, preload in (zygotes or {}).items()}
         self._zygotes: dict[str, ZygoteClient] = {}
         self._zygote_exits: dict[int, asyncio.Future[int]] = {}  # zygotes being closed, by pid

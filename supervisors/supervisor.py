@@ -32,6 +32,8 @@ from typing import Any
 import structlog
 import zmq.asyncio
 
+from supervisors.channel import RequestHandler
+from supervisors.child import REQUEST_TIMEOUT_S
 from supervisors.children import Child, Children
 from supervisors.errors import (
     AlreadyStartedError,
@@ -48,8 +50,6 @@ from supervisors.restarts import Restarts
 from supervisors.spec import ChildSpec, Restart, SupervisorFlags, SupervisorStart
 from supervisors.strategy import children_to_restart, should_auto_shutdown, should_restart
 from supervisors.tasks import TaskSet
-
-REQUEST_TIMEOUT_S = 10.0  # a supervisor->child command that takes longer is reported as failed
 
 log = structlog.get_logger("supervisors")
 
@@ -78,6 +78,9 @@ class Supervisor:
             (fields: reason, detail, pid), "restart", "escalated" (fields: reason) and
             "status" (fields: the child's status), from every supervisor of the tree;
             `fields["supervisor"]` is the path of the one it comes from (() for the root).
+        on_request: answers what a child process of the tree asks (`ChildLink.request`),
+            called as `await on_request(path, op, args)`, `path` the child's from the root;
+            raise a CommandError to answer with an error (see `supervisors.channel`).
         parent: set by a supervisor for the supervisors nested in it, which share its
             process host, handlers and clock (and take no endpoint, context or zygotes).
     """
@@ -91,6 +94,7 @@ class Supervisor:
         endpoint: str | None = None,
         context: zmq.asyncio.Context | None = None,
         on_event: EventCallback | None = None,
+        on_request: RequestHandler | None = None,
         clock: Callable[[], float] = time.monotonic,
         zygotes: Mapping[str, Sequence[str]] | None = None,
         parent: Supervisor | None = None,
@@ -99,7 +103,9 @@ class Supervisor:
         if parent is None:
             if endpoint is None or context is None:
                 raise ValueError("a root supervisor needs an endpoint and a context")
-            host = ProcessHost(endpoint=endpoint, context=context, zygotes=zygotes, clock=clock)
+            host = ProcessHost(
+                endpoint=endpoint, context=context, zygotes=zygotes, on_request=on_request, clock=clock
+            )
             self._tree = _Tree(host, clock, on_event, TaskSet(f"{name} event callbacks"))
         else:
             self._tree = parent._tree

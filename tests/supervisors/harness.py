@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import zmq.asyncio
 
+from supervisors.channel import RequestHandler
 from supervisors.info import ChildInfo, ChildState
 from supervisors.spec import BackoffPolicy, ChildSpec, ProcessStart, Restart, Shutdown, SupervisorFlags
 from supervisors.supervisor import Supervisor
@@ -54,6 +55,7 @@ async def supervisor(
     *,
     start: bool = True,
     events: list[tuple[str, str, dict[str, Any]]] | None = None,
+    on_request: RequestHandler | None = None,
 ) -> AsyncIterator[Supervisor]:
     """A started Supervisor; always shut down and closed, its context termed."""
 
@@ -69,6 +71,7 @@ async def supervisor(
         endpoint=f"ipc://{short_tmp}/sup.sock",
         context=context,
         on_event=on_event,
+        on_request=on_request,
     )
     try:
         if start:

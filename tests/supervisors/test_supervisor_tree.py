@@ -20,6 +20,7 @@ from supervisors.errors import (
     AlreadyStartedError,
     ChildNotRunningError,
     ChildTypeError,
+    CommandError,
     StartError,
     UnknownChildError,
 )
@@ -298,3 +299,25 @@ async def test_find_and_requests_tell_the_kinds_of_child_apart(short_tmp: Path) 
         assert await sup.notify("group", "hello") is False
         assert sup.find("group").path == ("group",)
         assert sup.child("group").type == ChildType.SUPERVISOR.value
+
+
+async def test_a_child_asks_the_root_to_start_a_provider_on_demand(short_tmp: Path) -> None:
+    tree: list[Supervisor] = []
+
+    async def on_request(path: tuple[str, ...], op: str, args: dict[str, Any]) -> Any:
+        if path != ("router",) or op != "start_worker":
+            raise CommandError("unknown_request", f"{op!r} from {path!r}")
+        try:
+            info = await tree[0].find("providers").start_child(provider(str(args["provider"])))
+        except AlreadyStartedError:
+            info = tree[0].find("providers").child(str(args["provider"]))
+        return info.children[0].pid
+
+    async with supervisor(short_tmp, [spec("router"), nested("providers")], on_request=on_request) as sup:
+        tree.append(sup)
+        ask = {"question": "start_worker", "args": {"provider": "echo"}}
+        pid, again = await asyncio.gather(
+            sup.request("router", "ask", **ask), sup.request("router", "ask", **ask)
+        )
+        assert pid == again == sup.find("providers", "echo").child("echo").pid
+        assert not gone(pid)
