@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 
 from hangar.errors import ConfigError
-from supervisors.spec import BackoffPolicy
-from workers.spec import ProviderMode, ProviderSpec, RestartType, RetrySpec
+from supervisors.spec import BackoffPolicy, Restart
+from workers.spec import ProviderMode, ProviderSpec, RetrySpec
 
 __all__ = ["HangarConfig", "RootSupervision", "check_config", "describe", "load_config"]
 
@@ -713,8 +713,8 @@ class _Loader:
         if "intensity" in fields:
             values["intensity"] = self._integer(fields["intensity"], minimum=0)
         if "restart" in fields:
-            restart = self._choice(fields["restart"], [kind.value for kind in RestartType])
-            values["restart"] = RestartType(restart)
+            restart = self._choice(fields["restart"], [kind.value for kind in Restart])
+            values["restart"] = Restart(restart)
         if "backoff" in fields:
             values["backoff"] = self._backoff(fields["backoff"])
         if "tools" in fields:

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisors.spec import BackoffPolicy
+from supervisors.spec import BackoffPolicy, Restart
 
 DEFAULT_IDLE_TTL_S = 300.0  # a provider nobody called for five minutes gives its memory back
 DEFAULT_MAX_CONCURRENCY = 16  # concurrent calls over one provider session
@@ -29,14 +29,6 @@ DEFAULT_PERIOD_S = 60.0  # ... within this many seconds before the worker gives 
 
 class ProviderMode(enum.Enum):
     SUBPROCESS = "subprocess"
-
-
-class RestartType(enum.Enum):
-    """When a crashed provider is started again (OTP restart types)."""
-
-    PERMANENT = "permanent"
-    TRANSIENT = "transient"
-    TEMPORARY = "temporary"
 
 
 @dataclass(frozen=True)
@@ -66,7 +58,7 @@ class ProviderSpec:
     call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     tools: tuple[dict[str, Any], ...] = ()  # predefined MCP tool objects, listed while cold
-    restart: RestartType = RestartType.PERMANENT
+    restart: Restart = Restart.PERMANENT
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # between restarts of the provider
     intensity: int = DEFAULT_INTENSITY
     period_s: float = DEFAULT_PERIOD_S
@@ -92,7 +84,7 @@ class ProviderSpec:
     def from_dict(cls, data: dict[str, Any]) -> ProviderSpec:
         values = dict(data)
         values["mode"] = ProviderMode(values["mode"])
-        values["restart"] = RestartType(values["restart"])
+        values["restart"] = Restart(values["restart"])
         values["backoff"] = BackoffPolicy(**values["backoff"])
         values["command"] = tuple(values["command"])
         values["tools"] = tuple(values["tools"])

@@ -10,8 +10,8 @@ import pytest
 
 from hangar.config import HangarConfig, RootSupervision, check_config, describe, load_config
 from hangar.errors import ConfigError
-from supervisors.spec import BackoffPolicy
-from workers.spec import ProviderMode, RestartType
+from supervisors.spec import BackoffPolicy, Restart
+from workers.spec import ProviderMode
 
 
 def write(tmp_path: Path, text: str, name: str = "hangar.yaml") -> Path:
@@ -55,7 +55,7 @@ def test_mapping_form(tmp_path: Path) -> None:
     assert spec.cwd == str(tmp_path)
     assert spec.idle_ttl_s == 0
     assert spec.max_concurrency == 4
-    assert spec.restart is RestartType.TRANSIENT
+    assert spec.restart is Restart.TRANSIENT
     assert spec.backoff == BackoffPolicy(base_s=1, factor=3, max_s=10, jitter=0, reset_after_s=5)
     assert (spec.intensity, spec.period_s) == (2, 5.0)
 
