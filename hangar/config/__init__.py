@@ -32,6 +32,9 @@ from hangar.config.specs import (
     HttpSettings,
     RateLimit,
     RootSupervision,
+    TreeSpec,
+    read_tree_spec,
+    write_tree_spec,
 )
 
 __all__ = [
@@ -40,9 +43,12 @@ __all__ = [
     "HttpSettings",
     "RateLimit",
     "RootSupervision",
+    "TreeSpec",
     "check_config",
     "describe",
     "load_config",
+    "read_tree_spec",
+    "write_tree_spec",
 ]
 
 

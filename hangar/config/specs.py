@@ -1,16 +1,20 @@
 """What a loaded config file becomes: plain frozen dataclasses, free of pydantic.
 
-`load_config` returns a `HangarConfig`; its providers and groups are what the root hands the
-worker and router processes.
+The root reads `HangarConfig`; the router gets a `TreeSpec` (every provider, the groups and the
+HTTP settings), which the root writes once into the instance directory with
+`workers.spec.encode_spec`: a file, as an environment variable holds at most 128 KiB, less than
+the specs of a few hundred providers with their predefined tools.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
-from workers.spec import ProviderSpec, RetrySpec
+from workers.spec import ProviderSpec, RetrySpec, decode_spec, encode_spec
 
+TREE_SPEC_FILE = "tree.json"  # in the instance directory: written by the root, read by each router
 DEFAULT_ROOT_INTENSITY = 10  # worker-process restarts the root supervisor tolerates ...
 DEFAULT_ROOT_PERIOD_S = 60.0  # ... within this many seconds before hangar itself gives up
 DEFAULT_GROUP_STRATEGY: Final = "round_robin"  # every member in turn
@@ -55,6 +59,15 @@ class GroupSpec:
 
 
 @dataclass(frozen=True)
+class TreeSpec:
+    """What the router needs to know of the whole tree."""
+
+    providers: tuple[ProviderSpec, ...]
+    groups: tuple[GroupSpec, ...] = ()
+    http: HttpSettings = HttpSettings()
+
+
+@dataclass(frozen=True)
 class HangarConfig:
     """A validated config file; `path` is absolute."""
 
@@ -64,3 +77,16 @@ class HangarConfig:
     log_level: str = "info"
     http: HttpSettings = HttpSettings()
     groups: tuple[GroupSpec, ...] = ()
+
+    @property
+    def tree(self) -> TreeSpec:
+        return TreeSpec(self.providers, self.groups, self.http)
+
+
+def write_tree_spec(directory: Path, tree: TreeSpec) -> None:
+    """Write `tree` where `read_tree_spec(directory)` finds it."""
+    (directory / TREE_SPEC_FILE).write_text(encode_spec(tree))
+
+
+def read_tree_spec(directory: Path) -> TreeSpec:
+    return decode_spec((directory / TREE_SPEC_FILE).read_bytes(), TreeSpec)

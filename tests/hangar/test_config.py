@@ -8,10 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from hangar.config import HangarConfig, RootSupervision, check_config, describe, load_config
+from hangar.config import (
+    HangarConfig,
+    HttpSettings,
+    RateLimit,
+    RootSupervision,
+    TreeSpec,
+    check_config,
+    describe,
+    load_config,
+    read_tree_spec,
+    write_tree_spec,
+)
 from hangar.errors import ConfigError
 from supervisors.spec import BackoffPolicy, Restart
-from workers.spec import ProviderMode, ProviderSpec, RetrySpec
+from workers.spec import ProviderMode, ProviderSpec, RetrySpec, decode_spec, encode_spec
 
 
 def write(tmp_path: Path, text: str, name: str = "hangar.yaml") -> Path:
@@ -688,3 +699,12 @@ def test_every_provider_key_reaches_the_spec() -> None:
     spec_fields = set(ProviderSpec.__dataclass_fields__)
     assert set(Member.model_fields) - derived <= spec_fields
     assert set(Provider.model_fields) - derived <= spec_fields
+
+
+def test_the_tree_the_router_gets_comes_back_equal(tmp_path: Path) -> None:
+    config = load(tmp_path, GROUP)
+    write_tree_spec(tmp_path, config.tree)
+    assert read_tree_spec(tmp_path) == config.tree
+    http = HttpSettings("/etc/tokens", RateLimit(5.0, 10), ("a:*",), ("https://b",))
+    tree = TreeSpec(config.providers, config.groups, http)
+    assert decode_spec(encode_spec(tree), TreeSpec) == tree
