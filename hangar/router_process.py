@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -24,13 +23,12 @@ import zmq.asyncio
 from mcp.server.stdio import stdio_server
 
 from hangar import resume
-from hangar.config import GroupSpec
+from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.metrics import TreeCollector
 from hangar.router import Router
 from supervisors.child import ChildLink, CommandError
 from supervisors.logs import configure_logging
-from workers.spec import ProviderSpec, RetrySpec
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
@@ -41,8 +39,9 @@ log = structlog.get_logger("hangar.router")
 
 async def main() -> None:
     configure_logging("router")
-    specs = [ProviderSpec.from_dict(d) for d in json.loads(os.environ["HANGAR_PROVIDERS"])]
     instance = Path(os.environ["HANGAR_INSTANCE_DIR"])
+    tree = read_tree_spec(instance)
+    specs = list(tree.providers)
     context = zmq.asyncio.Context()
     router: Router | None = None
 
@@ -53,8 +52,7 @@ async def main() -> None:
     dispatcher = Dispatcher(
         context, os.environ["HANGAR_ROUTER_ENDPOINT"], [s.id for s in specs], tools_changed
     )
-    groups = [_group(d) for d in json.loads(os.environ.get("HANGAR_GROUPS", "[]"))]
-    router = Router(specs, dispatcher, groups)
+    router = Router(specs, dispatcher, tree.groups)
 
     supervisor_figures: dict[str, Any] = {}
 
@@ -87,26 +85,15 @@ async def main() -> None:
 
     async def serve_over_http() -> None:
         from hangar import http
-        from hangar.config import HttpSettings, RateLimit
 
-        settings_data = json.loads(os.environ["HANGAR_HTTP_SETTINGS"])
-        rate = settings_data.pop("rate_limit")
-        settings = HttpSettings(
-            **{
-                **settings_data,
-                "rate_limit": RateLimit(**rate) if rate else None,
-                "allowed_hosts": tuple(settings_data["allowed_hosts"]),
-                "allowed_origins": tuple(settings_data["allowed_origins"]),
-            }
-        )
         collector = TreeCollector(
             lambda: {v.id: v.status for v in dispatcher.providers.values()}, lambda: supervisor_figures
         )
         app = http.build_app(
             router,
             host=os.environ["HANGAR_HTTP_HOST"],
-            settings=settings,
-            tokens=http.load_tokens(settings),
+            settings=tree.http,
+            tokens=http.load_tokens(tree.http),
             collector=collector,
             supervisor_alive=lambda: not link.lifeline_lost.is_set(),
         )
@@ -140,18 +127,6 @@ async def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1 if failed else 0)
-
-
-def _group(data: dict[str, Any]) -> GroupSpec:
-    retry = data["retry"]
-    return GroupSpec(
-        id=data["id"],
-        members=tuple(data["members"]),
-        strategy=data["strategy"],
-        min_healthy=data["min_healthy"],
-        retry=RetrySpec(**{**retry, "retry_on": tuple(retry["retry_on"])}),
-        tools=tuple(data["tools"]),
-    )
 
 
 async def drain(dispatcher: Dispatcher, reason: str) -> None:
