@@ -18,8 +18,8 @@ from typing import Any
 import structlog
 import zmq
 
-from supervisors.channel import Channel, ChannelError
 from supervisors.child import LINGER_MS
+from supervisors.socket_channel import ChannelError, SocketChannel
 from workers import protocol
 from workers.errors import CallError, ErrorType
 from workers.protocol import ERAS, Era, Kind
@@ -101,7 +101,7 @@ class Dispatcher:
         socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
         socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         socket.bind(endpoint)
-        self._channel = Channel(socket, self._on_message)
+        self._channel = SocketChannel(socket, self._on_message)
         self.synced = asyncio.Event()
         self._check_synced()
 

@@ -3,7 +3,7 @@
 Every error hangar raises on purpose is a `HangarError`::
 
     HangarError(Exception)      .message, .hint; str() -> message (+ "\\nhint: ..." when there is one)
-    ├── ConfigError             .path (file), .key_path ("providers.time.command"), .line (1-based or None)
+    ├── ConfigError             .problems (every ConfigProblem in the file: .path, .key_path, .line, ...)
     ├── ProviderError           .provider (id), .type (machine-readable, e.g. "provider_crashed")
     ├── SupervisorError         the supervision tree cannot do what was asked
     ├── ControlError            `hangar ctl`: no running instance, unknown id, ...
@@ -14,6 +14,8 @@ Catch `HangarError` to handle all of them; anything else escaping is a bug.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 EX_CONFIG = 78  # sysexits.h: "configuration error", the exit status for a bad config file
@@ -21,6 +23,7 @@ EX_CONFIG = 78  # sysexits.h: "configuration error", the exit status for a bad c
 __all__ = [
     "EX_CONFIG",
     "ConfigError",
+    "ConfigProblem",
     "ControlError",
     "HangarError",
     "ProtocolError",
@@ -50,8 +53,27 @@ class HangarError(Exception):
         return f"{text}\nhint: {self.hint}" if self.hint else text
 
 
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One mistake in a config file: `file:line: key.path: message`, and how to fix it."""
+
+    path: str  # the file
+    message: str
+    key_path: str = ""  # "providers.time.command", "providers[2].id"; empty for the whole file
+    line: int | None = None  # 1-based; None when the problem is not on one line
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        text = f"{where}: {self.key_path}: {self.message}" if self.key_path else f"{where}: {self.message}"
+        return f"{text}\nhint: {self.hint}" if self.hint else text
+
+
 class ConfigError(HangarError):
-    """A problem with the config file, located as `file:line: key.path: message`."""
+    """Every problem found in a config file, in file order; str() shows each on its own line.
+
+    `message`, `path`, `key_path`, `line` and `hint` are those of the first problem.
+    """
 
     def __init__(
         self,
@@ -66,12 +88,18 @@ class ConfigError(HangarError):
         self.path = path
         self.key_path = key_path
         self.line = line
+        self.problems: tuple[ConfigProblem, ...] = (ConfigProblem(path, message, key_path, line, hint),)
 
-    def _text(self) -> str:
-        where = self.path if self.line is None else f"{self.path}:{self.line}"
-        if self.key_path:
-            return f"{where}: {self.key_path}: {self.message}"
-        return f"{where}: {self.message}"
+    @classmethod
+    def of(cls, problems: Sequence[ConfigProblem]) -> ConfigError:
+        """One error carrying all of `problems` (at least one)."""
+        first = problems[0]
+        error = cls(first.message, path=first.path, key_path=first.key_path, line=first.line, hint=first.hint)
+        error.problems = tuple(problems)
+        return error
+
+    def __str__(self) -> str:
+        return "\n".join(str(problem) for problem in self.problems)
 
 
 class ProviderError(HangarError):

@@ -9,8 +9,6 @@ and points its own fd 0/1 elsewhere, so nothing else in the tree can write to st
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import os
 import signal
 import socket
@@ -24,14 +22,25 @@ import psutil
 import structlog
 import zmq.asyncio
 
-from hangar.config import HangarConfig
+from hangar.config import HangarConfig, write_tree_spec
 from hangar.control import ControlServer
 from hangar.errors import ConfigError, ControlError
 from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
 from hangar.systemd import Notifier
-from supervisors.runtime import ChildInfo, ChildState, ProcessStart, StartError, Supervisor, SupervisorExit
-from supervisors.spec import AutoShutdown, ChildSpec, Restart, Shutdown, Strategy, SupervisorFlags
-from workers.spec import ProviderSpec
+from supervisors.errors import StartError
+from supervisors.exits import SupervisorExit
+from supervisors.info import ChildInfo, ChildState
+from supervisors.spec import (
+    AutoShutdown,
+    ChildSpec,
+    ProcessStart,
+    Restart,
+    Shutdown,
+    Strategy,
+    SupervisorFlags,
+)
+from supervisors.supervisor import Supervisor
+from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, encode_spec
 
 ROUTER_ID = "router"
 ROUTER_SHUTDOWN_S = 5.0  # the router drains in-flight calls for at most this long
@@ -52,7 +61,7 @@ log = structlog.get_logger("hangar.root")
 
 def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
     env = dict(os.environ)
-    env["HANGAR_PROVIDER_SPEC"] = json.dumps(provider.to_dict())
+    env[PROVIDER_SPEC_ENV] = encode_spec(provider)
     env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
     # close stdin, SIGTERM, SIGKILL: three waits of shutdown_timeout_s, plus a second to exit
     shutdown_s = 3 * provider.shutdown_timeout_s + 1.0
@@ -78,12 +87,10 @@ class HttpOptions:
     allow_unauthenticated: bool = False
 
 
-def router_env(config: HangarConfig, router_endpoint: str, instance: Path) -> dict[str, str]:
+def router_env(router_endpoint: str, instance: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["HANGAR_PROVIDERS"] = json.dumps([p.to_dict() for p in config.providers])
     env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
     env["HANGAR_INSTANCE_DIR"] = str(instance)
-    env["HANGAR_GROUPS"] = json.dumps([dataclasses.asdict(group) for group in config.groups])
     return env
 
 
@@ -105,18 +112,9 @@ def stdio_router_spec(env: dict[str, str], stdin: int, stdout: int) -> ChildSpec
     )
 
 
-def http_router_spec(
-    env: dict[str, str], config: HangarConfig, http: HttpOptions, listener: int
-) -> ChildSpec:
+def http_router_spec(env: dict[str, str], http: HttpOptions, listener: int) -> ChildSpec:
     """The router on a listening socket the root holds, so every incarnation serves the same port."""
-    settings = dataclasses.asdict(config.http)
-    env = {
-        **env,
-        "HANGAR_TRANSPORT": "http",
-        "HANGAR_HTTP_FD": str(listener),
-        "HANGAR_HTTP_HOST": http.host,
-        "HANGAR_HTTP_SETTINGS": json.dumps(settings),
-    }
+    env = {**env, "HANGAR_TRANSPORT": "http", "HANGAR_HTTP_FD": str(listener), "HANGAR_HTTP_HOST": http.host}
     return ChildSpec(
         id=ROUTER_ID,
         start=ProcessStart(
@@ -146,7 +144,8 @@ class Root:
 
     def _router_spec(self, router_endpoint: str) -> tuple[ChildSpec, int | None]:
         """The router's spec, and the client's stdin when there is one (stdio mode)."""
-        env = router_env(self.config, router_endpoint, self.instance)
+        write_tree_spec(self.instance, self.config.tree)
+        env = router_env(router_endpoint, self.instance)
         if self.http is None:
             client_in, client_out = _take_stdio()
             return stdio_router_spec(env, client_in, client_out), client_in
@@ -168,7 +167,7 @@ class Root:
             url=f"http://{self.http.host}:{listener.getsockname()[1]}/mcp",
             auth="bearer" if tokens else "none",
         )
-        return http_router_spec(env, self.config, self.http, listener.fileno()), None
+        return http_router_spec(env, self.http, listener.fileno()), None
 
     async def run(self) -> int:
         context = zmq.asyncio.Context()

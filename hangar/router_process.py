@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -21,12 +20,11 @@ from typing import Any
 import structlog
 import zmq.asyncio
 
-from hangar.config import GroupSpec
+from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
 from supervisors.child import ChildLink, CommandError, run
 from supervisors.logs import configure_logging
-from workers.spec import ProviderSpec, RetrySpec
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
@@ -36,13 +34,14 @@ log = structlog.get_logger("hangar.router")
 
 async def main() -> None:
     configure_logging("router")
-    specs = [ProviderSpec.from_dict(d) for d in json.loads(os.environ["HANGAR_PROVIDERS"])]
-    groups = [_group(d) for d in json.loads(os.environ.get("HANGAR_GROUPS", "[]"))]
     instance = Path(os.environ["HANGAR_INSTANCE_DIR"])
+    tree = read_tree_spec(instance)
     context = zmq.asyncio.Context()
     endpoint = os.environ["HANGAR_ROUTER_ENDPOINT"]
     router = Router(
-        specs, groups, lambda views, **callbacks: Dispatcher(context, endpoint, views, **callbacks)
+        tree.providers,
+        tree.groups,
+        lambda views, **callbacks: Dispatcher(context, endpoint, views, **callbacks),
     )
     dispatcher = router.dispatcher
     supervisor_figures: dict[str, Any] = {}
@@ -57,7 +56,7 @@ async def main() -> None:
         raise CommandError("unknown_command", f"router does not know the command {op!r}")
 
     def status() -> dict[str, Any]:
-        return {"providers": len(specs), "in_flight": dispatcher.in_flight_total()}
+        return {"providers": len(tree.providers), "in_flight": dispatcher.in_flight_total()}
 
     link = ChildLink(context, status=status, on_command=on_command, on_event=on_event)
     stop = asyncio.Event()
@@ -69,13 +68,12 @@ async def main() -> None:
     async def serve_stdio() -> None:
         from hangar.fronts.stdio import StdioFront
 
-        front = StdioFront(router, instance=instance)
-        await front.serve()
+        await StdioFront(router, instance=instance).serve()
 
     async def serve_http() -> None:
         from hangar.fronts import http
 
-        await http.serve_from_environment(router, supervisor_figures, link, stop)
+        await http.serve_from_environment(router, tree.http, supervisor_figures, link, stop)
 
     background = [asyncio.create_task(link.run())]
     await link.ready()
@@ -97,18 +95,6 @@ async def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1 if failed else 0)
-
-
-def _group(data: dict[str, Any]) -> GroupSpec:
-    retry = data["retry"]
-    return GroupSpec(
-        id=data["id"],
-        members=tuple(data["members"]),
-        strategy=data["strategy"],
-        min_healthy=data["min_healthy"],
-        retry=RetrySpec(**{**retry, "retry_on": tuple(retry["retry_on"])}),
-        tools=tuple(data["tools"]),
-    )
 
 
 async def drain(dispatcher: Dispatcher, reason: str) -> None:

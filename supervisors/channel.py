@@ -1,104 +1,202 @@
-"""A ZeroMQ socket read by its descriptor: the fast path between processes.
+"""The supervisor's end of the supervision channel (the child's end is `supervisors.child`).
 
-`zmq.asyncio` wraps every receive and send in a future and a poller registration; on the
-hot path between the router and its workers that costs about twice the CPU of reading the
-socket directly. A `Channel` instead registers the socket's notification descriptor with
-the event loop once, and on every wake-up drains every message that is waiting, handing each
-to a plain callback. Sends never wait: a full queue (or, with `ROUTER_MANDATORY`, an absent
-peer) is reported to the caller at once.
+One ZeroMQ ROUTER socket, bound by the process host, serves every child process of every
+supervisor in this process. Each child connects a DEALER whose identity names its id and
+incarnation (`channel_identity`), so two children with one id under different supervisors
+never collide, and a message from an earlier incarnation finds nobody and is dropped.
 
-ZeroMQ's descriptor is edge-triggered and only says "look at `EVENTS`": a send may take the
-edge for a message that arrived meanwhile, which the descriptor then never announces. So every
-send checks `EVENTS`, and drains on the next loop turn when a message is waiting.
+Over it come READY, heartbeats (with the child's status) and events; go the supervisor's
+requests, answered by id, and one-way events. A child that stays silent for
+HEARTBEAT_TIMEOUT_S (a wedged event loop) is reported to `on_silent`, which kills it.
+
+A child may ask too (`ChildLink.request`): `on_request(path, op, args)` answers, `path`
+being the asking child's from the root (("router",), ("providers", "echo", "echo")). A
+CommandError it raises is the error answer; any other exception is an internal_error.
+Either side that stops waiting (a timeout, a cancel) sends `cancel`: a supervisor's
+handler still running is cancelled, and so is a child's command handler.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Sequence
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import zmq
+import zmq.asyncio
 
-log = structlog.get_logger("supervisors.channel")
+from supervisors.child import HEARTBEAT_INTERVAL_S, HEARTBEAT_TIMEOUT_S, LINGER_MS
+from supervisors.errors import ChildCommandError, CommandError
+from supervisors.tasks import TaskSet
+from supervisors.wire import Kind, WireError, pack, send_nowait, unpack
 
-MessageFn = Callable[[list[bytes]], None]
+if TYPE_CHECKING:
+    from supervisors.host import ChildProcess
+
+ENVELOPE = ("v", "kind", "event", "child")  # fields of an event message that are not the event's
+NO_HANDLER = "no_handler"  # the error type when nobody answers children's requests
+
+RequestHandler = Callable[[tuple[str, ...], str, dict[str, Any]], Awaitable[Any]]
+
+log = structlog.get_logger("supervisors")
 
 
-class ChannelError(Exception):
-    """A send that could not be queued: the peer is absent (ROUTER_MANDATORY) or its queue is full."""
+class SupervisorChannel:
+    """The ROUTER socket children talk to, and what is in flight on it."""
 
+    def __init__(
+        self,
+        endpoint: str,
+        context: zmq.asyncio.Context,
+        *,
+        on_silent: Callable[[ChildProcess], None],
+        on_request: RequestHandler | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoint = endpoint
+        self._on_silent = on_silent
+        self._on_request = on_request
+        self._clock = clock
+        self._socket = context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, LINGER_MS)
+        self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._children: dict[bytes, ChildProcess] = {}
+        self._request_ids = itertools.count(1)
+        self._requests: dict[int, tuple[ChildProcess, asyncio.Future[Any]]] = {}
+        self._answering: dict[tuple[bytes, Any], asyncio.Future[None]] = {}  # children's requests
+        self._answers = TaskSet("answers to children")
+        self._loops = TaskSet("supervisor channel")
 
-class Channel:
-    """Callbacks for incoming multipart messages; `send` queues outgoing ones without waiting.
+    def open(self) -> None:
+        self._socket.bind(self.endpoint)
+        self._loops.spawn(self._read())
+        self._loops.spawn(self._watch_heartbeats())
 
-    Args:
-        socket: a plain (not asyncio) ZeroMQ socket, already bound or connected.
-        on_message: called with each message's frames, on the event loop; an exception it raises
-            is logged and the next message is read.
-    """
+    async def close(self) -> None:
+        await self._loops.cancel()
+        await self._answers.cancel()
+        self._socket.close(linger=0)
 
-    def __init__(self, socket: zmq.Socket[bytes], on_message: MessageFn) -> None:
-        self.socket = socket
-        self._on_message = on_message
-        self._loop = asyncio.get_running_loop()
-        self._fd = int(socket.getsockopt(zmq.FD))
-        self._drain_scheduled = False
-        self._closed = False
-        self._loop.add_reader(self._fd, self._drain)
+    def attach(self, process: ChildProcess) -> None:
+        """Expect messages from this process from now on."""
+        process.last_heartbeat = self._clock()
+        self._children[process.identity] = process
 
-    def send(self, frames: Sequence[bytes]) -> None:
-        """Queue a message now.
+    def detach(self, process: ChildProcess) -> None:
+        """The process is gone: its pending requests fail, its later messages are dropped."""
+        self._children.pop(process.identity, None)
+        for target, future in self._requests.values():
+            if target is process and not future.done():
+                future.set_exception(ChildCommandError("child_exited", f"{process.child_id} exited"))
+        for (identity, _), answer in list(self._answering.items()):
+            if identity == process.identity:
+                answer.cancel()  # nobody is left to read the answer
 
-        Raises:
-            ChannelError: the message could not be queued (nothing was sent).
-        """
-        if self._closed:
-            raise ChannelError("channel is closed")
-        socket = self.socket
+    async def request(self, process: ChildProcess, op: str, args: dict[str, Any], timeout_s: float) -> Any:
+        """Send a command and return the child's answer; raises ChildCommandError or TimeoutError."""
+        request_id = next(self._request_ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[request_id] = (process, future)
         try:
-            socket.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.Again as exc:
-            raise ChannelError("the peer's queue is full") from exc
-        except zmq.ZMQError as exc:
-            raise ChannelError(exc.strerror) from exc
+            frame = pack(Kind.CALL, id=request_id, op=op, args=args)
+            await self._socket.send_multipart([process.identity, frame])
+            async with asyncio.timeout(timeout_s):
+                return await future
+        except (TimeoutError, asyncio.CancelledError):
+            if process.alive:  # now: this task may be being cancelled
+                send_nowait(self._socket, [process.identity, pack(Kind.CANCEL, id=request_id)])
+            raise
         finally:
-            # the send may have taken the descriptor's edge for a message that is now waiting
-            if not self._drain_scheduled and int(socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                self._drain_scheduled = True
-                self._loop.call_soon(self._drain)
+            self._requests.pop(request_id, None)
 
-    def send_nowait(self, frames: Sequence[bytes]) -> bool:
-        """Queue a message if possible; a failure is logged, not raised. True if it was queued."""
+    async def notify(self, process: ChildProcess, event: str, fields: dict[str, Any]) -> bool:
+        """Send a one-way event; False if the child is not reachable."""
         try:
-            self.send(frames)
-        except ChannelError as exc:
-            log.debug("send_dropped", error=str(exc))
+            await self._socket.send_multipart([process.identity, pack(Kind.EVENT, event=event, **fields)])
+        except zmq.ZMQError:
             return False
         return True
 
-    def close(self, linger_ms: int = 0) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(Exception):
-            self._loop.remove_reader(self._fd)
-        self.socket.close(linger=linger_ms)
+    async def _read(self) -> None:
+        while True:
+            identity, frame = await self._socket.recv_multipart()
+            try:
+                message = unpack(frame)
+            except WireError as exc:
+                log.warning("child_message_dropped", identity=identity, error=str(exc))
+                continue
+            process = self._children.get(identity)
+            if process is not None:  # else an incarnation that is gone: stale, drop
+                self._received(process, message)
 
-    def _drain(self) -> None:
-        self._drain_scheduled = False
-        socket = self.socket
-        while not self._closed:
-            try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except zmq.ZMQError as exc:
-                if not self._closed:
-                    log.warning("channel_read_failed", error=exc.strerror)
-                return
-            try:
-                self._on_message(frames)
-            except Exception:
-                log.exception("channel_message_failed")
+    def _received(self, process: ChildProcess, message: dict[str, Any]) -> None:
+        kind = message["kind"]
+        if kind in (Kind.REPLY, Kind.ERROR):
+            target, future = self._requests.get(message.get("id", -1), (None, None))
+            if target is process and future is not None and not future.done():
+                if kind == Kind.REPLY:
+                    future.set_result(message.get("result"))
+                else:
+                    future.set_exception(ChildCommandError.from_wire(message.get("error")))
+            return
+        if kind == Kind.CALL:
+            key = (process.identity, message.get("id"))
+            self._answering[key] = self._answers.spawn(self._answer(process, key, message))
+            return
+        if kind == Kind.CANCEL:
+            answer = self._answering.get((process.identity, message.get("id")))
+            if answer is not None:
+                answer.cancel()  # the child no longer waits for it
+            return
+        process.last_heartbeat = self._clock()
+        if isinstance(message.get("status"), dict):
+            process.status = message["status"]
+        if kind == Kind.READY:
+            process.ready.set()
+            process.owner.process_event(process, "ready", {"pid": message.get("pid")})
+        elif kind == Kind.EVENT:
+            fields = {k: v for k, v in message.items() if k not in ENVELOPE}
+            process.owner.process_event(process, str(message.get("event")), fields)
+
+    async def _answer(self, process: ChildProcess, key: tuple[bytes, Any], message: dict[str, Any]) -> None:
+        """Answer a child's request with what `on_request` returns or raises."""
+        op, args = str(message.get("op")), dict(message.get("args") or {})
+        try:
+            if self._on_request is None:
+                raise CommandError(
+                    NO_HANDLER, f"nobody here answers requests ({op!r} from {process.child_id})"
+                )
+            answer = pack(Kind.REPLY, id=key[1], result=await self._on_request(process.path, op, args))
+        except CommandError as exc:
+            answer = pack(Kind.ERROR, id=key[1], error=exc.to_wire())
+        except Exception as exc:
+            log.exception("child_request_failed", child=process.child_id, op=op)
+            answer = pack(Kind.ERROR, id=key[1], error=CommandError.internal(exc).to_wire())
+        finally:
+            self._answering.pop(key, None)
+        if process.alive:
+            send_nowait(self._socket, [process.identity, answer])
+
+    async def _watch_heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            now = self._clock()
+            for process in _watched(self._children.values()):
+                if now - process.last_heartbeat > HEARTBEAT_TIMEOUT_S:
+                    log.error(
+                        "child_heartbeat_lost",
+                        supervisor=process.owner.name,
+                        child=process.child_id,
+                        pid=process.pid,
+                        silent_s=round(now - process.last_heartbeat, 2),
+                    )
+                    process.heartbeat_lost = True
+                    self._on_silent(process)
+
+
+def _watched(processes: Iterable[ChildProcess]) -> list[ChildProcess]:
+    """Children whose silence means a hang: started, not being stopped, not already killed."""
+    return [p for p in processes if p.ready.is_set() and not p.stop_requested and not p.heartbeat_lost]

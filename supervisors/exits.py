@@ -14,6 +14,15 @@ None means unknown. Rules, first match wins:
 
 A signal we sent without a stop request means the supervisor killed a wedged child: still a failure.
 Unknown signal numbers are rendered as "signal N".
+
+A nested supervisor (in this process) ends with an outcome, a `SupervisorExit`; its parent sees
+that as an exit with OTP's reason `shutdown` whatever the outcome (`classify_supervisor_exit`),
+and tells them apart by the detail:
+
+    stop_requested (by its parent) -> "stopped on request"
+    ESCALATED                      -> "gave up: more than N restarts in P s"
+    AUTO_SHUTDOWN                  -> "auto_shutdown: <significant child> ended"
+    SHUTDOWN (stop() from elsewhere) -> "stopped"
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from __future__ import annotations
 import enum
 import signal
 from dataclasses import dataclass
+
+from supervisors.spec import SupervisorFlags
 
 
 class ExitReason(enum.Enum):
@@ -73,3 +84,29 @@ def classify_exit(
     if signal_sent == signum:
         detail += " (sent by the supervisor)"
     return Exit(ExitReason.ABNORMAL, detail)
+
+
+class SupervisorExit(enum.Enum):
+    """Why a supervisor's run() returned."""
+
+    SHUTDOWN = "shutdown"  # stop() was called
+    AUTO_SHUTDOWN = "auto_shutdown"  # a significant child ended
+    ESCALATED = "escalated"  # restart intensity exceeded
+
+
+def gave_up_reason(flags: SupervisorFlags) -> str:
+    """Why a supervisor over its restart intensity gives up, for logs and its parent."""
+    return f"more than {flags.intensity} restarts in {flags.period_s:g} s"
+
+
+def classify_supervisor_exit(
+    outcome: SupervisorExit, *, stop_requested: bool, flags: SupervisorFlags, significant: str | None = None
+) -> Exit:
+    """A nested supervisor's end as its parent sees it (see the module docstring table)."""
+    if stop_requested:
+        return Exit(ExitReason.SHUTDOWN, "stopped on request")
+    if outcome is SupervisorExit.ESCALATED:
+        return Exit(ExitReason.SHUTDOWN, f"gave up: {gave_up_reason(flags)}")
+    if outcome is SupervisorExit.AUTO_SHUTDOWN:
+        return Exit(ExitReason.SHUTDOWN, f"auto_shutdown: {significant or 'a significant child'} ended")
+    return Exit(ExitReason.SHUTDOWN, "stopped")

@@ -2,6 +2,9 @@
 
 These are plain frozen values: the pure decision core reads them, the runtime acts on them.
 Validation happens at construction so a bad config fails at load time, not at the first crash.
+
+A child's `start` says what it is: a `ProcessStart` is an OS process, a `SupervisorStart` a
+supervisor nested in this process (OTP's `type => supervisor`), with children of its own.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import Final, cast
 
 # OTP's default worker shutdown is 5000 ms: long enough to flush, short enough not to hang a restart.
 DEFAULT_WORKER_SHUTDOWN_S: Final = 5.0
@@ -27,6 +30,8 @@ DEFAULT_BACKOFF_RESET_AFTER_S: Final = 30.0
 DEFAULT_INTENSITY: Final = 5
 # Counting restarts over 30 s matches the backoff cap, so a capped child still trips the limit.
 DEFAULT_PERIOD_S: Final = 30.0
+# From spawn to READY; a child that takes longer failed to start (the MCP SDK alone imports in ~0.7 s).
+DEFAULT_READY_TIMEOUT_S: Final = 30.0
 
 
 _PARSE_EXPECTED: Final = "shutdown must be 'brutal_kill', 'infinity' or a positive number of seconds"
@@ -150,20 +155,43 @@ class BackoffPolicy:
             raise ValueError(f"backoff reset_after_s must be >= 0, got {self.reset_after_s!r}")
 
 
-# Stands in for "not given" so the default shutdown can depend on the child type; typed as Shutdown
-# so readers of ChildSpec.shutdown never have to handle None.
+@dataclass(frozen=True)
+class ProcessStart:
+    """How to start a child OS process.
+
+    `stdin`/`stdout` are file descriptors the child gets as fd 0/1 (None: /dev/null for
+    stdin, the supervisor's stderr for stdout, so no child can write to our stdout).
+    """
+
+    argv: tuple[str, ...]
+    env: dict[str, str] | None = None
+    stdin: int | None = None
+    stdout: int | None = None
+    pass_fds: tuple[int, ...] = ()  # further descriptors the child inherits (a listening socket, say)
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    module: str | None = None  # `python -m module` equivalent: forked from the zygote when there is one
+
+
+# Stand in for "not given" so defaults can depend on other fields; typed as the field's type so
+# readers of ChildSpec never have to handle None.
 _SHUTDOWN_BY_TYPE: Final = cast(Shutdown, None)
+_TYPE_BY_START: Final = cast(ChildType, None)
 
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """How to start, stop and restart one child; `start` is opaque to the core."""
+    """How to start, stop and restart one child.
+
+    `type` follows from `start` when not given: SUPERVISOR for a `SupervisorStart`, else
+    WORKER. The default `shutdown` follows from `type`: infinity for a supervisor (it stops
+    its own children, each per its spec), 5 s for a worker.
+    """
 
     id: str
-    start: Any
+    start: ProcessStart | SupervisorStart
     restart: Restart = Restart.PERMANENT
     shutdown: Shutdown = _SHUTDOWN_BY_TYPE
-    type: ChildType = ChildType.WORKER
+    type: ChildType = _TYPE_BY_START
     significant: bool = False
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
 
@@ -175,6 +203,11 @@ class ChildSpec:
                 f"child {self.id!r}: a significant child must be transient or temporary, not permanent "
                 "(a permanent child never exits for good, so it could never trigger auto_shutdown)"
             )
+        nested = isinstance(self.start, SupervisorStart)
+        if self.type is None:
+            object.__setattr__(self, "type", ChildType.SUPERVISOR if nested else ChildType.WORKER)
+        elif nested and self.type is not ChildType.SUPERVISOR:
+            raise ValueError(f"child {self.id!r}: a SupervisorStart child is of type supervisor")
         if self.shutdown is None:
             default = (
                 Shutdown.infinity()
@@ -198,3 +231,22 @@ class SupervisorFlags:
             raise ValueError(f"supervisor intensity must be >= 0, got {self.intensity!r}")
         if not self.period_s > 0:
             raise ValueError(f"supervisor period_s must be > 0, got {self.period_s!r}")
+
+
+@dataclass(frozen=True)
+class SupervisorStart:
+    """How to start a supervisor nested in this process: its flags and first children.
+
+    Its children are started in order when it starts; more can be added at run time
+    (`start_child`). A supervisor of provider workers that are started on demand starts
+    with none.
+    """
+
+    flags: SupervisorFlags = field(default_factory=SupervisorFlags)
+    children: tuple[ChildSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = [child.id for child in self.children]
+        duplicates = sorted({child_id for child_id in ids if ids.count(child_id) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate child ids {duplicates!r}")

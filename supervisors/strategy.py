@@ -8,10 +8,18 @@ from supervisors.exits import ExitReason
 from supervisors.spec import AutoShutdown, Restart, Strategy
 
 
-def should_restart(restart: Restart, reason: ExitReason) -> bool:
-    """OTP restart rules; a SHUTDOWN exit was our own doing, so even permanent children stay down."""
+def should_restart(restart: Restart, reason: ExitReason, *, requested: bool = True) -> bool:
+    """OTP restart rules.
+
+    A SHUTDOWN exit the supervisor asked for (`requested`) was its own doing, so even a
+    permanent child stays down. One it did not ask for comes from a nested supervisor that
+    shut itself down (it gave up, or auto_shutdown): as in OTP, where that supervisor exits
+    with reason `shutdown`, only a permanent child is restarted, so a permanent nested
+    supervisor that gives up spends its parent's budget, and a transient or temporary one
+    does not.
+    """
     if restart is Restart.PERMANENT:
-        return reason is not ExitReason.SHUTDOWN
+        return reason is not ExitReason.SHUTDOWN or not requested
     if restart is Restart.TRANSIENT:
         return reason is ExitReason.ABNORMAL
     return False

@@ -14,11 +14,16 @@ Request (one JSON line, with the child's stdin/stdout passed as SCM_RIGHTS when 
 `{"module": "workers", "env": {...}, "fds": ["stdin", "stdout"], "title": "..."}`; answer:
 `{"pid": N}`. The child takes `title` as its process title (what `ps` shows), since it
 would otherwise show the zygote's command line.
+
+Both ends live here. The server (`serve`, `main`) blocks: it is a process of its own that
+does nothing else. The client (`ZygoteClient`) runs on the supervisor's event loop, so it
+never blocks: its socket is non-blocking and driven by the loop.
 """
 
 from __future__ import annotations
 
 import array
+import asyncio
 import contextlib
 import gc
 import importlib
@@ -29,14 +34,20 @@ import runpy
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import setproctitle
+import structlog
 
 ENV_ZYGOTE_FD = "SUPERVISOR_ZYGOTE_FD"
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # an environment with a large provider spec in it
 MAX_FDS = 2  # stdin and stdout
 RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
+ZYGOTE_TIMEOUT_S = 5.0  # a fork request unanswered this long: the zygote is wedged, spawn instead
+ANSWER_CHUNK_BYTES = 4096  # an answer is one short JSON line
+
+log = structlog.get_logger("supervisors.zygote")
 
 
 def serve(sock: socket.socket) -> None:
@@ -137,6 +148,150 @@ def main() -> None:
     setproctitle.setproctitle(setproctitle.getproctitle())
     sock = socket.socket(fileno=int(os.environ.pop(ENV_ZYGOTE_FD)))
     serve(sock)
+
+
+class ZygoteClient:
+    """The supervisor's end of the fork server.
+
+    One request at a time (answers come back in request order on one stream, so a lock
+    keeps each request with its answer), each bounded by ZYGOTE_TIMEOUT_S. A request runs
+    to its end even if its caller is cancelled, so the stream never falls out of step; a
+    child forked for a caller that went away is killed, since nobody would supervise it.
+    """
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        sock.setblocking(False)
+        self._sock: socket.socket | None = sock
+        self._buffer = b""
+        self._lock = asyncio.Lock()
+        self._closing = False
+        self._requests: set[asyncio.Task[int]] = set()
+
+    @classmethod
+    def start(cls, preload: Sequence[str], lifeline_r: int) -> ZygoteClient:
+        """Spawn a zygote that imports `preload` once (a posix_spawn: no socket I/O, ~1 ms)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [sys.executable, "-m", "supervisors.zygote", *preload]
+        env = dict(os.environ)
+        env[ENV_ZYGOTE_FD] = str(theirs.fileno())
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        for fd in (theirs.fileno(), lifeline_r):
+            os.set_inheritable(fd, True)
+        try:
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, sys.stderr.fileno(), 1),
+                ],
+                setsigdef=(signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE),
+            )
+        finally:
+            os.set_inheritable(lifeline_r, False)
+            os.close(devnull)
+            theirs.close()
+        log.debug("zygote_started", pid=pid, preload=list(preload))
+        return cls(pid, ours)
+
+    async def fork(
+        self, module: str, env: dict[str, str], *, title: str, stdin: int | None, stdout: int | None
+    ) -> int:
+        """Fork a child running `module` as __main__; raises OSError when the zygote fails."""
+        names = [name for name, fd in (("stdin", stdin), ("stdout", stdout)) if fd is not None]
+        fds = [fd for fd in (stdin, stdout) if fd is not None]
+        line = json.dumps({"module": module, "env": env, "fds": names, "title": title}).encode() + b"\n"
+        request = asyncio.create_task(self._request(line, fds))
+        self._requests.add(request)
+        request.add_done_callback(self._requests.discard)
+        try:
+            return await asyncio.shield(request)
+        except asyncio.CancelledError:
+            request.add_done_callback(_kill_unwanted)
+            raise
+
+    def close(self) -> None:
+        """Close our end (the zygote reads EOF and exits); a request in flight ends first."""
+        self._closing = True
+        if not self._lock.locked():
+            self._close_socket()
+
+    async def aclose(self) -> None:
+        """Close, and cancel and await the requests in flight."""
+        self._closing = True
+        for request in self._requests:
+            request.cancel()
+        await asyncio.gather(*self._requests, return_exceptions=True)
+        self._close_socket()
+
+    async def _request(self, line: bytes, fds: list[int]) -> int:
+        async with self._lock:
+            try:
+                if self._sock is None or self._closing:
+                    raise OSError("the connection to the zygote is closed")
+                async with asyncio.timeout(ZYGOTE_TIMEOUT_S):
+                    await _send_with_fds(self._sock, line, fds)
+                    answer = json.loads(await self._read_line(self._sock))
+            except (OSError, ValueError, TimeoutError) as exc:
+                self._closing = True  # out of step or gone: no later request may trust the stream
+                raise OSError(f"zygote did not answer: {exc!r}") from exc
+            finally:
+                if self._closing:
+                    self._close_socket()
+        if "pid" not in answer:
+            raise OSError(str(answer.get("error", "zygote closed the connection")))
+        return int(answer["pid"])
+
+    async def _read_line(self, sock: socket.socket) -> bytes:
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self._buffer:
+            data = await loop.sock_recv(sock, ANSWER_CHUNK_BYTES)
+            if not data:
+                raise OSError("the zygote closed the connection")
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+
+async def _send_with_fds(sock: socket.socket, line: bytes, fds: list[int]) -> None:
+    """Send `line`, the descriptors riding on its first byte (loop.sock_sendall cannot carry them)."""
+    loop = asyncio.get_running_loop()
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    while True:
+        try:
+            sock.sendmsg([line[:1]], ancillary)
+            break
+        except BlockingIOError:
+            await _writable(loop, sock)
+    await loop.sock_sendall(sock, line[1:])
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def on_writable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(sock.fileno(), on_writable)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(sock.fileno())
+
+
+def _kill_unwanted(request: asyncio.Task[int]) -> None:
+    if not request.cancelled() and request.exception() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(request.result(), signal.SIGKILL)
 
 
 if __name__ == "__main__":

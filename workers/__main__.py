@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 
@@ -12,15 +11,14 @@ import zmq.asyncio
 
 from supervisors.child import ChildLink, run
 from supervisors.logs import configure_logging
-from workers.spec import ProviderSpec
+from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, decode_spec
 from workers.worker import Worker
 
-ENV_SPEC = "HANGAR_PROVIDER_SPEC"
 ENV_ROUTER_ENDPOINT = "HANGAR_ROUTER_ENDPOINT"
 
 
 async def main() -> None:
-    spec = ProviderSpec.from_dict(json.loads(os.environ[ENV_SPEC]))
+    spec = decode_spec(os.environ[PROVIDER_SPEC_ENV], ProviderSpec)
     configure_logging(f"worker:{spec.id}")
     context = zmq.asyncio.Context()
     worker = Worker(spec, context, os.environ[ENV_ROUTER_ENDPOINT])

@@ -1,19 +1,22 @@
-"""What a worker needs to know about the provider it owns.
+"""What a worker needs to know about the provider it owns, and how it travels there.
 
-A `ProviderSpec` is plain data: `hangar.config` builds it from the user's file, the
-root supervisor hands it to the worker process as JSON, and the worker never reads
-the config file itself.
+A `ProviderSpec` is plain data: `hangar.config` builds it from the user's file, the root
+supervisor hands it to the worker process as JSON in `$HANGAR_PROVIDER_SPEC`, and the worker
+never reads the config file itself. `encode_spec` / `decode_spec` are the one way any spec
+crosses a process (msgspec: frozen dataclasses, enums and tuples, no pydantic in the worker).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 from supervisors.spec import BackoffPolicy, Restart
 
+PROVIDER_SPEC_ENV = "HANGAR_PROVIDER_SPEC"  # the root hands each worker its spec here
 DEFAULT_IDLE_TTL_S = 300.0  # a provider nobody called for five minutes gives its memory back
 DEFAULT_MAX_CONCURRENCY = 16  # concurrent calls over one provider session
 DEFAULT_STARTUP_TIMEOUT_S = 30.0  # spawn to answered `initialize`; npx may download first
@@ -25,6 +28,8 @@ DEFAULT_BREAKER_FAILURES = 5  # consecutive provider failures that open the circ
 DEFAULT_BREAKER_RESET_S = 30.0  # open this long, then one probe call may pass
 DEFAULT_INTENSITY = 5  # provider restarts tolerated ...
 DEFAULT_PERIOD_S = 60.0  # ... within this many seconds before the worker gives up
+
+SpecT = TypeVar("SpecT")
 
 
 class ProviderMode(enum.Enum):
@@ -81,24 +86,16 @@ class ProviderSpec:
     weight: int = 1  # in its group
     priority: int = 0  # in its group; lower is preferred
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["mode"] = self.mode.value
-        data["restart"] = self.restart.value
-        data["protocol"] = self.protocol.value
-        data["command"] = list(self.command)
-        data["tools"] = list(self.tools)
-        data["retry"]["retry_on"] = list(self.retry.retry_on)
-        return data
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProviderSpec:
-        values = dict(data)
-        values["mode"] = ProviderMode(values["mode"])
-        values["restart"] = Restart(values["restart"])
-        values["protocol"] = ProtocolChoice(values.get("protocol", "auto"))
-        values["backoff"] = BackoffPolicy(**values["backoff"])
-        values["command"] = tuple(values["command"])
-        values["tools"] = tuple(values["tools"])
-        values["retry"] = RetrySpec(**{**values["retry"], "retry_on": tuple(values["retry"]["retry_on"])})
-        return cls(**values)
+def encode_spec(spec: object) -> str:
+    """`spec` (a `ProviderSpec`, or any frozen dataclass of plain values) as JSON text."""
+    return msgspec.json.encode(spec).decode()
+
+
+def decode_spec(text: str | bytes, spec_type: type[SpecT]) -> SpecT:
+    """The `spec_type` that `encode_spec` wrote as `text`, its `__post_init__` checks included.
+
+    Raises:
+        msgspec.ValidationError: `text` does not hold a `spec_type`.
+    """
+    return msgspec.json.decode(text, type=spec_type)

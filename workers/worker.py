@@ -20,8 +20,8 @@ from typing import Any
 import structlog
 import zmq
 
-from supervisors.channel import Channel
 from supervisors.child import HEARTBEAT_INTERVAL_S, LINGER_MS, CommandError
+from supervisors.socket_channel import SocketChannel
 from workers import protocol
 from workers.calls import Calls, Forward
 from workers.errors import CallError, ErrorType
@@ -59,7 +59,7 @@ class Worker:
         socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
         socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         socket.connect(router_endpoint)
-        self._channel = Channel(socket, self._on_message)
+        self._channel = SocketChannel(socket, self._on_message)
         self.on_status: Any = None  # called after every change (the root's link)
 
     # ------------------------------------------------------------------ status

@@ -33,7 +33,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hangar import management, protocol
-from hangar.config import HttpSettings, RateLimit
+from hangar.config import HttpSettings
 from hangar.errors import ConfigError, HangarError
 from hangar.fronts import streams
 from hangar.fronts.http_sessions import HttpSession, Sessions
@@ -728,21 +728,15 @@ def _has_httptools() -> bool:
 
 
 async def serve_from_environment(
-    router: Router, supervisor_figures: dict[str, Any], link: ChildLink, stop: asyncio.Event
+    router: Router,
+    settings: HttpSettings,
+    supervisor_figures: dict[str, Any],
+    link: ChildLink,
+    stop: asyncio.Event,
 ) -> None:
-    """The router process in HTTP mode: settings from the root, then `serve`."""
+    """The router process in HTTP mode: the listener and host from the root, then `serve`."""
     from hangar.metrics import TreeCollector, exposition
 
-    settings_data = json.loads(os.environ["HANGAR_HTTP_SETTINGS"])
-    rate = settings_data.pop("rate_limit")
-    settings = HttpSettings(
-        **{
-            **settings_data,
-            "rate_limit": RateLimit(**rate) if rate else None,
-            "allowed_hosts": tuple(settings_data["allowed_hosts"]),
-            "allowed_origins": tuple(settings_data["allowed_origins"]),
-        }
-    )
     collector = TreeCollector(
         router.figures,
         lambda: {view.id: view.status for view in router.views.values()},

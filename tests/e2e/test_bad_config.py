@@ -147,6 +147,44 @@ def test_serve_with_a_yaml_syntax_error_exits_78_with_no_stdout(tmp_path, short_
     assert served.stderr.startswith(f"hangar: bad config: {path}:5: invalid YAML: ")
 
 
+SEVERAL_MISTAKES = f"""
+log_levle: debug
+providers:
+  p1:
+    command: {sys.executable}
+    args: [{FIXTURE_SERVER}]
+    idle_ttl_s: soon
+    env:
+      TOKEN: ${{{UNSET_VAR}}}
+  p2:
+    command: {sys.executable}
+    comand: oops
+"""
+
+
+def test_config_check_and_serve_report_every_mistake_at_once(tmp_path, short_tmp, monkeypatch):
+    monkeypatch.delenv(UNSET_VAR, raising=False)
+    path = write(tmp_path, SEVERAL_MISTAKES)
+    checked = hangar("config", "check", str(path))
+    served = hangar("serve", "--config", str(path), "--socket", str(short_tmp / "s.sock"))
+    assert (checked.returncode, served.returncode) == (EX_CONFIG, EX_CONFIG)
+    assert (checked.stdout, served.stdout) == ("", "")
+    assert served.stderr == checked.stderr
+    located = [line for line in checked.stderr.splitlines() if not line.startswith("hint: ")]
+    assert located == [
+        f"hangar: bad config: {path}:1: log_levle: unknown key 'log_levle'; allowed keys: providers, "
+        "mcpServers, supervisor, log_level, http",
+        f"{path}:6: providers.p1.idle_ttl_s: expected a number, got 'soon'",
+        f"{path}:8: providers.p1.env.TOKEN: environment variable '{UNSET_VAR}' is not set",
+        f"{path}:11: providers.p2.comand: unknown key 'comand'; allowed keys: mode, command, args, env, cwd, "
+        "idle_ttl_s, max_concurrency, startup_timeout_s, call_timeout_s, shutdown_timeout_s, tools, "
+        "restart, backoff, intensity, period_s, health_check_interval_s, max_consecutive_failures, "
+        "circuit_breaker, retry, namespace, protocol",
+    ]
+    assert "hint: did you mean 'command'?" in checked.stderr
+    assert not (short_tmp / "s.sock").exists()
+
+
 def test_config_check_accepts_the_same_file_without_the_mistake(tmp_path):
     """The cases above differ from a valid file only by their one mistake."""
     path = write(tmp_path, good_provider())

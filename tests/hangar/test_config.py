@@ -8,11 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from hangar.config import HangarConfig, RootSupervision, check_config, describe, load_config
+from hangar.config import (
+    HangarConfig,
+    HttpSettings,
+    RateLimit,
+    RootSupervision,
+    TreeSpec,
+    check_config,
+    describe,
+    load_config,
+    read_tree_spec,
+    write_tree_spec,
+)
 from hangar.errors import ConfigError
-from supervisors.spec import BackoffPolicy
-from supervisors.spec import Restart as RestartType
-from workers.spec import ProviderMode
+from supervisors.spec import BackoffPolicy, Restart
+from workers.spec import ProviderMode, ProviderSpec, RetrySpec, decode_spec, encode_spec
 
 
 def write(tmp_path: Path, text: str, name: str = "hangar.yaml") -> Path:
@@ -56,7 +66,7 @@ def test_mapping_form(tmp_path: Path) -> None:
     assert spec.cwd == str(tmp_path)
     assert spec.idle_ttl_s == 0
     assert spec.max_concurrency == 4
-    assert spec.restart is RestartType.TRANSIENT
+    assert spec.restart is Restart.TRANSIENT
     assert spec.backoff == BackoffPolicy(base_s=1, factor=3, max_s=10, jitter=0, reset_after_s=5)
     assert (spec.intensity, spec.period_s) == (2, 5.0)
 
@@ -419,3 +429,282 @@ def test_http_missing_tokens_file_is_an_error(tmp_path: Path) -> None:
     exc = error(tmp_path, "providers:\n  p: {command: x}\nhttp:\n  tokens_file: nope\n")
     assert (exc.key_path, exc.line) == ("http.tokens_file", 4)
     assert exc.message == f"tokens file does not exist: {tmp_path}/nope"
+
+
+def located(exc: ConfigError) -> list[tuple[int | None, str, str]]:
+    return [(problem.line, problem.key_path, problem.message) for problem in exc.problems]
+
+
+MANY_MISTAKES = """
+log_levle: debug
+supervisor: {intensity: -1}
+providers:
+  time:
+    command: npx -y server
+    idle_ttl_s: soon
+    env: {TOKEN: "${API_TOKEN}"}
+    backoff: {jitter: 1}
+  my.server:
+    command: x
+  ok:
+    command: x
+    restart: sometimes
+"""
+
+
+def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    exc = error(tmp_path, MANY_MISTAKES)
+    assert located(exc) == [
+        (
+            1,
+            "log_levle",
+            "unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, log_level, http",
+        ),
+        (2, "supervisor.intensity", "must be >= 0, got -1"),
+        (5, "providers.time.command", "'npx -y server' is not a program name"),
+        (6, "providers.time.idle_ttl_s", "expected a number, got 'soon'"),
+        (7, "providers.time.env.TOKEN", "environment variable 'API_TOKEN' is not set"),
+        (8, "providers.time.backoff.jitter", "must be < 1, got 1"),
+        (9, "providers.my.server", "invalid provider id 'my.server'"),
+        (13, "providers.ok.restart", "expected one of permanent, transient, temporary, got 'sometimes'"),
+    ]
+
+
+def test_the_error_itself_is_its_first_problem(tmp_path: Path) -> None:
+    exc = error(tmp_path, MANY_MISTAKES)
+    first = exc.problems[0]
+    assert (exc.path, exc.line, exc.key_path, exc.message, exc.hint) == (
+        first.path,
+        first.line,
+        first.key_path,
+        first.message,
+        first.hint,
+    )
+
+
+def test_str_shows_each_problem_on_its_own_line_with_its_hint(tmp_path: Path) -> None:
+    lines = str(error(tmp_path, MANY_MISTAKES)).splitlines()
+    file = f"{tmp_path}/hangar.yaml"
+    assert lines[:3] == [
+        f"{file}:1: log_levle: unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, "
+        "log_level, http",
+        "hint: did you mean 'log_level'?",
+        f"{file}:2: supervisor.intensity: must be >= 0, got -1",
+    ]
+    assert sum(line.startswith(f"{file}:") for line in lines) == 8
+    assert lines[
+        lines.index(f"{file}:7: providers.time.env.TOKEN: environment variable 'API_TOKEN' is not set") + 1
+    ] == ("hint: set API_TOKEN, or give a default: ${API_TOKEN:-...}")
+
+
+def test_a_value_lost_to_a_missing_variable_is_not_reported_again(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    idle_ttl_s: ${TTL}\n    cwd: ${DIR}/x\n")
+    assert located(exc) == [
+        (4, "providers.p.idle_ttl_s", "environment variable 'TTL' is not set"),
+        (5, "providers.p.cwd", "environment variable 'DIR' is not set"),
+    ]
+
+
+def test_yaml_problems_and_schema_problems_are_reported_together(tmp_path: Path) -> None:
+    exc = error(
+        tmp_path,
+        "providers:\n  p: {command: x, idle_ttl_s: bad}\n  p: {command: y}\n"
+        "  q: {command: !custom x, intensity: -1}\n",
+    )
+    assert located(exc) == [
+        (2, "providers.p.idle_ttl_s", "expected a number, got 'bad'"),
+        (3, "providers.p", "duplicate key 'p' (first defined on line 2)"),
+        (4, "providers.q.command", "unsupported YAML tag '!custom'"),
+        (4, "providers.q.intensity", "must be >= 0, got -1"),
+    ]
+
+
+def test_unknown_keys_in_nested_sections_name_that_sections_keys(tmp_path: Path) -> None:
+    exc = error(
+        tmp_path,
+        "providers:\n  p:\n    command: x\n    circuit_breaker: {reset_timeout: 3}\n"
+        "    retry: {backof: {}}\nhttp: {rate_limit: {requests_per_s: 1, burst: 1, brust: 2}}\n",
+    )
+    assert [(p.key_path, p.message, p.hint) for p in exc.problems] == [
+        (
+            "providers.p.circuit_breaker.reset_timeout",
+            "unknown key 'reset_timeout'; allowed keys: failure_threshold, reset_timeout_s",
+            "did you mean 'reset_timeout_s'?",
+        ),
+        (
+            "providers.p.retry.backof",
+            "unknown key 'backof'; allowed keys: max_attempts, backoff, retry_on",
+            "did you mean 'backoff'?",
+        ),
+        (
+            "http.rate_limit.brust",
+            "unknown key 'brust'; allowed keys: requests_per_s, burst",
+            "did you mean 'burst'?",
+        ),
+    ]
+
+
+def test_a_misspelt_choice_gets_a_suggestion(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    restart: transiant\n")
+    assert (exc.message, exc.hint) == (
+        "expected one of permanent, transient, temporary, got 'transiant'",
+        "did you mean 'transient'?",
+    )
+
+
+def test_numbers_and_booleans_in_args_and_env_stay_as_written(tmp_path: Path) -> None:
+    spec = load(
+        tmp_path, "providers:\n  p:\n    command: x\n    args: [0x1F, 1e3, yes]\n    env: {MODE: 0755}\n"
+    ).providers[0]
+    assert (spec.command, spec.env) == (("x", "0x1F", "1e3", "yes"), {"MODE": "0755"})
+
+
+def test_non_finite_numbers_are_rejected(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    idle_ttl_s: .inf\n")
+    assert exc.message == "expected a finite number, got .inf"
+
+
+def test_a_number_key_takes_a_variable_but_a_text_key_keeps_it_text(tmp_path: Path) -> None:
+    text = "providers:\n  p:\n    command: x\n    args: ['${N}']\n    max_concurrency: ${N}\n"
+    text += "    intensity: ${F}\n"
+    exc = error(tmp_path, text, {"N": "4", "F": "2.5"})
+    assert located(exc) == [(6, "providers.p.intensity", "expected an integer, got '2.5'")]
+    spec = load(tmp_path, text, {"N": "4", "F": "2"}).providers[0]
+    assert (spec.command, spec.max_concurrency, spec.intensity) == (("x", "4"), 4, 2)
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    exc = error(tmp_path, "- a\n- b\n")
+    assert (exc.line, exc.key_path, exc.message) == (1, "", "expected a mapping at the top level, got a list")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    exc = error(tmp_path, "# nothing here\n")
+    assert (exc.line, exc.message, exc.hint) == (None, "config file is empty", "add a `providers:` mapping")
+
+
+def test_recursive_alias_is_a_problem(tmp_path: Path) -> None:
+    exc = error(tmp_path, "x-loop: &a [*a]\nproviders: {p: {command: x}}\n")
+    assert located(exc) == [(1, "x-loop[0]", "recursive YAML alias")]
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "hangar.yaml"
+    path.write_bytes(b"\xef\xbb\xbfproviders: {p: {command: x}}\n")
+    assert load_config(path, {}).providers[0].id == "p"
+
+
+GROUP = """
+providers:
+  search:
+    mode: group
+    strategy: least_connections
+    min_healthy: 1
+    retry:
+      max_attempts: 3
+      backoff: {initial_s: 0.2, max_s: 2, multiplier: 2, jitter: 0.1}
+      retry_on: [timeout]
+    tools: [{name: find}]
+    members:
+      - {id: search-1, command: s, weight: 2, priority: 0}
+      - {id: search-2, command: s, priority: 1, tools: [{name: own}]}
+  solo:
+    command: x
+"""
+
+
+def test_group_becomes_a_group_spec_and_member_providers(tmp_path: Path) -> None:
+    config = load(tmp_path, GROUP)
+    (group,) = config.groups
+    assert (group.id, group.members, group.strategy, group.min_healthy) == (
+        "search",
+        ("search-1", "search-2"),
+        "least_connections",
+        1,
+    )
+    assert group.retry == RetrySpec(
+        max_attempts=3, initial_s=0.2, max_s=2.0, multiplier=2.0, jitter=0.1, retry_on=("timeout",)
+    )
+    first, second, solo = config.providers
+    assert (first.group, first.weight, first.priority) == ("search", 2, 0)
+    assert [tool["name"] for tool in first.tools] == ["find"]  # the group's tools
+    assert [tool["name"] for tool in second.tools] == ["own"]  # its own
+    assert (solo.id, solo.group) == ("solo", None)
+
+
+def test_group_problems_are_located_at_the_member(tmp_path: Path) -> None:
+    exc = error(
+        tmp_path,
+        "providers:\n  g:\n    mode: group\n    strategy: round-robin\n    members:\n"
+        "      - {id: a, command: x, weight: 0}\n      - {command: y}\n",
+    )
+    assert located(exc) == [
+        (
+            4,
+            "providers.g.strategy",
+            "expected one of round_robin, weighted_round_robin, random, priority, least_connections, "
+            "got 'round-robin'",
+        ),
+        (6, "providers.g.members[0].weight", "must be >= 1, got 0"),
+        (7, "providers.g.members[1]", "missing required key 'id'"),
+    ]
+    assert exc.hint == "did you mean 'round_robin'?"
+
+
+def test_group_needs_members_and_enough_of_them(tmp_path: Path) -> None:
+    exc = error(
+        tmp_path,
+        "providers:\n  g: {mode: group, members: []}\n  h:\n    mode: group\n    min_healthy: 2\n"
+        "    members: [{id: a, command: x}]\n",
+    )
+    assert located(exc) == [
+        (2, "providers.g.members", "a group needs at least one member"),
+        (5, "providers.h.min_healthy", "min_healthy is 2 but the group has 1 members"),
+    ]
+
+
+def test_a_member_id_used_twice_points_at_both(tmp_path: Path) -> None:
+    exc = error(
+        tmp_path,
+        "providers:\n  a:\n    command: x\n  g:\n    mode: group\n    members:\n"
+        "      - {id: a, command: y}\n",
+    )
+    assert located(exc) == [
+        (7, "providers.g.members[0].id", "duplicate provider id 'a' (first defined on line 2)")
+    ]
+
+
+def test_a_member_may_share_its_groups_id(tmp_path: Path) -> None:
+    config = load(tmp_path, "providers:\n  g: {mode: group, members: [{id: g, command: x}]}\n")
+    assert ([spec.id for spec in config.providers], [group.id for group in config.groups]) == (["g"], ["g"])
+
+
+def test_duplicate_tool_names(tmp_path: Path) -> None:
+    exc = error(tmp_path, "providers:\n  p:\n    command: x\n    tools:\n      - name: a\n      - name: a\n")
+    assert located(exc) == [
+        (6, "providers.p.tools[1].name", "duplicate tool name 'a' (first defined on line 5)")
+    ]
+
+
+def test_mcp_servers_url_is_rejected_once(tmp_path: Path) -> None:
+    exc = error(tmp_path, 'mcpServers:\n  web: {url: "https://x", type: http}\n')
+    assert located(exc) == [(2, "mcpServers.web.url", "remote providers are not supported yet")]
+
+
+def test_every_provider_key_reaches_the_spec() -> None:
+    """A key of the schema either has a `ProviderSpec` field of its name or is turned into fields."""
+    from hangar.config.schema import Member, Provider
+
+    derived = {"args", "circuit_breaker"}  # args join `command`; the breaker's keys are `breaker_*`
+    spec_fields = set(ProviderSpec.__dataclass_fields__)
+    assert set(Member.model_fields) - derived <= spec_fields
+    assert set(Provider.model_fields) - derived <= spec_fields
+
+
+def test_the_tree_the_router_gets_comes_back_equal(tmp_path: Path) -> None:
+    config = load(tmp_path, GROUP)
+    write_tree_spec(tmp_path, config.tree)
+    assert read_tree_spec(tmp_path) == config.tree
+    http = HttpSettings("/etc/tokens", RateLimit(5.0, 10), ("a:*",), ("https://b",))
+    tree = TreeSpec(config.providers, config.groups, http)
+    assert decode_spec(encode_spec(tree), TreeSpec) == tree

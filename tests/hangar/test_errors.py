@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from hangar.errors import EX_CONFIG, ConfigError, HangarError, ProviderError
+from hangar.errors import EX_CONFIG, ConfigError, ConfigProblem, HangarError, ProviderError
 
 
 def test_message_and_hint() -> None:
@@ -18,6 +18,36 @@ def test_config_error_location() -> None:
     assert str(ConfigError("bad", path="h.yaml", key_path="providers")) == "h.yaml: providers: bad"
     assert str(ConfigError("bad", path="h.yaml", line=7)) == "h.yaml:7: bad"
     assert isinstance(full, HangarError)
+
+
+def test_config_error_with_several_problems_shows_each_on_its_own_line() -> None:
+    error = ConfigError.of(
+        [
+            ConfigProblem("h.yaml", "unknown key 'x'", "x", 1, hint="did you mean 'y'?"),
+            ConfigProblem("h.yaml", "no providers configured"),
+        ]
+    )
+    assert (
+        str(error) == "h.yaml:1: x: unknown key 'x'\nhint: did you mean 'y'?\nh.yaml: no providers configured"
+    )
+    assert (error.message, error.key_path, error.line, error.hint) == (
+        "unknown key 'x'",
+        "x",
+        1,
+        "did you mean 'y'?",
+    )
+    assert len(error.problems) == 2
+
+
+def test_a_single_config_error_is_its_one_problem() -> None:
+    error = ConfigError("bad", path="h.yaml", line=2, hint="fix it")
+    assert error.problems == (ConfigProblem("h.yaml", "bad", line=2, hint="fix it"),)
+
+
+def test_config_errors_survive_pickling_with_every_problem() -> None:
+    error = ConfigError.of([ConfigProblem("h.yaml", "one", line=1), ConfigProblem("h.yaml", "two", line=2)])
+    restored = pickle.loads(pickle.dumps(error))
+    assert (restored.problems, str(restored)) == (error.problems, str(error))
 
 
 def test_errors_survive_pickling() -> None:

@@ -2,7 +2,8 @@ import signal
 
 import pytest
 
-from supervisors.exits import Exit, ExitReason, classify_exit
+from supervisors.exits import Exit, ExitReason, SupervisorExit, classify_exit, classify_supervisor_exit
+from supervisors.spec import SupervisorFlags
 
 KILL = int(signal.SIGKILL)
 TERM = int(signal.SIGTERM)
@@ -68,3 +69,24 @@ TERM = int(signal.SIGTERM)
 )
 def test_classify_exit_table(kwargs: dict[str, int | bool | None], expected: Exit) -> None:
     assert classify_exit(**kwargs) == expected  # type: ignore[arg-type]
+
+
+FLAGS = SupervisorFlags(intensity=3, period_s=60.0)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "stop_requested", "detail"),
+    [
+        (SupervisorExit.ESCALATED, True, "stopped on request"),
+        (SupervisorExit.AUTO_SHUTDOWN, True, "stopped on request"),
+        (SupervisorExit.SHUTDOWN, True, "stopped on request"),
+        (SupervisorExit.ESCALATED, False, "gave up: more than 3 restarts in 60 s"),
+        (SupervisorExit.AUTO_SHUTDOWN, False, "auto_shutdown: w ended"),
+        (SupervisorExit.SHUTDOWN, False, "stopped"),
+    ],
+)
+def test_a_nested_supervisors_end_is_a_shutdown_told_apart_by_its_detail(
+    outcome: SupervisorExit, stop_requested: bool, detail: str
+) -> None:
+    exit_ = classify_supervisor_exit(outcome, stop_requested=stop_requested, flags=FLAGS, significant="w")
+    assert exit_ == Exit(ExitReason.SHUTDOWN, detail)

@@ -5,11 +5,13 @@ from supervisors.spec import (
     BackoffPolicy,
     ChildSpec,
     ChildType,
+    ProcessStart,
     Restart,
     Shutdown,
     ShutdownKind,
     Strategy,
     SupervisorFlags,
+    SupervisorStart,
 )
 
 
@@ -134,3 +136,24 @@ def test_supervisor_flags_rejects_invalid_field(kwargs: dict[str, float], field:
 
 def test_supervisor_flags_allows_zero_intensity() -> None:
     assert SupervisorFlags(intensity=0).intensity == 0
+
+
+def test_child_type_follows_from_a_supervisor_start() -> None:
+    spec = ChildSpec(id="providers", start=SupervisorStart())
+    assert (spec.type, spec.shutdown) == (ChildType.SUPERVISOR, Shutdown.infinity())
+
+
+def test_child_type_of_a_process_start_is_worker() -> None:
+    spec = ChildSpec(id="w", start=ProcessStart(argv=("true",)))
+    assert (spec.type, spec.shutdown) == (ChildType.WORKER, Shutdown.after(5.0))
+
+
+def test_supervisor_start_as_a_worker_is_rejected() -> None:
+    with pytest.raises(ValueError, match="supervisor"):
+        ChildSpec(id="s", start=SupervisorStart(), type=ChildType.WORKER)
+
+
+def test_supervisor_start_rejects_duplicate_child_ids() -> None:
+    child = ChildSpec(id="a", start=ProcessStart(argv=("true",)))
+    with pytest.raises(ValueError, match="'a'"):
+        SupervisorStart(children=(child, child))

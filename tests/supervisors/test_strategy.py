@@ -23,6 +23,23 @@ def test_should_restart_table(restart: Restart, reason: ExitReason, expected: bo
     assert should_restart(restart, reason) is expected
 
 
+@pytest.mark.parametrize(
+    ("restart", "expected"),
+    [(Restart.PERMANENT, True), (Restart.TRANSIENT, False), (Restart.TEMPORARY, False)],
+)
+def test_unrequested_shutdown_of_a_nested_supervisor_restarts_only_a_permanent_one(
+    restart: Restart, expected: bool
+) -> None:
+    # a nested supervisor that gave up (or shut itself down) exits with reason shutdown
+    assert should_restart(restart, ExitReason.SHUTDOWN, requested=False) is expected
+
+
+@pytest.mark.parametrize("restart", list(Restart))
+@pytest.mark.parametrize("reason", [ExitReason.NORMAL, ExitReason.ABNORMAL])
+def test_requested_matters_only_for_shutdown(restart: Restart, reason: ExitReason) -> None:
+    assert should_restart(restart, reason, requested=False) is should_restart(restart, reason)
+
+
 ORDER = ["a", "b", "c", "d"]
 
 

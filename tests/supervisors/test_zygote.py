@@ -1,18 +1,29 @@
-"""Children forked from a zygote are supervised exactly like spawned ones."""
+"""The fork server and its client; children forked from a zygote are supervised like spawned ones."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
+import socket
+import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 import zmq.asyncio
 
-from supervisors.runtime import ChildState, ProcessStart, Supervisor
-from supervisors.spec import BackoffPolicy, ChildSpec, SupervisorFlags
+from supervisors import zygote
+from supervisors.info import ChildState
+from supervisors.spec import BackoffPolicy, ChildSpec, ProcessStart, SupervisorFlags
+from supervisors.supervisor import Supervisor
+from supervisors.zygote import ZygoteClient
 from tests.conftest import async_wait_until
 
 pytestmark = pytest.mark.anyio
@@ -20,6 +31,96 @@ pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parent.parent.parent
 CHILD_MODULE = "tests.fixtures.child_process"
 FAST_BACKOFF = BackoffPolicy(base_s=0.01, max_s=0.05, jitter=0.0)
+ANSWER_DEADLINE_S = 5.0
+FAKE_PID = 4242
+
+
+@dataclass
+class FakeZygote:
+    """The server's end, in a thread: reads requests with the real parser, answers when told."""
+
+    sock: socket.socket
+    requests: list[tuple[dict[str, Any], list[int]]] = field(default_factory=list)
+    answer: threading.Event = field(default_factory=threading.Event)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+
+    def serve_one(self) -> None:
+        line, fds = zygote._receive(self.sock, self.sock.makefile("rb"))
+        self.requests.append((json.loads(line), fds))
+        if self.answer.wait(ANSWER_DEADLINE_S) and self.answers:
+            self.sock.sendall(json.dumps(self.answers.pop(0)).encode() + b"\n")
+
+
+@pytest.fixture
+def fake_zygote() -> Iterator[tuple[ZygoteClient, FakeZygote]]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    server = FakeZygote(theirs)
+    thread = threading.Thread(target=server.serve_one, daemon=True)
+    thread.start()
+    client = ZygoteClient(pid=0, sock=ours)
+    yield client, server
+    server.answer.set()
+    client.close()
+    thread.join(ANSWER_DEADLINE_S)
+    for _, fds in server.requests:
+        for fd in fds:
+            os.close(fd)
+    theirs.close()
+
+
+async def test_fork_request_leaves_the_loop_running_until_the_answer(
+    fake_zygote: tuple[ZygoteClient, FakeZygote],
+) -> None:
+    client, server = fake_zygote
+    read_end, write_end = os.pipe()
+    try:
+        fork = asyncio.create_task(
+            client.fork("some.module", {"A": "1"}, title="t [a]", stdin=read_end, stdout=None)
+        )
+        # the zygote has not answered, yet this coroutine runs: the request does not block the loop
+        await async_wait_until(lambda: server.requests, ANSWER_DEADLINE_S, "the request to arrive")
+        assert not fork.done()
+        request, fds = server.requests[0]
+        assert request == {"module": "some.module", "env": {"A": "1"}, "fds": ["stdin"], "title": "t [a]"}
+        assert [os.fstat(fd).st_ino for fd in fds] == [os.fstat(read_end).st_ino]  # passed as SCM_RIGHTS
+        server.answers.append({"pid": FAKE_PID})
+        server.answer.set()
+        assert await asyncio.wait_for(fork, ANSWER_DEADLINE_S) == FAKE_PID
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+async def test_a_child_forked_for_a_cancelled_caller_is_killed(
+    fake_zygote: tuple[ZygoteClient, FakeZygote],
+) -> None:
+    client, server = fake_zygote
+    unwanted = subprocess.Popen(["sleep", "1000"])
+    try:
+        fork = asyncio.create_task(client.fork("m", {}, title="t", stdin=None, stdout=None))
+        await async_wait_until(lambda: server.requests, ANSWER_DEADLINE_S, "the request to arrive")
+        fork.cancel()
+        server.answers.append({"pid": unwanted.pid})
+        server.answer.set()  # answered after its caller left: nobody would supervise that child
+        with pytest.raises(asyncio.CancelledError):
+            await fork
+        assert await asyncio.to_thread(unwanted.wait, ANSWER_DEADLINE_S) == -signal.SIGKILL
+    finally:
+        if unwanted.poll() is None:
+            unwanted.kill()
+            unwanted.wait()
+
+
+async def test_an_unanswered_fork_times_out_and_closes_the_connection(
+    fake_zygote: tuple[ZygoteClient, FakeZygote], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = fake_zygote
+    monkeypatch.setattr(zygote, "ZYGOTE_TIMEOUT_S", 0.2)
+    with pytest.raises(OSError, match="zygote did not answer"):
+        await client.fork("m", {}, title="t", stdin=None, stdout=None)
+    # the stream may hold a late answer now: no later request trusts it
+    with pytest.raises(OSError, match="closed"):
+        await client.fork("m", {}, title="t", stdin=None, stdout=None)
 
 
 def forked(child_id: str, mark_file: Path) -> ChildSpec:

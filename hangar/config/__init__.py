@@ -1,0 +1,84 @@
+"""Load and validate hangar's config file.
+
+The file is YAML (JSON is YAML too, so `.mcp.json` / Claude Desktop files load as well)::
+
+    log_level: info                     # debug | info | warning | error
+    supervisor: {intensity: 10, period_s: 60}
+    providers:                          # or a list of {id: ..., ...}, or `mcpServers:` instead
+      time:
+        command: ${HANGAR_PYTHON}       # one program name (or a list: program + arguments)
+        args: [-m, mcp_server_time]
+        env: {TZ: "${TZ:-UTC}"}
+        idle_ttl_s: 300
+
+Loading runs in stages, each in its own module: `document` reads the YAML into a node tree that
+remembers lines; `interpolation` expands `${VAR}` and hands on plain data; `schema` declares the
+file's shape and validates it with pydantic; `messages` words pydantic's errors and locates them
+through the node tree. Every stage adds what it finds to one `Problems`, so a bad file raises one
+`ConfigError` listing every problem as `file:line: key.path: message`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from hangar.config.document import read_document
+from hangar.config.interpolation import Environment, interpolate
+from hangar.config.problems import Problems
+from hangar.config.specs import (
+    GroupSpec,
+    HangarConfig,
+    HttpSettings,
+    RateLimit,
+    RootSupervision,
+    TreeSpec,
+    read_tree_spec,
+    write_tree_spec,
+)
+
+__all__ = [
+    "GroupSpec",
+    "HangarConfig",
+    "HttpSettings",
+    "RateLimit",
+    "RootSupervision",
+    "TreeSpec",
+    "check_config",
+    "describe",
+    "load_config",
+    "read_tree_spec",
+    "write_tree_spec",
+]
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> HangarConfig:
+    """Read, interpolate and validate the config file at `path`.
+
+    Raises:
+        ConfigError: with every problem in the file.
+    """
+    file = os.fspath(path)
+    problems = Problems(file)
+    root = read_document(file, problems)
+    absolute = os.path.abspath(file)
+    environment = Environment(os.environ if environ is None else environ, os.path.dirname(absolute))
+    plain = interpolate(root, environment, problems)
+    from hangar.config import schema  # pydantic: only a process that validates a file pays its import
+
+    config = schema.validate(plain, root, problems, absolute)
+    problems.raise_if_any()
+    assert config is not None  # validation failed only with problems
+    return config
+
+
+def check_config(path: str | os.PathLike[str]) -> HangarConfig:
+    """`hangar config check`: load `path` against the real environment."""
+    return load_config(path)
+
+
+def describe(config: HangarConfig) -> str:
+    """One line for humans: `ok: 2 providers (a, b) in /path/hangar.yaml`."""
+    count = len(config.providers)
+    ids = ", ".join(spec.id for spec in config.providers)
+    return f"ok: {count} provider{'' if count == 1 else 's'} ({ids}) in {config.path}"

@@ -1,0 +1,509 @@
+"""The config file's shape: every section, key, type and constraint, declared once.
+
+Each mapping in the file is a `Section`, a pydantic model that forbids unknown keys and strictly
+checks the kinds of value declared in `values` (a string is not a number, unless `${VAR}` made
+it), so one validation reports every mistake. A check across keys says what is wrong with
+`problem()`, located below the section it checks (`at=`). Each section turns itself into the
+plain dataclasses the rest of hangar uses (`to_spec`): a provider key with a field of the same
+name in `ProviderSpec` is copied there as it is, so a new key is declared here once, then used
+where it matters.
+
+Importing this module costs ~0.1 s (pydantic, and building the models): only `load_config`
+does, so the processes that merely receive specs never pay it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from hangar.config import messages
+from hangar.config.interpolation import Plain
+from hangar.config.problems import Node, Problems
+from hangar.config.specs import (
+    DEFAULT_GROUP_STRATEGY,
+    DEFAULT_ROOT_INTENSITY,
+    DEFAULT_ROOT_PERIOD_S,
+    GroupSpec,
+    HangarConfig,
+    HttpSettings,
+    RateLimit,
+    RootSupervision,
+)
+from hangar.config.values import (
+    AS_WRITTEN,
+    CONFIG_DIR,
+    EXTENSION_PREFIX,
+    REMOTE_TYPES,
+    Choice,
+    Command,
+    Count,
+    Directory,
+    Env,
+    Factor,
+    Jitter,
+    JsonObject,
+    Loc,
+    NonNegative,
+    ObjectSchema,
+    Positive,
+    PositiveCount,
+    ProviderId,
+    TextList,
+    TokensFile,
+    lower,
+    nonempty,
+    problem,
+)
+from supervisors.spec import BackoffPolicy, Restart
+from workers.spec import ProtocolChoice, ProviderMode, ProviderSpec, RetrySpec
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+GroupStrategy = Literal["round_robin", "weighted_round_robin", "random", "priority", "least_connections"]
+RetryableType = Literal[
+    "timeout",
+    "provider_crashed",
+    "worker_crashed",
+    "provider_error",
+    "provider_start_failed",
+    "provider_not_ready",
+    "worker_unavailable",
+    "circuit_open",
+    "overloaded",
+    "tool_error",
+]
+
+# the defaults of every key are the defaults of what it configures
+_PROVIDER = ProviderSpec(id="defaults")
+_BACKOFF = BackoffPolicy()
+_RETRY = RetrySpec()
+_GROUP = GroupSpec(id="defaults", members=())
+_SPEC_FIELDS = frozenset(ProviderSpec.__dataclass_fields__)
+
+
+class Section(BaseModel):
+    """A mapping in the file: exactly these keys, each value checked strictly."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    missing_key: ClassVar[str] = "missing required key '{key}'"
+
+
+class Subsection(Section):
+    """A section that becomes one value of a spec: `backoff` a `BackoffPolicy`, a tool a dict."""
+
+    def to_spec(self) -> Any:
+        raise NotImplementedError
+
+
+class Backoff(Subsection):
+    """`backoff`: the delays between restarts of a crashed provider."""
+
+    initial_s: NonNegative = _BACKOFF.base_s
+    factor: Factor = _BACKOFF.factor
+    max_s: NonNegative = _BACKOFF.max_s
+    jitter: Jitter = _BACKOFF.jitter
+    reset_after_s: NonNegative = _BACKOFF.reset_after_s
+
+    @model_validator(mode="after")
+    def _max_at_least_initial(self) -> Self:
+        if self.max_s < self.initial_s:
+            culprit = "max_s" if "max_s" in self.model_fields_set else "initial_s"
+            raise problem(f"max_s ({self.max_s:g}) must be >= initial_s ({self.initial_s:g})", at=(culprit,))
+        return self
+
+    def to_spec(self) -> BackoffPolicy:
+        return BackoffPolicy(self.initial_s, self.factor, self.max_s, self.jitter, self.reset_after_s)
+
+
+class RetryBackoff(Section):
+    """`retry.backoff`: the delays between attempts of one call."""
+
+    initial_s: NonNegative = _RETRY.initial_s
+    max_s: NonNegative = _RETRY.max_s
+    multiplier: Factor = _RETRY.multiplier
+    jitter: Jitter = _RETRY.jitter
+
+
+class Retry(Subsection):
+    """`retry`: which failed calls are sent again, how often, how far apart."""
+
+    max_attempts: PositiveCount = _RETRY.max_attempts
+    backoff: RetryBackoff = Field(default_factory=RetryBackoff)
+    retry_on: list[RetryableType] = []
+
+    def to_spec(self) -> RetrySpec:
+        return RetrySpec(
+            max_attempts=self.max_attempts,
+            initial_s=self.backoff.initial_s,
+            max_s=self.backoff.max_s,
+            multiplier=self.backoff.multiplier,
+            jitter=self.backoff.jitter,
+            retry_on=tuple(self.retry_on),
+        )
+
+
+class CircuitBreaker(Section):
+    """`circuit_breaker`: when calls to a failing provider fail fast, and for how long."""
+
+    failure_threshold: PositiveCount = _PROVIDER.breaker_failure_threshold
+    reset_timeout_s: Positive = _PROVIDER.breaker_reset_timeout_s
+
+
+class Tool(Subsection):
+    """A predefined tool, listed before its provider ever starts."""
+
+    name: Annotated[str, AfterValidator(nonempty("tool name"))]
+    title: str | None = None
+    description: str | None = None
+    inputSchema: ObjectSchema | None = None
+    input_schema: ObjectSchema | None = None
+    outputSchema: ObjectSchema | None = None
+    output_schema: ObjectSchema | None = None
+    annotations: JsonObject | None = None
+
+    @model_validator(mode="after")
+    def _one_spelling(self) -> Self:
+        for key, alias in (("inputSchema", "input_schema"), ("outputSchema", "output_schema")):
+            if getattr(self, key) is not None and getattr(self, alias) is not None:
+                raise problem(f"give only one of '{key}' and '{alias}'", at=(alias,))
+        return self
+
+    def to_spec(self) -> dict[str, Any]:
+        """The MCP tool object (camelCase keys, an input schema always)."""
+        tool: dict[str, Any] = {"name": self.name}
+        if self.title is not None:
+            tool["title"] = self.title
+        if self.description is not None:
+            tool["description"] = self.description
+        tool["inputSchema"] = self.inputSchema or self.input_schema or {"type": "object"}
+        output_schema = self.outputSchema or self.output_schema
+        if output_schema is not None:
+            tool["outputSchema"] = output_schema
+        if self.annotations is not None:
+            tool["annotations"] = self.annotations
+        return tool
+
+
+def _unique_names(tools: list[Tool]) -> list[Tool]:
+    first: dict[str, int] = {}
+    for index, tool in enumerate(tools):
+        if tool.name in first:
+            raise problem(
+                f"duplicate tool name '{tool.name}'", at=(index, "name"), first=(first[tool.name], "name")
+            )
+        first[tool.name] = index
+    return tools
+
+
+Tools = Annotated[list[Tool], AfterValidator(_unique_names)]
+
+
+class _Launch(Section):
+    """How to run a provider's process."""
+
+    command: Command
+    args: TextList = []
+    env: Env = {}
+    cwd: Directory | None = None  # default: the config file's directory
+
+    def to_spec(self, config_dir: str, **given: Any) -> ProviderSpec:
+        """The `ProviderSpec`: every key named like one of its fields, then `given`."""
+        values = {
+            name: _spec_value(getattr(self, name)) for name in type(self).model_fields if name in _SPEC_FIELDS
+        }
+        values.update(command=(*self.command, *self.args), cwd=self.cwd or config_dir)
+        return ProviderSpec(**{**values, **given})
+
+
+def _spec_value(value: Any) -> Any:
+    if isinstance(value, Subsection):
+        return value.to_spec()
+    if isinstance(value, list):
+        return tuple(_spec_value(item) for item in value)
+    return value
+
+
+class _Mode(Section):
+    mode: Annotated[ProviderMode, Choice] = _PROVIDER.mode
+
+
+class Provider(_Launch, _Mode):
+    """A provider under `providers:`: how to run it, and how its worker supervises it."""
+
+    idle_ttl_s: NonNegative = _PROVIDER.idle_ttl_s
+    max_concurrency: PositiveCount = _PROVIDER.max_concurrency
+    startup_timeout_s: Positive = _PROVIDER.startup_timeout_s
+    call_timeout_s: Positive = _PROVIDER.call_timeout_s
+    shutdown_timeout_s: Positive = _PROVIDER.shutdown_timeout_s
+    tools: Tools = []
+    restart: Annotated[Restart, Choice] = _PROVIDER.restart
+    backoff: Backoff = Field(default_factory=Backoff)
+    intensity: Count = _PROVIDER.intensity
+    period_s: Positive = _PROVIDER.period_s
+    health_check_interval_s: Positive = _PROVIDER.health_check_interval_s
+    max_consecutive_failures: PositiveCount = _PROVIDER.max_consecutive_failures
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    retry: Retry = Field(default_factory=Retry)
+    namespace: StrictBool = _PROVIDER.namespace  # false: tools and prompts under their own names
+    protocol: Annotated[ProtocolChoice, Choice] = _PROVIDER.protocol
+
+    def to_spec(self, config_dir: str, **given: Any) -> ProviderSpec:
+        breaker = self.circuit_breaker
+        return super().to_spec(
+            config_dir,
+            **{
+                "breaker_failure_threshold": breaker.failure_threshold,
+                "breaker_reset_timeout_s": breaker.reset_timeout_s,
+                **given,
+            },
+        )
+
+
+class _Identified(Section):
+    id: ProviderId
+
+
+class _Placement(_Identified):
+    weight: PositiveCount = _PROVIDER.weight
+    priority: Count = _PROVIDER.priority  # lower is preferred
+
+
+class ListedProvider(Provider, _Identified):
+    """A provider in the list form of `providers:`."""
+
+
+class Member(Provider, _Placement):
+    """A member of a group: a provider with an id, a weight and a priority."""
+
+
+def _some_members(members: list[Member]) -> list[Member]:
+    if not members:
+        raise problem("a group needs at least one member")
+    return members
+
+
+class Group(Section):
+    """`mode: group`: providers that look like one, calls balanced across `members`."""
+
+    mode: Literal["group"]
+    members: Annotated[list[Member], AfterValidator(_some_members)]
+    strategy: GroupStrategy = DEFAULT_GROUP_STRATEGY
+    min_healthy: Count = _GROUP.min_healthy
+    tools: Tools = []
+    retry: Retry = Field(default_factory=Retry)
+
+    @model_validator(mode="after")
+    def _enough_members(self) -> Self:
+        if self.min_healthy > len(self.members):
+            raise problem(
+                f"min_healthy is {self.min_healthy} but the group has {len(self.members)} members",
+                at=("min_healthy",),
+            )
+        return self
+
+    def to_specs(self, group_id: str, config_dir: str) -> tuple[GroupSpec, list[ProviderSpec]]:
+        """The group, and its members as providers (with the group's tools unless they list their own)."""
+        tools = tuple(tool.to_spec() for tool in self.tools)
+        members = [
+            member.to_spec(config_dir, group=group_id, **({} if member.tools else {"tools": tools}))
+            for member in self.members
+        ]
+        group = GroupSpec(
+            id=group_id,
+            members=tuple(member.id for member in self.members),
+            strategy=self.strategy,
+            min_healthy=self.min_healthy,
+            retry=self.retry.to_spec(),
+            tools=tools,
+        )
+        return group, members
+
+
+class ListedGroup(Group, _Identified):
+    """A group in the list form of `providers:`."""
+
+
+class McpServer(_Launch):
+    """An entry of `mcpServers:` (Claude Desktop, `.mcp.json`): a stdio server."""
+
+    type: Literal["stdio"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "url" in data:
+                raise problem("remote providers are not supported yet", at=("url",))
+            if data.get("type") in REMOTE_TYPES:
+                raise problem("remote providers are not supported yet", at=("type",))
+        return data
+
+
+def _entry_kind(value: Any) -> str:
+    return (
+        messages.GROUP_TAG
+        if isinstance(value, dict) and value.get("mode") == "group"
+        else messages.PROVIDER_TAG
+    )
+
+
+def _form(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return messages.MAPPING_TAG
+    return messages.LIST_TAG if isinstance(value, list) else None
+
+
+Entry = Annotated[
+    Annotated[Provider, Tag(messages.PROVIDER_TAG)] | Annotated[Group, Tag(messages.GROUP_TAG)],
+    Discriminator(_entry_kind),
+]
+ListedEntry = Annotated[
+    Annotated[ListedProvider, Tag(messages.PROVIDER_TAG)] | Annotated[ListedGroup, Tag(messages.GROUP_TAG)],
+    Discriminator(_entry_kind),
+]
+Providers = Annotated[
+    Annotated[dict[ProviderId, Entry], Tag(messages.MAPPING_TAG)]
+    | Annotated[list[ListedEntry], Tag(messages.LIST_TAG)],
+    Discriminator(
+        _form,
+        custom_error_type=messages.EXPECTED,
+        custom_error_message="expected a mapping or a list",
+    ),
+]
+
+
+class Supervisor(Subsection):
+    """`supervisor`: worker-process restarts the root tolerates before hangar exits."""
+
+    intensity: Count = DEFAULT_ROOT_INTENSITY
+    period_s: Positive = DEFAULT_ROOT_PERIOD_S
+
+    def to_spec(self) -> RootSupervision:
+        return RootSupervision(self.intensity, self.period_s)
+
+
+class RateLimits(Section):
+    """`http.rate_limit`: a token bucket per client."""
+
+    missing_key: ClassVar[str] = "rate_limit needs {key}"
+    requests_per_s: Positive
+    burst: PositiveCount
+
+
+class Http(Subsection):
+    """`http`: the HTTP front (`hangar serve --http`)."""
+
+    tokens_file: TokensFile | None = None
+    rate_limit: RateLimits | None = None
+    allowed_hosts: list[str] = []
+    allowed_origins: list[str] = []
+
+    def to_spec(self) -> HttpSettings:
+        limits = self.rate_limit
+        return HttpSettings(
+            tokens_file=self.tokens_file,
+            rate_limit=RateLimit(limits.requests_per_s, limits.burst) if limits else None,
+            allowed_hosts=tuple(self.allowed_hosts),
+            allowed_origins=tuple(self.allowed_origins),
+        )
+
+
+class ConfigFile(Section):
+    """The whole file; top-level keys starting with `x-` are ignored (a home for YAML anchors)."""
+
+    providers: Providers | None = None
+    mcpServers: dict[ProviderId, McpServer] | None = None
+    supervisor: Supervisor = Field(default_factory=Supervisor)
+    log_level: Annotated[LogLevel, BeforeValidator(lower)] = "info"
+    http: Http = Field(default_factory=Http)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_extensions(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if not key.startswith(EXTENSION_PREFIX)}
+        return data
+
+    @model_validator(mode="after")
+    def _providers_given_once_with_unique_ids(self) -> Self:
+        given = [key for key in ("providers", "mcpServers") if key in self.model_fields_set]
+        if len(given) == 2:
+            raise problem(
+                "'providers' and 'mcpServers' cannot both be given",
+                at=("mcpServers",),
+                hint="keep one of them",
+            )
+        if not given:
+            raise problem("no providers configured", hint="add a `providers:` mapping")
+        if not (self.providers or self.mcpServers):
+            raise problem("no providers configured", at=(given[0],))
+        first: dict[str, Loc] = {}  # every id, and where it is defined
+        for at, entry_id, entry in self._entries():
+            ids = [(at, entry_id)]
+            if isinstance(entry, Group):
+                members = enumerate(entry.members)
+                # a member may share its own group's id: the group is public, its members are not
+                ids += [((*at[:2], "members", i, "id"), m.id) for i, m in members if m.id != entry_id]
+            for where, provider_id in ids:
+                if provider_id in first:
+                    raise problem(
+                        f"duplicate provider id '{provider_id}'", at=where, first=first[provider_id]
+                    )
+                first[provider_id] = where
+        return self
+
+    def _entries(self) -> Iterator[tuple[Loc, str, Provider | Group | McpServer]]:
+        """Each entry of `providers` or `mcpServers` in file order, with where its id is written."""
+        if isinstance(self.providers, dict):
+            for key, entry in self.providers.items():
+                yield ("providers", key), key, entry
+        elif isinstance(self.providers, list):
+            for index, listed in enumerate(self.providers):
+                yield ("providers", index, "id"), listed.id, listed
+        for key, server in (self.mcpServers or {}).items():
+            yield ("mcpServers", key), key, server
+
+    def to_config(self, path: str) -> HangarConfig:
+        config_dir = os.path.dirname(path)
+        providers: list[ProviderSpec] = []
+        groups: list[GroupSpec] = []
+        for _, entry_id, entry in self._entries():
+            if isinstance(entry, Group):
+                group, members = entry.to_specs(entry_id, config_dir)
+                groups.append(group)
+                providers.extend(members)
+            else:
+                providers.append(entry.to_spec(config_dir, id=entry_id))
+        return HangarConfig(
+            path,
+            tuple(providers),
+            self.supervisor.to_spec(),
+            self.log_level,
+            self.http.to_spec(),
+            groups=tuple(groups),
+        )
+
+
+def validate(plain: Plain, root: Node, problems: Problems, path: str) -> HangarConfig | None:
+    """The config in `plain` (read from the file at `path`), or None with its problems in `problems`."""
+    context = {AS_WRITTEN: plain.as_written, CONFIG_DIR: os.path.dirname(path)}
+    try:
+        document = ConfigFile.model_validate(plain.data, context=context)
+    except ValidationError as exc:
+        messages.report(exc.errors(include_url=False), root, problems, ConfigFile)
+        return None
+    return document.to_config(path)

@@ -1,0 +1,92 @@
+"""What a loaded config file becomes: plain frozen dataclasses, free of pydantic.
+
+The root reads `HangarConfig`; the router gets a `TreeSpec` (every provider, the groups and the
+HTTP settings), which the root writes once into the instance directory with
+`workers.spec.encode_spec`: a file, as an environment variable holds at most 128 KiB, less than
+the specs of a few hundred providers with their predefined tools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from workers.spec import ProviderSpec, RetrySpec, decode_spec, encode_spec
+
+TREE_SPEC_FILE = "tree.json"  # in the instance directory: written by the root, read by each router
+DEFAULT_ROOT_INTENSITY = 10  # worker-process restarts the root supervisor tolerates ...
+DEFAULT_ROOT_PERIOD_S = 60.0  # ... within this many seconds before hangar itself gives up
+DEFAULT_GROUP_STRATEGY: Final = "round_robin"  # every member in turn
+
+
+@dataclass(frozen=True)
+class RootSupervision:
+    """Restarts of worker processes tolerated by the root supervisor."""
+
+    intensity: int = DEFAULT_ROOT_INTENSITY
+    period_s: float = DEFAULT_ROOT_PERIOD_S
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket per client: `requests_per_s` sustained, `burst` at once."""
+
+    requests_per_s: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP front (`hangar serve --http`); tokens may also come from $HANGAR_TOKENS."""
+
+    tokens_file: str | None = None
+    rate_limit: RateLimit | None = None  # off unless configured
+    allowed_hosts: tuple[str, ...] = ()  # Host header values ("name:port", "name:*"), beyond loopback
+    allowed_origins: tuple[str, ...] = ()  # Origin values ("https://app.example:*"), beyond loopback
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """Providers that look like one: `<group>__<tool>`, calls balanced across `members`."""
+
+    id: str
+    members: tuple[str, ...]
+    strategy: str = DEFAULT_GROUP_STRATEGY
+    min_healthy: int = 1
+    retry: RetrySpec = field(default_factory=RetrySpec)
+    tools: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    """What the router needs to know of the whole tree."""
+
+    providers: tuple[ProviderSpec, ...]
+    groups: tuple[GroupSpec, ...] = ()
+    http: HttpSettings = HttpSettings()
+
+
+@dataclass(frozen=True)
+class HangarConfig:
+    """A validated config file; `path` is absolute."""
+
+    path: str
+    providers: tuple[ProviderSpec, ...]
+    supervisor: RootSupervision
+    log_level: str = "info"
+    http: HttpSettings = HttpSettings()
+    groups: tuple[GroupSpec, ...] = ()
+
+    @property
+    def tree(self) -> TreeSpec:
+        return TreeSpec(self.providers, self.groups, self.http)
+
+
+def write_tree_spec(directory: Path, tree: TreeSpec) -> None:
+    """Write `tree` where `read_tree_spec(directory)` finds it."""
+    (directory / TREE_SPEC_FILE).write_text(encode_spec(tree))
+
+
+def read_tree_spec(directory: Path) -> TreeSpec:
+    return decode_spec((directory / TREE_SPEC_FILE).read_bytes(), TreeSpec)
