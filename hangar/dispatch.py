@@ -60,11 +60,34 @@ class ProviderView:
         return self.status["state"]
 
 
+DoneFn = Callable[["Reply | CallError"], None]
+
+
 @dataclass
 class _Pending:
+    """A request waiting for its worker: awaited (`future`), or answered to a callback (`done`)."""
+
     provider: str
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | None = None
     on_progress: ProgressFn | None = None
+    done: DoneFn | None = None
+    timer: asyncio.TimerHandle | None = None
+
+    def settle(self, outcome: Any) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.done is not None:
+            done, self.done = self.done, None
+            done(outcome)
+        elif self.future is not None and not self.future.done():
+            if isinstance(outcome, BaseException):
+                self.future.set_exception(outcome)
+            else:
+                self.future.set_result(outcome)
+
+    @property
+    def settled(self) -> bool:
+        return self.done is None and (self.future is None or self.future.done())
 
 
 class Dispatcher:
@@ -145,6 +168,55 @@ class Dispatcher:
         )
         return reply
 
+    def request_now(
+        self,
+        provider: str,
+        method: str,
+        params: bytes | None,
+        *,
+        era: Era,
+        timeout_s: float,
+        backstop_s: float,
+        call: int,
+        done: DoneFn,
+    ) -> bool:
+        """`request` without waiting, for a worker that is connected: `done` gets the answer.
+
+        False when the worker cannot take it now (nothing was sent: use `request`).
+        """
+        head = protocol.header(Kind.REQUEST, id=call, method=method, era=era.value, timeout_s=timeout_s)
+        frames = [provider.encode(), head] if params is None else [provider.encode(), head, params]
+        try:
+            self._channel.send(frames)
+        except ChannelError:
+            return False
+        pending = _Pending(provider, done=done)
+        pending.timer = asyncio.get_running_loop().call_later(backstop_s, self._backstop, call, backstop_s)
+        self._pending[call] = pending
+        self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
+        return True
+
+    def _backstop(self, call: int, waited_s: float) -> None:
+        pending = self._finish(call)
+        if pending is not None:
+            self._cancel_remote(pending.provider, call)
+            pending.settle(
+                CallError(
+                    ErrorType.TIMEOUT,
+                    f"the worker of {pending.provider} did not answer within {waited_s:g}s",
+                    "the worker may be wedged; the supervisor restarts it if its heartbeats stop",
+                )
+            )
+
+    def _finish(self, call: int) -> _Pending | None:
+        """The pending entry of a request made with `request_now`, no longer pending."""
+        pending = self._pending.get(call)
+        if pending is None or pending.done is None:
+            return None
+        del self._pending[call]
+        self._in_flight[pending.provider] -= 1
+        return pending
+
     async def control(
         self, provider: str, op: str, args: dict[str, Any] | None = None, timeout_s: float = CONTROL_TIMEOUT_S
     ) -> Any:
@@ -166,7 +238,7 @@ class Dispatcher:
         on_progress: ProgressFn | None,
     ) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[call] = _Pending(provider, future, on_progress)
+        self._pending[call] = _Pending(provider, future, on_progress)  # settled by _on_message
         self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
         try:
             await self._send(provider, message)
@@ -227,9 +299,11 @@ class Dispatcher:
         self._send_nowait(provider, protocol.frames(Kind.CANCEL, id=call))
 
     def cancel(self, call: int) -> None:
-        """The client cancelled: tell the worker, and stop waiting."""
-        pending = self._pending.get(call)
+        """The client cancelled a request made with `request_now`: tell the worker, answer nobody."""
+        pending = self._finish(call)
         if pending is not None:
+            if pending.timer is not None:
+                pending.timer.cancel()
             self._cancel_remote(pending.provider, call)
 
     def worker_down(self, provider: str, detail: str) -> None:
@@ -247,9 +321,10 @@ class Dispatcher:
                 "in_flight": 0,
                 "last_error": f"worker exited: {detail}",
             }
-        for pending in list(self._pending.values()):
-            if pending.provider == provider and not pending.future.done():
-                pending.future.set_exception(
+        for call, pending in list(self._pending.items()):
+            if pending.provider == provider and not pending.settled:
+                self._finish(call)
+                pending.settle(
                     CallError(
                         ErrorType.WORKER_CRASHED,
                         f"the worker of provider {provider} exited during the call ({detail})",
@@ -273,23 +348,24 @@ class Dispatcher:
             view.connected = True
             view.reachable.set()
         kind = head["k"]
-        if kind == Kind.RESULT:
-            pending = self._pending.get(head.get("id", -1))
-            if pending is not None and not pending.future.done():
+        if kind == Kind.RESULT or kind == Kind.FAILED or kind == Kind.REPLY:
+            call = head.get("id", -1)
+            pending = self._pending.get(call)
+            if pending is None:
+                return  # an answer to a request we gave up on
+            if pending.done is not None:
+                self._finish(call)
+            if kind == Kind.RESULT:
                 era = ERAS.get(head.get("era", ""), Era.HANDSHAKE)
-                pending.future.set_result(Reply(era, body or b"{}", bool(head.get("rpc_error"))))
+                pending.settle(Reply(era, body or b"{}", bool(head.get("rpc_error"))))
+            elif kind == Kind.FAILED:
+                pending.settle(CallError.from_data(head.get("error")))
+            else:
+                pending.settle(head.get("result"))
         elif kind == Kind.PROGRESS:
             pending = self._pending.get(head.get("id", -1))
             if pending is not None and pending.on_progress is not None:
                 pending.on_progress(head.get("progress") or {})
-        elif kind == Kind.FAILED:
-            pending = self._pending.get(head.get("id", -1))
-            if pending is not None and not pending.future.done():
-                pending.future.set_exception(CallError.from_data(head.get("error")))
-        elif kind == Kind.REPLY:
-            pending = self._pending.get(head.get("id", -1))
-            if pending is not None and not pending.future.done():
-                pending.future.set_result(head.get("result"))
         elif kind == Kind.ANNOUNCE:
             self._announced(view, head)
         elif kind == Kind.HEARTBEAT:
@@ -318,9 +394,10 @@ class Dispatcher:
             self.synced.set()
 
     def close(self) -> None:
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(
+        pendings, self._pending = self._pending, {}
+        for pending in pendings.values():
+            if not pending.settled:
+                pending.settle(
                     CallError(
                         ErrorType.SHUTTING_DOWN,
                         "hangar is shutting down",

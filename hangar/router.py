@@ -193,6 +193,21 @@ class Router:
             log.exception("request_failed_unexpectedly", method=method)
             exchange.error(jsonrpc.INTERNAL_ERROR, f"Internal error: {type(exc).__name__}: {exc}")
 
+    def handle_now(self, exchange: Exchange) -> Callable[[], None] | None:
+        """Answer `exchange` without a task when it is a plain tool call; None: `handle` it.
+
+        Returns its cancel function.
+        """
+        session = exchange.session
+        if exchange.method != "tools/call" or session.era is not Era.HANDSHAKE or not session.registered:
+            return None
+        try:
+            exchange.params = jsonrpc.members(exchange.raw_params)
+        except ValueError:
+            return None
+        session.last_active = exchange.started
+        return tools.call_tool_now(self, exchange)
+
     def notification(self, session: ClientSession, method: str, params: jsonrpc.Raw) -> None:
         """A notification from a client (initialized, roots changed; cancellations go to the front)."""
         if method == "notifications/initialized":

@@ -148,7 +148,7 @@ class Provider:
         Raises:
             CallError: the provider is dead, stopping, or did not start.
         """
-        wanted = self._era_for(era)
+        wanted = self.era_for(era)
         current = self.connections.get(wanted)
         if current is not None and self.state.serving:
             return current
@@ -172,7 +172,7 @@ class Provider:
             if on_stage is not None:
                 self._stage_listeners.discard(on_stage)
 
-    def _era_for(self, era: Era) -> Era:
+    def era_for(self, era: Era) -> Era:
         """The era of the connection that serves a client of `era`."""
         if self.spec.protocol is ProtocolChoice.HANDSHAKE or self.modern_supported is False:
             return Era.HANDSHAKE
@@ -276,8 +276,6 @@ class Provider:
 
     async def _open(self, era: Era) -> Connection:
         transport = self._transports(self.spec, self._on_stderr)
-        await transport.start()
-        self._stage("launching")
         holder: list[Connection] = []
 
         def on_notification(method: str, params: Raw, call: int | None) -> None:
@@ -289,6 +287,8 @@ class Provider:
         session = McpSession(transport, on_notification=on_notification, on_request=on_request)
         connection = Connection(era, transport, session)
         holder.append(connection)
+        await transport.start(session)
+        self._stage("launching")
         try:
             await session.open(era, self.spec.startup_timeout_s)
         except BaseException:

@@ -40,6 +40,7 @@ CLIENT_INFO = {"name": "hangar", "version": "0.1.0"}
 CLIENT_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {}}
 HANDSHAKE_CAPABILITIES: dict[str, Any] = {**CLIENT_CAPABILITIES, "roots": {"listChanged": True}}
 MAX_LIST_PAGES = 100  # a provider that paginates a list forever is cut off here
+CONGESTED_BYTES = 64 * 1024  # queued for a provider's stdin beyond this: requests wait their turn
 META = "_meta"
 PROGRESS_TOKEN = "progressToken"
 ENVELOPE_PREFIX = "io.modelcontextprotocol/"
@@ -76,11 +77,30 @@ class Answer:
     rpc_error: bool
 
 
+AnswerFn = Callable[["Answer | BaseException"], None]
+
+
 @dataclass
 class _Pending:
-    future: asyncio.Future[Answer]
+    """A request waiting for its answer: awaited (`future`), or answered to a callback (`done`)."""
+
     call: int | None  # the router's call id for a forwarded request
+    future: asyncio.Future[Answer] | None = None
+    done: AnswerFn | None = None
+    timer: asyncio.TimerHandle | None = None
     on_progress: ProgressFn | None = None
+
+    def settle(self, outcome: Answer | BaseException) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.done is not None:
+            done, self.done = self.done, None
+            done(outcome)
+        elif self.future is not None and not self.future.done():
+            if isinstance(outcome, BaseException):
+                self.future.set_exception(outcome)
+            else:
+                self.future.set_result(outcome)
 
 
 class McpSession:
@@ -98,7 +118,6 @@ class McpSession:
         self._on_request = on_request
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()  # answers to the provider's pings
         self.closed = asyncio.Event()
         self.close_reason = ""
@@ -111,12 +130,11 @@ class McpSession:
     # ------------------------------------------------------------------ opening
 
     async def open(self, era: Era, timeout_s: float) -> None:
-        """Start reading, then probe (2026-07-28) or initialize (handshake era).
+        """Probe (2026-07-28) or initialize (handshake era); the transport already delivers lines here.
 
         Raises:
             RpcError, SessionClosed, TimeoutError: the provider did not open a session.
         """
-        self._reader = asyncio.create_task(self._read_loop())
         if era is Era.MODERN:
             try:
                 result = await self._request_json("server/discover", {}, timeout_s)
@@ -169,7 +187,7 @@ class McpSession:
         if on_progress is not None:
             params = jsonrpc.replace_members(params, {META: _with_token(params, request_id)})
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(future, call, on_progress)
+        self._pending[request_id] = _Pending(call, future=future, on_progress=on_progress)
         try:
             await self._write(jsonrpc.request(request_id, method, params))
             async with asyncio.timeout(timeout_s):
@@ -182,6 +200,57 @@ class McpSession:
             raise
         finally:
             self._pending.pop(request_id, None)
+
+    def forward_now(
+        self, method: str, params: bytes | None, *, timeout_s: float, call: int, done: AnswerFn
+    ) -> int:
+        """`forward` without waiting: the request is written at once, `done` gets the answer.
+
+        `done` is called with the `Answer`, or with the exception `forward` would raise
+        (`SessionClosed`, `MessageTooLarge`, `TimeoutError`). Returns the request's id, for `cancel`.
+
+        Raises:
+            SessionClosed: the provider is gone (nothing was sent).
+        """
+        if self.closed.is_set():
+            raise SessionClosed(self.close_reason or "provider session is closed")
+        request_id = next(self._ids)
+        try:
+            self._transport.write(jsonrpc.request(request_id, method, params) + b"\n")
+        except TransportError as exc:
+            raise SessionClosed(str(exc)) from exc
+        pending = _Pending(call, done=done)
+        pending.timer = asyncio.get_running_loop().call_later(timeout_s, self._expire, request_id)
+        self._pending[request_id] = pending
+        return request_id
+
+    def cancel(self, request_id: int, reason: str) -> bool:
+        """Give up on a request made with `forward_now`: the provider is told, nobody is answered.
+
+        False when it was answered already.
+        """
+        pending = self._pending.pop(request_id, None)
+        if pending is None:
+            return False
+        if pending.timer is not None:
+            pending.timer.cancel()
+        self._notify_nowait("notifications/cancelled", {"requestId": request_id, "reason": reason})
+        return True
+
+    def _expire(self, request_id: int) -> None:
+        pending = self._pending.pop(request_id, None)
+        if pending is not None:
+            self._notify_nowait("notifications/cancelled", {"requestId": request_id, "reason": "timed out"})
+            pending.settle(TimeoutError())
+
+    def _notify_nowait(self, method: str, params: dict[str, Any]) -> None:
+        if not self.closed.is_set():
+            with contextlib.suppress(TransportError):
+                self._transport.write(jsonrpc.notification(method, jsonrpc.dumps(params)) + b"\n")
+
+    def congested(self) -> bool:
+        """Whether the provider is behind reading its stdin (writes would queue up)."""
+        return self._transport.write_buffered() > CONGESTED_BYTES
 
     async def request(self, method: str, params: dict[str, Any] | None, timeout_s: float | None) -> Any:
         """The worker's own request (lists, health checks): Python data in, Python data out.
@@ -230,10 +299,6 @@ class McpSession:
         return [p.call for p in self._pending.values() if p.call is not None]
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
         self._fail_pending("provider session closed")
 
     # ------------------------------------------------------------------ reading
@@ -246,7 +311,8 @@ class McpSession:
 
     async def _write(self, line: bytes) -> None:
         try:
-            await self._transport.send(line + b"\n")
+            self._transport.write(line + b"\n")
+            await self._transport.drain()
         except TransportError as exc:
             raise SessionClosed(str(exc)) from exc
 
@@ -254,40 +320,29 @@ class McpSession:
         if not self.close_reason:
             self.close_reason = reason
         self.closed.set()
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(SessionClosed(reason))
+        pending, self._pending = self._pending, {}
+        for entry in pending.values():
+            entry.settle(SessionClosed(reason))
 
-    async def _read_loop(self) -> None:
-        reason = "provider closed its stdout"
-        try:
-            while True:
-                try:
-                    line = await self._transport.receive()
-                except MessageTooLarge as exc:
-                    self._too_large(exc)
-                    continue
-                if line is None:
-                    break
-                self._dispatch(line)
-        except TransportError as exc:
-            reason = str(exc)
-        finally:
-            self._fail_pending(reason)
+    # ------------------------------------------------------------------ reading (a transport Receiver)
 
-    def _dispatch(self, line: bytes) -> None:
+    def ended(self, reason: str) -> None:
+        """The provider's output ended."""
+        self._fail_pending(reason)
+
+    def line(self, line: bytes) -> None:
         try:
             message = jsonrpc.decode(line)
         except jsonrpc.InvalidMessage as exc:
             self._transport.report_garbage(line, str(exc))
             return
         if not message.method:
-            pending = self._pending.get(message.id) if isinstance(message.id, int) else None
-            if pending is not None and not pending.future.done():
+            pending = self._pending.pop(message.id, None) if isinstance(message.id, int) else None
+            if pending is not None:
                 if message.error:
-                    pending.future.set_result(Answer(bytes(message.error), True))
+                    pending.settle(Answer(bytes(message.error), True))
                 else:
-                    pending.future.set_result(Answer(bytes(message.result), False))
+                    pending.settle(Answer(bytes(message.result), False))
             return
         if message.method == "notifications/progress":
             self._progress(message.params)
@@ -304,12 +359,12 @@ class McpSession:
         else:
             self._on_notification(message.method, message.params, call)
 
-    def _too_large(self, exc: MessageTooLarge) -> None:
+    def too_large(self, exc: MessageTooLarge) -> None:
         """An over-long line fails the request it answered; the session goes on."""
         request_id = exc.request_id
-        pending = self._pending.get(request_id) if request_id is not None else None
-        if pending is not None and not pending.future.done():
-            pending.future.set_exception(exc)
+        pending = self._pending.pop(request_id, None) if request_id is not None else None
+        if pending is not None:
+            pending.settle(exc)
         else:
             log.warning("provider_message_too_large", error=str(exc), request_id=request_id)
 

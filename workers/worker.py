@@ -15,6 +15,7 @@ import functools
 import itertools
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -23,7 +24,7 @@ import zmq
 from supervisors.child import HEARTBEAT_INTERVAL_S, LINGER_MS, CommandError
 from supervisors.socket_channel import SocketChannel
 from workers import protocol
-from workers.calls import Calls, Forward
+from workers.calls import Calls, Forward, Outcome
 from workers.errors import CallError, ErrorType
 from workers.health import Health
 from workers.jsonrpc import Raw
@@ -47,7 +48,7 @@ class Worker:
         self.provider = Provider(spec, self)
         self.health = Health(self.provider)
         self.calls = Calls(self.provider, self.health, self.changed)
-        self._requests: dict[int, asyncio.Task[None]] = {}
+        self._requests: dict[int, asyncio.Task[None] | Callable[[], None]] = {}  # a task, or a cancel
         self._asks: dict[int, tuple[Era, int | str]] = {}  # our id -> (connection era, provider's id)
         self._ask_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -180,26 +181,53 @@ class Worker:
             return
         kind = head["k"]
         if kind == Kind.REQUEST:
-            call = int(head["id"])
-            task = asyncio.create_task(self._forward(head, body))
-            self._requests[call] = task
-            task.add_done_callback(functools.partial(self._forget_request, call))
+            self._request(head, body)
         elif kind == Kind.CANCEL:
-            running = self._requests.get(head.get("id", -1))
-            if running is not None:
+            running = self._requests.pop(head.get("id", -1), None)
+            if isinstance(running, asyncio.Task):
                 running.cancel()
+            elif running is not None:
+                running()
         elif kind == Kind.ANSWER:
             self._background(self._answer(head, body))
         elif kind == Kind.CONTROL:
             self._background(self._control(head))
 
+    def _request(self, head: dict[str, Any], body: bytes | None) -> None:
+        """A request from the router: sent at once when the provider can take it, else by a task."""
+        request = self._forward_of(head, body)
+        call = request.call
+        if head.get("cid") is None:
+            answered = False
+
+            def reply(outcome: Outcome | CallError) -> None:
+                nonlocal answered
+                answered = True
+                self._requests.pop(call, None)
+                self._reply(call, outcome)
+
+            cancel = self.calls.forward_now(request, reply)
+            if cancel is not None:
+                if not answered:
+                    self._requests[call] = cancel
+                return
+        task = asyncio.create_task(self._forward(request, head.get("cid")))
+        self._requests[call] = task
+        task.add_done_callback(functools.partial(self._forget_request, call))
+
+    def _reply(self, call: int, outcome: Outcome | CallError) -> None:
+        if isinstance(outcome, CallError):
+            self._send(Kind.FAILED, id=call, error=outcome.data)
+        else:
+            self._send(Kind.RESULT, outcome.body, id=call, era=outcome.era.value, rpc_error=outcome.rpc_error)
+
     def _forget_request(self, call: int, task: asyncio.Task[None]) -> None:
         if self._requests.get(call) is task:
             del self._requests[call]
 
-    async def _forward(self, head: dict[str, Any], body: bytes | None) -> None:
+    def _forward_of(self, head: dict[str, Any], body: bytes | None) -> Forward:
         call = int(head["id"])
-        request = Forward(
+        return Forward(
             call=call,
             method=str(head["method"]),
             era=ERAS.get(head.get("era", ""), Era.HANDSHAKE),
@@ -211,17 +239,20 @@ class Worker:
             log_level=head.get("level"),
         )
 
+    async def _forward(self, request: Forward, cid: Any) -> None:
+        call = request.call
+
         def on_progress(update: dict[str, Any]) -> None:
             self._send(Kind.PROGRESS, id=call, progress=update)
 
         try:
-            if head.get("cid") is not None:
-                with structlog.contextvars.bound_contextvars(cid=head["cid"]):
+            if cid is not None:
+                with structlog.contextvars.bound_contextvars(cid=cid):
                     outcome = await self.calls.forward(request, on_progress)
             else:
                 outcome = await self.calls.forward(request, on_progress)
         except CallError as exc:
-            self._send(Kind.FAILED, id=call, error=exc.data)
+            self._reply(call, exc)
         except asyncio.CancelledError:
             pass  # the router gave up on it: a cancelled request gets no answer
         except Exception as exc:
@@ -229,7 +260,7 @@ class Worker:
             error = CallError(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             self._send(Kind.FAILED, id=call, error=error.data)
         else:
-            self._send(Kind.RESULT, outcome.body, id=call, era=outcome.era.value, rpc_error=outcome.rpc_error)
+            self._reply(call, outcome)
 
     async def _answer(self, head: dict[str, Any], body: bytes | None) -> None:
         entry = self._asks.pop(int(head.get("sid", -1)), None)
@@ -292,8 +323,11 @@ class Worker:
 
     async def shutdown(self) -> None:
         """The worker is exiting: stop the provider, close the socket."""
-        for task in list(self._requests.values()):
-            task.cancel()
+        for running in list(self._requests.values()):
+            if isinstance(running, asyncio.Task):
+                running.cancel()
+            else:
+                running()
         await self.provider.close()
         for task in list(self._tasks):
             task.cancel()

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from hangar import management, relay
 from hangar.catalog import TOOL_SEPARATOR, Target
+from hangar.dispatch import REPLY_MARGIN_S, Reply
 from hangar.features.lifecycle import result_for
 from hangar.figures import UNKNOWN_NAME
 from hangar.protocol import RpcFailure
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
     from hangar.router import Router
 
 LIST_WAIT_S = 5.0  # a listing waits this long for providers still starting to list their tools
+TOOLS_CALL = "tools/call"
+SERVING = frozenset({"ready", "degraded"})
 SYNC_WAIT_S = 5.0  # a fresh router waits this long for every worker's first announcement
 NOT_LISTABLE = frozenset({"dead", "restarting", "stopping"})
 
@@ -112,20 +117,17 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
         arguments = exchange.params.get("arguments")
         await management.call(router, exchange, name, jsonrpc.value(arguments) if arguments else {})
         return
-    target = router.catalog.tool(name)
+    target = router.catalog.tool(name) or _by_prefix(router, name)
     if target is None and router.discovery.pending():  # named before it was listed: learn the lists
         await router.discovery.wait(exchange.era)
         target = router.catalog.tool(name)
-    label = target.name if target is not None else UNKNOWN_NAME
     if target is None:
-        entry, separator, tool = name.partition(TOOL_SEPARATOR)
-        if not separator or entry not in router.public or not tool:
-            raise RpcFailure(
-                jsonrpc.INVALID_PARAMS,
-                f"unknown tool {name!r}: tools are named <provider>__<tool>; "
-                f"providers: {', '.join(router.public)}",
-            )
-        target = Target(entry, tool)
+        raise RpcFailure(
+            jsonrpc.INVALID_PARAMS,
+            f"unknown tool {name!r}: tools are named <provider>__<tool>; "
+            f"providers: {', '.join(router.public)}",
+        )
+    label = target.name if router.catalog.tool(name) is not None else UNKNOWN_NAME
     if target.name != name:
         params = jsonrpc.with_members(exchange.params, {"name": target.name})
     else:
@@ -134,6 +136,83 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
         await relay.forward(router, exchange, target.entry, "tools/call", params, label=label)
     except CallError as exc:
         exchange.result(error_result(router, exchange, exc.data))
+
+
+def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | None:
+    """Relay a plain tool call to a running standalone provider without a task; None: use `call_tool`.
+
+    Most calls are this one: a handshake-era client, a tool the catalog knows, its provider up
+    and its worker connected, no progress asked for, no retry policy. The call goes to the
+    worker from the callback that read it, and its answer to the client from the callback that
+    received it. Returns the call's cancel function.
+    """
+    params = exchange.params
+    raw_name = params.get("name")
+    if raw_name is None or "_meta" in params:
+        return None
+    name = jsonrpc.value(raw_name)
+    target = router.catalog.tool(name) if isinstance(name, str) else None
+    if target is None or target.entry in router.groups:
+        return None
+    spec = router.specs[target.entry]
+    view = router.views[target.entry]
+    if spec.retry.retry_on or not view.connected or view.state not in SERVING:
+        return None
+    call = router.dispatcher.next_id()
+    sent = (
+        jsonrpc.with_members(params, {"name": target.name})
+        if target.name != name
+        else bytes(exchange.raw_params)
+    )
+    started = time.perf_counter()
+
+    def done(outcome: Reply | CallError) -> None:
+        router.untrack(call)
+        if isinstance(outcome, CallError):
+            router.figures.record(
+                target.entry, TOOLS_CALL, target.name, str(outcome.type), time.perf_counter() - started
+            )
+            exchange.result(error_result(router, exchange, outcome.data))
+            return
+        outcome_label = (
+            "rpc_error"
+            if outcome.rpc_error
+            else ("tool_error" if b'"isError":true' in outcome.body else "ok")
+        )
+        router.figures.record(
+            target.entry, TOOLS_CALL, target.name, outcome_label, time.perf_counter() - started
+        )
+        relay.answer(exchange, outcome.body, outcome.rpc_error, outcome.era)
+
+    router.track(call, exchange)
+    timeout_s = spec.call_timeout_s
+    sent_now = router.dispatcher.request_now(
+        target.entry,
+        TOOLS_CALL,
+        sent,
+        era=exchange.era,
+        timeout_s=timeout_s,
+        backstop_s=timeout_s + spec.startup_timeout_s + REPLY_MARGIN_S,
+        call=call,
+        done=done,
+    )
+    if not sent_now:
+        router.untrack(call)
+        return None
+
+    def cancel() -> None:
+        router.untrack(call)
+        router.dispatcher.cancel(call)
+
+    return cancel
+
+
+def _by_prefix(router: Router, name: str) -> Target | None:
+    """`<provider>__<tool>` for a tool the provider did not list (yet): it may still have it."""
+    entry, separator, tool = name.partition(TOOL_SEPARATOR)
+    if separator and tool and entry in router.public and router.namespaced(entry):
+        return Target(entry, tool)
+    return None
 
 
 def error_result(router: Router, exchange: Exchange, error: ErrorData | dict[str, Any]) -> bytes:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -46,9 +48,11 @@ class StdioFront:
         self._stdin = stdin
         self._stdout = stdout
         self.session = ClientSession("stdio", outbound=self)
-        self._running: dict[RequestId, tuple[Exchange, asyncio.Task[None]]] = {}
-        self._writer: asyncio.WriteTransport | None = None
+        # what runs each request read: a task, or (for a plain tool call) the call's cancel function
+        self._running: dict[RequestId, tuple[Exchange, asyncio.Task[None] | Callable[[], None]]] = {}
+        self._writer: asyncio.WriteTransport | _FileWriter | None = None
         self._eof = asyncio.Event()
+        self._idle = asyncio.Event()  # a request was answered (for the wait at EOF)
         self._buffer = bytearray()
         self._skipping = False  # inside a line that was too long: drop bytes until its end
         self.lines = 0
@@ -61,22 +65,33 @@ class StdioFront:
         if self._instance is not None:
             self._restore()
             self.router.on_initialize = self._remember
-        self._writer, _ = await loop.connect_write_pipe(
-            asyncio.Protocol, os.fdopen(self._stdout, "wb", buffering=0, closefd=False)
-        )
-        reader, _ = await loop.connect_read_pipe(
-            lambda: _Reader(self), os.fdopen(self._stdin, "rb", buffering=0, closefd=False)
-        )
+        if _is_file(self._stdout):  # `hangar serve > answers.jsonl`: a file is written directly
+            self._writer = _FileWriter(self._stdout)
+        else:
+            self._writer, _ = await loop.connect_write_pipe(
+                asyncio.Protocol, os.fdopen(self._stdout, "wb", buffering=0, closefd=False)
+            )
+        if _is_file(self._stdin):  # `hangar serve < requests.jsonl`
+            reader: Any = _FileReader(self, self._stdin)
+        else:
+            reader, _ = await loop.connect_read_pipe(
+                lambda: _Reader(self), os.fdopen(self._stdin, "rb", buffering=0, closefd=False)
+            )
         try:
             await self._eof.wait()
         finally:
             reader.close()
         log.info("client_disconnected", reason="stdin closed", answering=len(self._running))
-        for exchange, task in list(self._running.values()):
-            if exchange.method in OPEN_ENDED:
-                task.cancel()
+        for exchange, work in list(self._running.values()):
+            if exchange.method in OPEN_ENDED and isinstance(work, asyncio.Task):
+                work.cancel()
         while self._running:
-            await asyncio.wait([task for _, task in self._running.values()])
+            tasks = [work for _, work in self._running.values() if isinstance(work, asyncio.Task)]
+            if tasks:
+                await asyncio.wait(tasks)
+            else:
+                await self._idle.wait()
+                self._idle.clear()
         self.session.close()
         await self.flush()
 
@@ -158,6 +173,11 @@ class StdioFront:
             modern = message.method != "initialize" and _has_envelope(message.params)
             session.era = Era.MODERN if modern else Era.HANDSHAKE
         exchange = Exchange(session, message.id, message.method, message.params, self, self._done)
+        cancel = self.router.handle_now(exchange)
+        if cancel is not None:
+            if not exchange.answered:
+                self._running[message.id] = (exchange, cancel)
+            return
         task = asyncio.get_running_loop().create_task(self.router.handle(exchange))
         self._running[message.id] = (exchange, task)
 
@@ -165,6 +185,7 @@ class StdioFront:
         running = self._running.get(exchange.request_id)
         if running is not None and running[0] is exchange:
             del self._running[exchange.request_id]
+            self._idle.set()
 
     def _notification(self, message: jsonrpc.Envelope) -> None:
         if message.method == "notifications/cancelled":
@@ -173,9 +194,12 @@ class StdioFront:
             request_id = jsonrpc.value(raw) if raw is not None else None
             running = self._running.get(request_id) if isinstance(request_id, int | str) else None
             if running is not None:
-                exchange, task = running
+                exchange, work = running
                 exchange.cancelled()
-                task.cancel()
+                if isinstance(work, asyncio.Task):
+                    work.cancel()
+                else:
+                    work()
             return
         self.router.notification(self.session, message.method, message.params)
 
@@ -208,6 +232,53 @@ class StdioFront:
         session.capabilities = capabilities if isinstance(capabilities, dict) else {}
         session.client_info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else None
         log.info("session_resumed", protocol_version=session.protocol_version)
+
+
+def _is_file(fd: int) -> bool:
+    return stat.S_ISREG(os.fstat(fd).st_mode)
+
+
+class _FileWriter:
+    """stdout redirected to a regular file: written at once (a file never makes us wait)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class _FileReader:
+    """stdin redirected from a regular file: read in chunks, a loop turn between them."""
+
+    CHUNK_BYTES = 256 * 1024
+
+    def __init__(self, front: StdioFront, fd: int) -> None:
+        self._front = front
+        self._fd = fd
+        self._closed = False
+        asyncio.get_running_loop().call_soon(self._read)
+
+    def _read(self) -> None:
+        if self._closed:
+            return
+        chunk = os.read(self._fd, self.CHUNK_BYTES)
+        if not chunk:
+            self._front.eof()
+            return
+        self._front.data(chunk)
+        asyncio.get_running_loop().call_soon(self._read)
+
+    def close(self) -> None:
+        self._closed = True
 
 
 def _has_envelope(params: jsonrpc.Raw) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from workers import jsonrpc
 from workers.protocol import Era
 from workers.session import META_CAPABILITIES, META_VERSION, McpSession, RpcError, SessionClosed
-from workers.transport import MessageTooLarge
+from workers.transport import MessageTooLarge, Receiver
 
 
 class PipeTransport:
@@ -21,24 +21,38 @@ class PipeTransport:
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
-        self.incoming: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
         self.new_frame = asyncio.Event()
         self.garbage: list[bytes] = []
+        self.receiver: Receiver | None = None
 
-    async def start(self) -> None: ...
+    async def start(self, receiver: Receiver) -> None:
+        self.receiver = receiver
 
-    async def send(self, frame: bytes) -> None:
+    def write(self, frame: bytes) -> None:
         self.sent.append(json.loads(frame))
         self.new_frame.set()
 
-    async def receive(self) -> bytes | None:
-        item = await self.incoming.get()
-        if isinstance(item, Exception):
-            raise item
-        return item
+    async def drain(self) -> None: ...
+
+    def write_buffered(self) -> int:
+        return 0
 
     def feed(self, message: dict[str, Any] | None) -> None:
-        self.incoming.put_nowait(None if message is None else json.dumps(message).encode() + b"\n")
+        """The provider writes a message (None: it closes its stdout), delivered on the next loop turn."""
+        receiver = self.receiver
+        assert receiver is not None
+        if message is None:
+            asyncio.get_running_loop().call_soon(receiver.ended, "provider closed its stdout")
+        else:
+            asyncio.get_running_loop().call_soon(receiver.line, json.dumps(message).encode() + b"\n")
+
+    def feed_raw(self, line: bytes) -> None:
+        assert self.receiver is not None
+        asyncio.get_running_loop().call_soon(self.receiver.line, line)
+
+    def feed_too_large(self, error: MessageTooLarge) -> None:
+        assert self.receiver is not None
+        asyncio.get_running_loop().call_soon(self.receiver.too_large, error)
 
     async def next_sent(self, method: str | None = None) -> dict[str, Any]:
         while True:
@@ -79,7 +93,9 @@ def new_session(
         if requests is not None:
             requests.append((request_id, method, jsonrpc.value(params) if params else None, call))
 
-    return McpSession(transport, on_notification=on_notification, on_request=on_request)
+    session = McpSession(transport, on_notification=on_notification, on_request=on_request)
+    transport.receiver = session
+    return session
 
 
 async def initialized(transport: PipeTransport, session: McpSession) -> McpSession:
@@ -225,7 +241,7 @@ def test_an_oversized_answer_fails_its_request_and_the_session_goes_on() -> None
         big = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=2))
         sent = await transport.next_sent("tools/call")
         prefix = b'{"jsonrpc":"2.0","id":%d,"result":{"content":[' % sent["id"]
-        transport.incoming.put_nowait(MessageTooLarge(prefix, 64 * 2**20))
+        transport.feed_too_large(MessageTooLarge(prefix, 64 * 2**20))
         with pytest.raises(MessageTooLarge):
             await big
         small = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=2))
@@ -293,12 +309,59 @@ def test_lines_that_are_not_jsonrpc_are_reported_and_skipped() -> None:
     async def scenario() -> None:
         transport = PipeTransport()
         session = await initialized(transport, new_session(transport))
-        transport.incoming.put_nowait(b"Debugger listening on port 9229\n")
+        transport.feed_raw(b"Debugger listening on port 9229\n")
         call = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=2))
         sent = await transport.next_sent("tools/call")
         transport.feed({"jsonrpc": "2.0", "id": sent["id"], "result": {"fine": 1}})
         assert json.loads((await call).body) == {"fine": 1}
         assert transport.garbage == [b"Debugger listening on port 9229\n"]
+        await session.close()
+
+    asyncio.run(scenario())
+
+
+def test_forward_now_answers_to_its_callback_and_a_cancel_tells_the_provider() -> None:
+    async def scenario() -> None:
+        transport = PipeTransport()
+        session = await initialized(transport, new_session(transport))
+        answers: list[Any] = []
+        first = session.forward_now("tools/call", b'{"name":"a"}', timeout_s=2, call=1, done=answers.append)
+        second = session.forward_now("tools/call", b'{"name":"b"}', timeout_s=2, call=2, done=answers.append)
+        sent_first, sent_second = (
+            await transport.next_sent("tools/call"),
+            await transport.next_sent("tools/call"),
+        )
+        assert (sent_first["id"], sent_second["id"]) == (first, second)
+        assert session.cancel(second, "cancelled by the caller")
+        cancel = await transport.next_sent("notifications/cancelled")
+        assert cancel["params"]["requestId"] == second
+        transport.feed({"jsonrpc": "2.0", "id": first, "result": {"ok": 1}})
+        transport.feed({"jsonrpc": "2.0", "id": second, "result": {"late": 1}})
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert [json.loads(a.body) for a in answers] == [{"ok": 1}]  # the cancelled one is never answered
+        await session.close()
+
+    asyncio.run(scenario())
+
+
+def test_forward_now_times_out_to_its_callback() -> None:
+    async def scenario() -> None:
+        transport = PipeTransport()
+        session = await initialized(transport, new_session(transport))
+        answered = asyncio.Event()
+        outcomes: list[Any] = []
+
+        def done(outcome: Any) -> None:
+            outcomes.append(outcome)
+            answered.set()
+
+        request_id = session.forward_now("tools/call", b"{}", timeout_s=0.05, call=3, done=done)
+        await asyncio.wait_for(answered.wait(), 2)
+        assert isinstance(outcomes[0], TimeoutError)
+        await transport.next_sent("tools/call")
+        cancel = await transport.next_sent("notifications/cancelled")
+        assert cancel["params"] == {"requestId": request_id, "reason": "timed out"}
         await session.close()
 
     asyncio.run(scenario())
