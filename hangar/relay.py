@@ -42,6 +42,7 @@ INPUT_REQUIRED = b'"input_required"'
 MAX_INPUT_ROUNDS = 10  # a provider that keeps asking is cut off (the SDK client's limit too)
 PARKED_TTL_S = 600.0  # a call waiting for a client's input responses is dropped after this long
 STATE_PREFIX = "hangar1."
+MAC_BYTES = 16
 
 log = structlog.get_logger("hangar.relay")
 
@@ -78,7 +79,7 @@ class RequestStates:
 
     def seal(self, call: int) -> str:
         payload = f"{call}.{next(self._nonces)}".encode()
-        mac = hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+        mac = hmac.new(self._key, payload, hashlib.sha256).digest()[:MAC_BYTES]
         return STATE_PREFIX + base64.urlsafe_b64encode(payload + b"." + mac).decode().rstrip("=")
 
     def open(self, state: str) -> int | None:
@@ -89,8 +90,8 @@ class RequestStates:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except ValueError:
             return None
-        payload, _, mac = raw.rpartition(b".")
-        expected = hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+        payload, mac = raw[: -MAC_BYTES - 1], raw[-MAC_BYTES:]
+        expected = hmac.new(self._key, payload, hashlib.sha256).digest()[:MAC_BYTES]
         if not payload or not hmac.compare_digest(mac, expected):
             return None
         try:

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURE_SERVER = REPO / "tests" / "fixtures" / "fixture_server.py"
 NPM_PREFIX = Path(os.environ.get("HANGAR_TEST_NPM_PREFIX", REPO / ".cache" / "npm"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# the mcp SDK's everything-server (the conformance suite's fixture), from the SDK's sdist (`make test`)
+EVERYTHING_FIXTURE = (
+    REPO / ".cache" / "mcp-sdist" / f"mcp-{version('mcp')}" / "examples" / "servers" / "everything-server"
+)
 LEAK_DEADLINE_S = 5.0  # the whole tree must be gone this long after the client closes
 
 
@@ -44,6 +49,21 @@ def npm_bin(name: str) -> Path:
         f"{name} is not installed under {NPM_PREFIX} (run `make test`, which installs it)",
     )
     return path
+
+
+def everything_fixture(**overrides: Any) -> dict[str, Any]:
+    """The SDK's everything-server as a stdio provider (both protocol eras, MRTR, sampling, ...)."""
+    require(
+        EVERYTHING_FIXTURE.is_dir(),
+        f"the everything-server fixture is not at {EVERYTHING_FIXTURE} (make test)",
+    )
+    spec: dict[str, Any] = {
+        "command": sys.executable,
+        "args": ["-c", "from mcp_everything_server.server import mcp; mcp.run(transport='stdio')"],
+        "env": {"PYTHONPATH": str(EVERYTHING_FIXTURE)},
+    }
+    spec.update(overrides)
+    return spec
 
 
 def fixture_provider(**overrides: Any) -> dict[str, Any]:
@@ -165,11 +185,12 @@ def serve_command(config: Path, socket: Path) -> list[str]:
 
 @asynccontextmanager
 async def running_hangar(
-    config: Path, socket: Path, *, mode: str = "legacy", message_handler: Any = None
+    config: Path, socket: Path, *, mode: str = "legacy", message_handler: Any = None, **client_options: Any
 ) -> AsyncIterator[Hangar]:
+    """`hangar serve` with the SDK's client on its stdio; `client_options` go to the `Client`."""
     argv = serve_command(config, socket)
     params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(os.environ), cwd=str(REPO))
-    async with Client(params, mode=mode, message_handler=message_handler) as client:  # type: ignore[arg-type]
+    async with Client(params, mode=mode, message_handler=message_handler, **client_options) as client:  # type: ignore[arg-type]
         yield Hangar(client, socket)
 
 
