@@ -151,9 +151,14 @@ class ProcessHost:
         env[ENV_CHILD_ID] = child_id
         env[ENV_INCARNATION] = str(process.incarnation)
         env[ENV_LIFELINE_FD] = str(self._lifeline_r)
-        process.pid = await self._launch(child_id, start, env)
-        self._processes[process.pid] = process
+        # listen for it before it exists: a forked child can send READY before its fork is answered
         self.channel.attach(process)
+        try:
+            process.pid = await self._launch(child_id, start, env)
+        except BaseException:
+            self.channel.detach(process)
+            raise
+        self._processes[process.pid] = process
         early = self._unclaimed_exits.pop(process.pid, None)
         if early is not None:  # it died before its fork was even answered; its owner learns soon
             asyncio.get_running_loop().call_soon(self._exited, process, early)

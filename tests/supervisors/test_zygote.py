@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -177,6 +178,41 @@ async def test_forked_children_run_are_titled_and_restarted(
             lambda: (p := running_pid(sup, "a")) not in (None, new_a) and p, 10.0, "a spawned"
         )
         assert running_pid(sup, "b") == pid_b  # its sibling never noticed
+    finally:
+        await sup.shutdown()
+        await sup.close()
+        context.term()
+
+
+def quick_to_give_up(child: ChildSpec) -> ChildSpec:
+    return dataclasses.replace(child, start=dataclasses.replace(child.start, ready_timeout_s=5.0))
+
+
+async def test_a_forked_child_ready_before_its_fork_is_answered_still_counts(
+    short_tmp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor reads the zygote's answer late (a busy loop): the child's READY came first."""
+    answer_late = ZygoteClient._read_line
+
+    async def late(self: ZygoteClient, sock: Any) -> bytes:
+        line = await answer_late(self, sock)
+        await asyncio.sleep(1.0)  # the child is up and has sent READY by now
+        return line
+
+    monkeypatch.setattr(ZygoteClient, "_read_line", late)
+    context = zmq.asyncio.Context()
+    sup = Supervisor(
+        "test",
+        SupervisorFlags(),
+        [quick_to_give_up(forked("a", tmp_path / "marks"))],
+        endpoint=f"ipc://{short_tmp}/sup.sock",
+        context=context,
+        zygotes={CHILD_MODULE: ("supervisors.child",)},
+    )
+    try:
+        monkeypatch.chdir(REPO)
+        await sup.start()
+        assert running_pid(sup, "a")
     finally:
         await sup.shutdown()
         await sup.close()
