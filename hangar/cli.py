@@ -193,30 +193,47 @@ def _or_dash(value: Any) -> str:
 
 
 def _format_tree(tree: dict[str, Any]) -> str:
-    lines = [
-        f"root  pid {tree['pid']}  {tree['state']}  up {tree['uptime_s']}s  {tree['strategy']}  "
-        f"restarts {tree['restarts_in_window']}/{tree['intensity']} in {tree['period_s']:g}s  "
-        f"rss {tree['rss_mib']} MiB"
-    ]
-    children = tree["children"]
-    for index, child in enumerate(children):
-        last = index == len(children) - 1
-        branch, indent = ("└── ", "    ") if last else ("├── ", "│   ")
-        exit_ = child.get("last_exit")
-        exit_text = f"  last exit: {exit_['reason']} ({exit_['detail']})" if exit_ else ""
-        lines.append(
-            f"{branch}{child['kind']} {child['id']}  pid {child['pid'] or '-'}  {child['state']}  "
-            f"up {_or_dash(child['uptime_s'])}s  restarts {child['restarts']}  "
-            f"rss {child['rss_mib'] or '-'} MiB{exit_text}"
-        )
-        provider = child.get("provider")
+    """The tree as `tree(1)` draws directories: supervisors, their workers, each worker's provider."""
+    head = f"root  pid {tree['pid']}  {tree['state']}  up {tree['uptime_s']}s  {_budget(tree)}"
+    lines = [f"{head}  rss {tree['rss_mib']} MiB"]
+    _draw(tree["children"], "", lines)
+    return "\n".join(lines)
+
+
+def _draw(nodes: list[dict[str, Any]], indent: str, lines: list[str]) -> None:
+    for index, node in enumerate(nodes):
+        last = index == len(nodes) - 1
+        branch, below = ("└── ", "    ") if last else ("├── ", "│   ")
+        lines.append(indent + branch + _node_line(node))
+        children = list(node.get("children") or [])
+        provider = node.get("provider")
         if provider:
             lines.append(
-                f"{indent}└── provider  pid {provider['pid'] or '-'}  {provider['state']}  "
+                f"{indent}{below}└── provider  pid {provider['pid'] or '-'}  {provider['state']}  "
                 f"restarts {provider['restarts']}  rss {_or_dash(provider['rss_mib'])} MiB  "
                 f"cpu {provider['cpu_s'] or 0}s"
             )
-    return "\n".join(lines)
+        _draw(children, indent + below, lines)
+
+
+def _node_line(node: dict[str, Any]) -> str:
+    kind = node["kind"]
+    if kind == "supervisor":
+        return f"supervisor {node['id']}  {node['state']}  {_budget(node)}"
+    if kind == "provider":  # a provider without a worker
+        return f"{node['id']}  {node['state']}  ({node.get('reason') or '-'})"
+    exit_ = node.get("last_exit")
+    exit_text = f"  last exit: {exit_['reason']} ({exit_['detail']})" if exit_ else ""
+    return (
+        f"{kind} {node['id']}  pid {node['pid'] or '-'}  {node['state']}  "
+        f"up {_or_dash(node['uptime_s'])}s  restarts {node['restarts']}  "
+        f"rss {node['rss_mib'] or '-'} MiB{exit_text}"
+    )
+
+
+def _budget(node: dict[str, Any]) -> str:
+    spent = f"{node['restarts_in_window']}/{node['intensity']}"
+    return f"{node['strategy']}  restarts {spent} in {node['period_s']:g}s"
 
 
 if __name__ == "__main__":

@@ -34,10 +34,11 @@ class Group:
         return self.spec.id
 
     def _available(self, view: ProviderView) -> bool:
+        """Its worker is connected, or it has none and one is started for the call."""
         status = view.status
         return (
             bool(status)
-            and view.connected
+            and (view.connected or status.get("state") == "cold")
             and status.get("state") not in UNAVAILABLE_STATES
             and status.get("breaker") != "open"
         )

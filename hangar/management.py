@@ -335,14 +335,21 @@ async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[s
             answer["exposed_as"] = renamed
         return answer
     op = {"hangar_start": "start", "hangar_stop": "stop", "hangar_details": "details"}[name]
-    answers = [
-        await router.dispatcher.control(member, op, {"era": exchange.era.value}, timeout_s=CONTROL_TIMEOUT_S)
-        for member in router.members_of(entry)
-    ]
+    answers = [await _steer(router, exchange, member, op) for member in router.members_of(entry)]
     if entry in router.groups:
         return {"provider": entry, "members": answers}
     result: dict[str, Any] = answers[0]
     return result
+
+
+async def _steer(router: Router, exchange: Exchange, provider: str, op: str) -> Any:
+    """A control op on a provider's worker; stopping a provider that has none is a no-op."""
+    view = router.views[provider]
+    if op == "stop" and not view.connected and view.state in ("cold", "dead"):
+        return view.reported()
+    return await router.dispatcher.control(
+        provider, op, {"era": exchange.era.value}, timeout_s=CONTROL_TIMEOUT_S
+    )
 
 
 def require_provider(router: Router, provider: Any) -> str:
@@ -353,7 +360,7 @@ def require_provider(router: Router, provider: Any) -> str:
 
 def _row(router: Router, provider_id: str) -> dict[str, Any]:
     view = router.views[provider_id]
-    status = view.status
+    status = view.reported()
     return {
         "id": provider_id,
         "mode": router.specs[provider_id].mode.value,

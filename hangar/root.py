@@ -18,64 +18,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import structlog
 import zmq.asyncio
 
+from hangar import tree_view
 from hangar.config import HangarConfig, write_tree_spec
 from hangar.control import ControlServer
 from hangar.errors import ConfigError, ControlError
 from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
+from hangar.provider_tree import ProviderTree
 from hangar.systemd import Notifier
+from hangar.tree import (
+    ROUTER_ID,
+    WORKER_READY_TIMEOUT_S,
+    ZYGOTES,
+    http_router_spec,
+    providers_spec,
+    router_env,
+    stdio_router_spec,
+)
+from supervisors.child import CommandError
 from supervisors.errors import StartError
 from supervisors.exits import SupervisorExit
-from supervisors.info import ChildInfo, ChildState
-from supervisors.spec import (
-    AutoShutdown,
-    ChildSpec,
-    ProcessStart,
-    Restart,
-    Shutdown,
-    Strategy,
-    SupervisorFlags,
-)
+from supervisors.info import ChildState
+from supervisors.spec import AutoShutdown, ChildSpec, Strategy, SupervisorFlags
 from supervisors.supervisor import Supervisor
-from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, encode_spec
 
-ROUTER_ID = "router"
-ROUTER_SHUTDOWN_S = 5.0  # the router drains in-flight calls for at most this long
-WORKER_READY_TIMEOUT_S = 15.0  # a worker imports little; this is generous for a loaded machine
-ROUTER_READY_TIMEOUT_S = 30.0  # the router imports the MCP SDK
 EX_SOFTWARE = 70  # sysexits: the tree gave up (restart intensity exceeded)
-# imported once per zygote, so workers and routers start by fork in milliseconds; two zygotes,
-# because the router's (the MCP SDK) takes ~0.7 s to import and workers need not wait for it
-# (the router's zygote imports what its main module imports, not the module itself, which
-# runs as __main__ in the child)
-ZYGOTES = {
-    "workers": ("workers.worker",),
-    "hangar.router_process": ("hangar.router", "hangar.fronts.stdio"),
-}
+START_WORKER_TIMEOUT_S = WORKER_READY_TIMEOUT_S + 5.0  # the router's wait for a worker it asked for
+CONTROL_TIMEOUT_S = 70.0  # `ctl start` may wait for a provider's cold start
 
 log = structlog.get_logger("hangar.root")
-
-
-def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
-    env = dict(os.environ)
-    env[PROVIDER_SPEC_ENV] = encode_spec(provider)
-    env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
-    # close stdin, SIGTERM, SIGKILL: three waits of shutdown_timeout_s, plus a second to exit
-    shutdown_s = 3 * provider.shutdown_timeout_s + 1.0
-    return ChildSpec(
-        id=provider.id,
-        start=ProcessStart(
-            argv=(sys.executable, "-m", "workers"),
-            env=env,
-            ready_timeout_s=WORKER_READY_TIMEOUT_S,
-            module="workers",
-        ),
-        restart=Restart.PERMANENT,
-        shutdown=Shutdown.after(shutdown_s),
-    )
 
 
 @dataclass(frozen=True)
@@ -85,47 +58,6 @@ class HttpOptions:
     host: str
     port: int
     allow_unauthenticated: bool = False
-
-
-def router_env(router_endpoint: str, instance: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
-    env["HANGAR_INSTANCE_DIR"] = str(instance)
-    return env
-
-
-def stdio_router_spec(env: dict[str, str], stdin: int, stdout: int) -> ChildSpec:
-    """The router on the client's pipe: stdin EOF ends it normally, and that ends the tree."""
-    return ChildSpec(
-        id=ROUTER_ID,
-        start=ProcessStart(
-            argv=(sys.executable, "-m", "hangar.router_process"),
-            env=env,
-            stdin=stdin,
-            stdout=stdout,
-            ready_timeout_s=ROUTER_READY_TIMEOUT_S,
-            module="hangar.router_process",
-        ),
-        restart=Restart.TRANSIENT,
-        shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
-        significant=True,
-    )
-
-
-def http_router_spec(env: dict[str, str], http: HttpOptions, listener: int) -> ChildSpec:
-    """The router on a listening socket the root holds, so every incarnation serves the same port."""
-    env = {**env, "HANGAR_TRANSPORT": "http", "HANGAR_HTTP_FD": str(listener), "HANGAR_HTTP_HOST": http.host}
-    return ChildSpec(
-        id=ROUTER_ID,
-        start=ProcessStart(
-            argv=(sys.executable, "-m", "hangar.router_process"),
-            env=env,
-            pass_fds=(listener,),
-            ready_timeout_s=ROUTER_READY_TIMEOUT_S,
-        ),
-        restart=Restart.PERMANENT,
-        shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
-    )
 
 
 class Root:
@@ -140,6 +72,7 @@ class Root:
         self.control_path = control_socket or default_control_socket(self.instance)
         self.started_at = time.monotonic()
         self.supervisor: Supervisor | None = None
+        self.providers: ProviderTree | None = None
         self.systemd = Notifier.from_environ()  # before any child spec copies the environment
 
     def _router_spec(self, router_endpoint: str) -> tuple[ChildSpec, int | None]:
@@ -167,12 +100,11 @@ class Root:
             url=f"http://{self.http.host}:{listener.getsockname()[1]}/mcp",
             auth="bearer" if tokens else "none",
         )
-        return http_router_spec(env, self.http, listener.fileno()), None
+        return http_router_spec(env, self.http.host, listener.fileno()), None
 
     async def run(self) -> int:
         context = zmq.asyncio.Context()
         router_endpoint = f"ipc://{self.instance}/router.sock"
-        specs = [worker_spec(p, router_endpoint) for p in self.config.providers]
         try:
             router, client_in = self._router_spec(router_endpoint)
         except BaseException:
@@ -181,7 +113,7 @@ class Root:
                 self._listener.close()
             remove_instance_dir(self.instance)
             raise
-        specs.append(router)
+        specs = [providers_spec(), router]  # the router last: started last, stopped first
         flags = SupervisorFlags(
             strategy=Strategy.ONE_FOR_ONE,
             intensity=self.config.supervisor.intensity,
@@ -195,9 +127,11 @@ class Root:
             endpoint=f"ipc://{self.instance}/supervisor.sock",
             context=context,
             on_event=self._on_child_event,
+            on_request=self._on_request,
             zygotes=ZYGOTES,
         )
         self.supervisor = supervisor
+        self.providers = ProviderTree(supervisor, self.config.providers, router_endpoint)
         control = ControlServer(self.control_path, self._control)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -216,6 +150,8 @@ class Root:
                 return EX_SOFTWARE
             log.info("hangar_ready", elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
             self.systemd.ready(self._summary())
+            warm = [p.id for p in self.config.providers if p.warm]
+            warming = asyncio.create_task(self.providers.warm(warm)) if warm else None
             if client_in is not None and os.isatty(client_in):
                 log.warning(
                     "stdin_is_a_terminal",
@@ -223,6 +159,8 @@ class Root:
                     "(see README), inspect it with `hangar ctl status`, press Ctrl-D to stop",
                 )
             outcome = await supervisor.run()
+            if warming is not None:
+                warming.cancel()
             log.info("hangar_stopping", outcome=outcome.value)
             self.systemd.stopping(f"stopping ({outcome.value})")
             await self._drain(supervisor)
@@ -249,37 +187,55 @@ class Root:
         stop. Without this, providers would stop one after another.
         """
         await supervisor.terminate_child(ROUTER_ID)
-        running = [
-            i.id for i in supervisor.which_children() if i.id != ROUTER_ID and i.state is ChildState.RUNNING
-        ]
-        timeouts = {p.id: 3 * p.shutdown_timeout_s + 1.0 for p in self.config.providers}
-        results = await asyncio.gather(
-            *(supervisor.request(pid, "stop", timeout_s=timeouts[pid]) for pid in running),
-            return_exceptions=True,
-        )
-        for pid, result in zip(running, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("provider_drain_failed", provider=pid, error=str(result) or type(result).__name__)
+        if self.providers is not None:
+            await self.providers.stop_all()
 
     async def _on_child_event(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
-        if self.supervisor is None:
+        supervisor, providers = self.supervisor, self.providers
+        if supervisor is None or providers is None:
             return
-        if event == "exit" and child_id != ROUTER_ID:
-            await self.supervisor.notify(
-                ROUTER_ID, "worker_down", provider=child_id, detail=fields.get("detail")
-            )
+        told = providers.event(child_id, event, fields)
+        if told is not None:
+            await supervisor.notify(ROUTER_ID, told[0], **told[1])
         if event in ("exit", "restart", "escalated"):
             self._count(child_id, event, fields)
         if event in ("exit", "restart", "escalated") or (event == "ready" and child_id == ROUTER_ID):
-            await self.supervisor.notify(ROUTER_ID, "supervisor_figures", figures=self.figures)
+            await supervisor.notify(ROUTER_ID, "supervisor_figures", figures=self.figures)
         if event in ("exit", "ready", "status") and self.systemd.enabled:
             self.systemd.status(self._summary())
+
+    async def _on_request(self, path: tuple[str, ...], op: str, args: dict[str, Any]) -> Any:
+        """What the router asks of the root: what runs (when it starts), a provider's worker."""
+        providers = self.providers
+        if path != (ROUTER_ID,) or providers is None:
+            raise CommandError("unknown_request", f"the root does not answer {op!r} from {'/'.join(path)}")
+        if op == "hello":
+            return {"running": providers.running(), "figures": self.figures}
+        if op == "start_worker":
+            provider = str(args.get("provider"))
+            if provider not in providers.specs:
+                raise CommandError("unknown_provider", f"no provider {provider!r}")
+            try:
+                worker = await providers.ensure(provider, revive=bool(args.get("revive")))
+            except StartError as exc:
+                dead = provider in providers.dead
+                raise CommandError(
+                    "provider_dead" if dead else "worker_unavailable",
+                    str(exc),
+                    f"hangar_start('{provider}') or `hangar ctl restart {provider}` revives it"
+                    if dead
+                    else "it is retried with the next call",
+                ) from exc
+            return {"pid": worker.pid}
+        raise CommandError("unknown_request", f"the root does not answer {op!r}")
 
     def _count(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
         """The supervisor figures the router exposes on /metrics."""
         if event == "escalated":
             self.figures["escalations"] += 1
             return
+        if tuple(fields.get("supervisor") or ()) == ("providers",):
+            return  # a provider's supervisor: counted by its worker's rows
         child = self.figures["children"].setdefault(child_id, {"restarts": 0, "exits": {}})
         if event == "restart":
             child["restarts"] += 1
@@ -289,117 +245,55 @@ class Root:
 
     def _summary(self) -> str:
         """One line for `systemctl status`: providers by state."""
-        if self.supervisor is None:
-            return "starting"
-        states: dict[str, int] = {}
-        for info in self.supervisor.which_children():
-            if info.id != ROUTER_ID:
-                state = str(info.status.get("state", info.state.value))
-                states[state] = states.get(state, 0) + 1
-        by_state = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
-        return f"{sum(states.values())} providers ({by_state})"
+        return "starting" if self.providers is None else tree_view.summary(self.providers)
 
     # ---------------------------------------------------------------- control
 
     async def _control(self, command: str, args: dict[str, Any]) -> Any:
-        supervisor = self.supervisor
-        if supervisor is None:
+        supervisor, providers = self.supervisor, self.providers
+        if supervisor is None or providers is None:
             raise ControlError("hangar is still starting")
         if command == "status":
-            return [self._status_row(info) for info in supervisor.which_children() if info.id != ROUTER_ID]
+            return tree_view.status_rows(providers)
         if command == "tree":
-            return self._tree(supervisor)
+            return tree_view.tree(
+                supervisor,
+                providers,
+                uptime_s=time.monotonic() - self.started_at,
+                control_path=self.control_path,
+            )
         if command in ("start", "stop", "restart"):
             child_id = str(args.get("id", ""))
-            known = [info.id for info in supervisor.which_children()]
-            if child_id not in known:
-                raise ControlError(f"unknown id {child_id!r}", hint=f"known ids: {', '.join(known)}")
             if child_id == ROUTER_ID:
                 if command != "restart":
                     raise ControlError("the router can only be restarted", hint="hangar ctl restart router")
                 await supervisor.restart_child(ROUTER_ID)
                 return {"id": ROUTER_ID, "state": supervisor.child(ROUTER_ID).state.value}
-            if supervisor.child(child_id).state is not ChildState.RUNNING:
-                raise ControlError(
-                    f"the worker of {child_id} is {supervisor.child(child_id).state.value}",
-                    hint="the supervisor is restarting it; try again in a moment",
-                )
-            return await supervisor.request(child_id, command, timeout_s=70.0)
+            if child_id not in providers.specs:
+                known = [*providers.specs, ROUTER_ID]
+                raise ControlError(f"unknown id {child_id!r}", hint=f"known ids: {', '.join(known)}")
+            return await self._steer(providers, command, child_id)
         raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help")
 
-    def _status_row(self, info: ChildInfo) -> dict[str, Any]:
-        status = info.status
-        running = info.state is ChildState.RUNNING
-        return {
-            "id": info.id,
-            "mode": status.get("mode", "subprocess"),
-            "group": status.get("group"),
-            "state": status.get("state", "unknown") if running else f"worker {info.state.value}",
-            "breaker": status.get("breaker", "closed"),
-            "reason": status.get("reason")
-            if running
-            else (info.last_exit.detail if info.last_exit else None),
-            "worker_pid": info.pid,
-            "provider_pid": status.get("provider_pid") if running else None,
-            "restarts": status.get("restarts", 0),
-            "worker_restarts": info.restarts,
-            "in_flight": status.get("in_flight", 0) if running else 0,
-            "calls": status.get("calls", 0),
-            "last_error": status.get("last_error"),
-        }
-
-    def _tree(self, supervisor: Supervisor) -> dict[str, Any]:
-        children = []
-        for info in supervisor.which_children():
-            node: dict[str, Any] = {
-                "id": info.id,
-                "kind": "router" if info.id == ROUTER_ID else "worker",
-                "pid": info.pid,
-                "state": info.state.value,
-                "uptime_s": round(info.uptime_s, 1) if info.uptime_s is not None else None,
-                "restarts": info.restarts,
-                "last_exit": None
-                if info.last_exit is None
-                else {"reason": info.last_exit.reason.value, "detail": info.last_exit.detail},
-                **_usage(info.pid),
-            }
-            if info.id != ROUTER_ID:
-                provider_pid = info.status.get("provider_pid")
-                node["provider"] = {
-                    "state": info.status.get("state"),
-                    "pid": provider_pid,
-                    "restarts": info.status.get("restarts", 0),
-                    **_usage(provider_pid, include_children=True),
-                }
-            children.append(node)
-        return {
-            "id": "root",
-            "kind": "supervisor",
-            "pid": os.getpid(),
-            "state": "running",
-            "uptime_s": round(time.monotonic() - self.started_at, 1),
-            "strategy": supervisor.flags.strategy.value,
-            "intensity": supervisor.flags.intensity,
-            "period_s": supervisor.flags.period_s,
-            "restarts_in_window": max((c.restarts_in_window for c in supervisor.which_children()), default=0),
-            "control_socket": str(self.control_path),
-            **_usage(os.getpid()),
-            "children": children,
-        }
-
-
-def _usage(pid: int | None, include_children: bool = False) -> dict[str, Any]:
-    """RSS (MiB) and CPU seconds of a process (and its descendants, for providers)."""
-    if not pid:
-        return {"rss_mib": None, "cpu_s": None}
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *(proc.children(recursive=True) if include_children else [])]
-        rss = sum(p.memory_info().rss for p in procs)
-        cpu = sum(sum(p.cpu_times()[:2]) for p in procs)
-    except psutil.Error:
-        return {"rss_mib": None, "cpu_s": None}
-    return {"rss_mib": round(rss / 2**20, 1), "cpu_s": round(cpu, 2)}
+    async def _steer(self, providers: ProviderTree, command: str, provider: str) -> Any:
+        """`ctl start|stop|restart <provider>`: a worker is started (a dead one revived) when
+        there is something to start; stopping a provider without a worker is a no-op."""
+        worker = providers.worker(provider)
+        if command == "stop" and worker is None:
+            return tree_view.status_row(providers, provider)
+        if worker is None:
+            try:
+                worker = await providers.ensure(provider, revive=True)
+            except StartError as exc:
+                raise ControlError(
+                    str(exc), hint=f"hangar ctl status; the worker of {provider} logs why"
+                ) from exc
+        if worker.state is not ChildState.RUNNING:
+            raise ControlError(
+                f"the worker of {provider} is {worker.state.value}",
+                hint="its supervisor is restarting it; try again in a moment",
+            )
+        return await providers.request(provider, command, timeout_s=CONTROL_TIMEOUT_S)
 
 
 def _take_stdio() -> tuple[int, int]:

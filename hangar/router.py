@@ -78,7 +78,7 @@ class Router:
         self.figures = RouterFigures()
         self.dispatcher = dispatcher(
             initial_views(specs),
-            on_announce=self._announced,
+            on_announce=self.announced,
             on_notify=self._provider_notification,
             on_ask=self._provider_request,
         )
@@ -223,7 +223,8 @@ class Router:
 
     # ------------------------------------------------------------------ from providers
 
-    def _announced(self, provider: str, changed: list[str]) -> None:
+    def announced(self, provider: str, changed: list[str]) -> None:
+        """A worker announced itself, or the root told of its end: lists, states, log levels."""
         if changed:
             self.catalog.invalidate()
             self.lists_changed([kind for kind in changed if kind != "lists"])

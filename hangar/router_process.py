@@ -23,8 +23,11 @@ import zmq.asyncio
 from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
+from hangar.tree import ENV_INSTANCE_DIR, ENV_ROUTER_ENDPOINT, ENV_TRANSPORT, START_WORKER_TIMEOUT_S
 from supervisors.child import ChildLink, CommandError, run
+from supervisors.errors import SupervisorCommandError
 from supervisors.logs import configure_logging
+from workers.errors import CallError, ErrorType
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
@@ -34,22 +37,48 @@ log = structlog.get_logger("hangar.router")
 
 async def main() -> None:
     configure_logging("router")
-    instance = Path(os.environ["HANGAR_INSTANCE_DIR"])
+    instance = Path(os.environ[ENV_INSTANCE_DIR])
     tree = read_tree_spec(instance)
     context = zmq.asyncio.Context()
-    endpoint = os.environ["HANGAR_ROUTER_ENDPOINT"]
+    endpoint = os.environ[ENV_ROUTER_ENDPOINT]
+    link: ChildLink | None = None
+
+    async def start_worker(provider: str, revive: bool) -> None:
+        """Ask the root for the provider's worker (it answers once the worker runs)."""
+        if link is None:
+            raise CallError(ErrorType.WORKER_UNAVAILABLE, "the router is still starting")
+        try:
+            await link.request(
+                "start_worker", timeout_s=START_WORKER_TIMEOUT_S, provider=provider, revive=revive
+            )
+        except SupervisorCommandError as exc:
+            raise CallError(exc.type, exc.message, exc.hint) from None
+        except TimeoutError:
+            raise CallError(
+                ErrorType.WORKER_UNAVAILABLE,
+                f"the worker of provider {provider} did not start within {START_WORKER_TIMEOUT_S:g}s",
+                "the machine may be overloaded; call again in a moment",
+            ) from None
+
     router = Router(
         tree.providers,
         tree.groups,
-        lambda views, **callbacks: Dispatcher(context, endpoint, views, **callbacks),
+        lambda views, **callbacks: Dispatcher(
+            context, endpoint, views, start_worker=start_worker, **callbacks
+        ),
     )
     dispatcher = router.dispatcher
     supervisor_figures: dict[str, Any] = {}
 
     async def on_event(message: dict[str, Any]) -> None:
-        if message.get("event") == "worker_down":
+        event = message.get("event")
+        if event == "worker_down":
             dispatcher.worker_down(str(message.get("provider")), str(message.get("detail")))
-        elif message.get("event") == "supervisor_figures":
+        elif event in ("worker_idle", "worker_dead"):
+            provider, detail = str(message.get("provider")), str(message.get("detail"))
+            dispatcher.worker_gone(provider, detail, dead=event == "worker_dead")
+            router.announced(provider, [])
+        elif event == "supervisor_figures":
             supervisor_figures.update(message.get("figures") or {})
 
     async def on_command(op: str, args: dict[str, Any]) -> Any:
@@ -63,7 +92,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the root decides when the router stops
-    http_mode = os.environ.get("HANGAR_TRANSPORT") == "http"
+    http_mode = os.environ.get(ENV_TRANSPORT) == "http"
 
     async def serve_stdio() -> None:
         from hangar.fronts.stdio import StdioFront
@@ -75,8 +104,19 @@ async def main() -> None:
 
         await http.serve_from_environment(router, tree.http, supervisor_figures, link, stop)
 
+    async def hello() -> None:
+        """Learn from the root which workers run (their announcements make `synced`)."""
+        try:
+            answer = await link.request("hello")
+        except (SupervisorCommandError, TimeoutError) as exc:
+            log.warning("root_not_answering", error=str(exc) or type(exc).__name__)
+            answer = {"running": list(dispatcher.providers)}
+        supervisor_figures.update(answer.get("figures") or {})
+        dispatcher.expect(answer.get("running") or [])
+
     background = [asyncio.create_task(link.run())]
     await link.ready()
+    router.own(asyncio.ensure_future(hello()))
     serving = asyncio.create_task(serve_http() if http_mode else serve_stdio())
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([serving, stopped, *background], return_when=asyncio.FIRST_COMPLETED)

@@ -179,6 +179,29 @@ class Hangar:
         return {root, *(p.pid for p in proc.children(recursive=True))}
 
 
+def tree_node(tree: dict[str, Any], node_id: str, kind: str) -> dict[str, Any] | None:
+    """The node of `hangar ctl tree` with this id and kind (worker, router, supervisor, provider)."""
+    for child in tree.get("children") or []:
+        if child["id"] == node_id and child["kind"] == kind:
+            return child
+        found = tree_node(child, node_id, kind)
+        if found is not None:
+            return found
+    return None
+
+
+def worker_node(tree: dict[str, Any], provider: str) -> dict[str, Any]:
+    node = tree_node(tree, provider, "worker")
+    assert node is not None, f"no worker of {provider} in the tree"
+    return node
+
+
+def router_node(tree: dict[str, Any]) -> dict[str, Any]:
+    node = tree_node(tree, "router", "router")
+    assert node is not None, "no router in the tree"
+    return node
+
+
 def serve_command(config: Path, socket: Path) -> list[str]:
     return [sys.executable, "-m", "hangar", "serve", "--config", str(config), "--socket", str(socket)]
 

@@ -10,15 +10,21 @@ process decodes a tool's arguments or its result, which is what keeps a 200 KB r
     control  id op args                      failed    id error{type,message,hint}
     cancel   id                              reply     id result            (a control op's answer)
     answer   sid ok + result | error         progress  id progress
-                                             ask       sid call method + params  (provider -> client)
+    retire   ok      (may the worker end?)   ask       sid call method + params  (provider -> client)
                                              notify    method call + params      (log, resource updated)
                                              announce  status lists
                                              heartbeat rev
+                                             retire    (its provider is cold and quiet)
 
 `era` is the MCP protocol era of the client (`handshake` or `2026-07-28`) or of the provider
 connection that answered. A worker announces itself (status and lists) when it starts and when
 anything changes; its heartbeat carries the revision of that status, so a router that missed an
 announcement (or restarted) asks for it again (`control sync`).
+
+A worker whose provider is cold ends itself, but only with the router's consent: it asks
+(`retire`), and the router agrees only when it has nothing outstanding with that worker, and
+from then on holds new requests for that provider until the worker has gone and a new one is
+started. So a request never goes to a worker that is ending.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class Kind(enum.StrEnum):
     CONTROL = "control"
     CANCEL = "cancel"
     ANSWER = "answer"
+    # both ways: the worker asks, the router answers
+    RETIRE = "retire"
     # worker -> router
     RESULT = "result"
     FAILED = "failed"

@@ -109,7 +109,6 @@ class Provider:
         self.connections: dict[Era, Connection] = {}
         self._primary: Era | None = None
         self._starting: dict[Era, asyncio.Task[Connection]] = {}
-        self._restart: asyncio.Task[None] | None = None
         self._stage_listeners: set[StageFn] = set()
         self._window = RestartWindow(spec.intensity, spec.period_s)
         self._backoff = Backoff(spec.backoff)
@@ -124,6 +123,11 @@ class Provider:
     @property
     def state(self) -> ProviderState:
         return self.lifecycle.state
+
+    @property
+    def busy(self) -> bool:
+        """A process runs or is starting, or a stop is under way."""
+        return bool(self.connections or self._starting or self._stopping)
 
     @property
     def pid(self) -> int | None:
@@ -427,6 +431,11 @@ class Provider:
                 with contextlib.suppress(BaseException):
                     await task
             self._starting.clear()
+            if self.state in (ProviderState.COLD, ProviderState.DEAD) and not self.connections:
+                # The start was cancelled before it began: nothing to tear down.
+                if self.state is ProviderState.DEAD:
+                    self._move(ProviderState.COLD, reason)
+                return
             self._move(ProviderState.STOPPING, reason)
             await self._teardown(reason)
             self._move(ProviderState.COLD, reason)

@@ -74,6 +74,7 @@ class ProviderSpec:
     restart: Restart = Restart.PERMANENT
     protocol: ProtocolChoice = ProtocolChoice.AUTO
     namespace: bool = True  # tools and prompts exposed as <provider>__<name>; False: as <name>
+    warm: bool = False  # worker and provider started with hangar, not on first need
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # between restarts of the provider
     intensity: int = DEFAULT_INTENSITY
     period_s: float = DEFAULT_PERIOD_S

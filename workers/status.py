@@ -44,6 +44,7 @@ class ProviderStatus(TypedDict):
     health_failures: int
     figures: FiguresData
     uptime_s: float | None
+    retiring: bool  # the worker is ending, its provider cold (a new one starts on the next need)
 
 
 class Lists(TypedDict, total=False):
@@ -83,4 +84,5 @@ def idle_status(provider_id: str, mode: str, group: str | None, tools_count: int
             "cold_start_s": {"bounds": [], "counts": [], "sum": 0.0, "count": 0},
         },
         "uptime_s": None,
+        "retiring": False,
     }

@@ -6,11 +6,17 @@ forwarded through `workers.calls`, control operations (start, stop, restart, sta
 sync) act on `workers.provider`, and what the provider sends on its own (progress, log
 messages, resource updates, its requests to the client) goes back to the router. Once a second
 it sends a heartbeat, stops an idle provider and runs a due health check (`workers.health`).
+
+A worker lives only while its provider needs it: once the provider is cold (never started, or
+stopped after `idle_ttl_s`) and nothing has come for RETIRE_AFTER_S, the worker asks the router
+whether it may retire (`retire`), and with its consent ends normally, which ends its branch of
+the tree. The next need of that provider starts a new worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import os
@@ -35,6 +41,7 @@ from workers.spec import ProviderSpec
 from workers.status import FiguresData, Lists, ProviderStatus
 
 ROUTER_HWM = 10_000  # queued frames per peer; beyond that a send fails instead of blocking
+RETIRE_AFTER_S = 2.0  # a worker whose provider is cold and that heard nothing this long ends
 
 log = structlog.get_logger("workers")
 
@@ -53,6 +60,10 @@ class Worker:
         self._ask_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lists_announced = -1
+        self._quiet_since = time.monotonic()  # the last message from the router or the root
+        self._retire_asked = False
+        self._commands = 0  # commands (the router's or the root's) being answered
+        self.retired = asyncio.Event()  # the router agreed: the worker ends
         self._log = log.bind(provider=spec.id)
         socket: zmq.Socket[bytes] = zmq.Socket(context, zmq.DEALER)  # a plain socket, read by its fd
         socket.setsockopt(zmq.IDENTITY, spec.id.encode())
@@ -88,6 +99,7 @@ class Worker:
             "health_failures": self.health.failures,
             "figures": figures,
             "uptime_s": round(time.monotonic() - provider.started_at, 3) if provider.started_at else None,
+            "retiring": self.retired.is_set(),
         }
 
     def details(self) -> dict[str, Any]:
@@ -153,12 +165,19 @@ class Worker:
     # ------------------------------------------------------------------ loops
 
     async def run(self) -> None:
-        """Announce, then tick until cancelled."""
+        """Announce, then tick until cancelled or retired."""
         self.announce(full=True)
-        while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+        while not self.retired.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT_INTERVAL_S):
+                    await self.retired.wait()
+            if self.retired.is_set():
+                break
             self._send(Kind.HEARTBEAT, rev=self.rev)
             await self._tick()
+        self._log.info("worker_retiring", quiet_s=round(time.monotonic() - self._quiet_since, 1))
+        if self.on_status is not None:
+            await self.on_status()  # the root sees `retiring` before the exit
 
     async def _tick(self) -> None:
         provider, spec = self.provider, self.spec
@@ -172,6 +191,32 @@ class Worker:
             await provider.stop(f"idle for {spec.idle_ttl_s:g}s")
         elif self.health.due():
             await self.health.check()
+        if not self._retire_asked and self._retirable():
+            self._retire_asked = True
+            self._send(Kind.RETIRE)
+
+    def _retirable(self) -> bool:
+        """Cold, nothing in flight or asked, breaker closed, and quiet for RETIRE_AFTER_S."""
+        return (
+            self.provider.state is ProviderState.COLD
+            and not self.provider.busy
+            and self._commands == 0
+            and not self._requests
+            and not self._asks
+            and self.calls.in_flight == 0
+            and self.health.breaker.state.value == "closed"
+            and time.monotonic() - self._quiet_since >= RETIRE_AFTER_S
+        )
+
+    def _retire_answered(self, head: dict[str, Any]) -> None:
+        self._retire_asked = False
+        if not head.get("ok"):
+            self._quiet_since = time.monotonic()  # the router has work for us: ask again later
+        elif self._retirable():
+            self.retired.set()
+        else:  # something came from the root meanwhile: stay, and let the router know
+            self._quiet_since = time.monotonic()
+            self._send(Kind.RETIRE, withdrawn=True)
 
     def _on_message(self, message: list[bytes]) -> None:
         try:
@@ -180,6 +225,10 @@ class Worker:
             self._log.warning("router_message_dropped", error=str(exc))
             return
         kind = head["k"]
+        if kind == Kind.RETIRE:
+            self._retire_answered(head)
+            return
+        self._quiet_since = time.monotonic()
         if kind == Kind.REQUEST:
             self._request(head, body)
         elif kind == Kind.CANCEL:
@@ -290,6 +339,15 @@ class Worker:
 
     async def command(self, op: str, args: dict[str, Any]) -> Any:
         """One entry point for the router's control operations and the supervisor's commands."""
+        self._quiet_since = time.monotonic()
+        self._commands += 1
+        try:
+            return await self._command(op, args)
+        finally:
+            self._commands -= 1
+            self._quiet_since = time.monotonic()
+
+    async def _command(self, op: str, args: dict[str, Any]) -> Any:
         era = Era(args.get("era", Era.HANDSHAKE))
         if op == "start":
             self.health.reset()

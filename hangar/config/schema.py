@@ -260,6 +260,7 @@ class Provider(_Launch, _Mode):
     retry: Retry = Field(default_factory=Retry)
     namespace: StrictBool = _PROVIDER.namespace  # false: tools and prompts under their own names
     protocol: Annotated[ProtocolChoice, Choice] = _PROVIDER.protocol
+    warm: StrictBool = _PROVIDER.warm  # started with hangar instead of on first need
 
     def to_spec(self, config_dir: str, **given: Any) -> ProviderSpec:
         breaker = self.circuit_breaker

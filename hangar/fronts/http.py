@@ -739,7 +739,7 @@ async def serve_from_environment(
 
     collector = TreeCollector(
         router.figures,
-        lambda: {view.id: view.status for view in router.views.values()},
+        lambda: {view.id: view.reported() for view in router.views.values()},
         router.dispatcher.in_flight,
         lambda: supervisor_figures,
     )

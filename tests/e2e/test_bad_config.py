@@ -179,7 +179,7 @@ def test_config_check_and_serve_report_every_mistake_at_once(tmp_path, short_tmp
         f"{path}:11: providers.p2.comand: unknown key 'comand'; allowed keys: mode, command, args, env, cwd, "
         "idle_ttl_s, max_concurrency, startup_timeout_s, call_timeout_s, shutdown_timeout_s, tools, "
         "restart, backoff, intensity, period_s, health_check_interval_s, max_consecutive_failures, "
-        "circuit_breaker, retry, namespace, protocol",
+        "circuit_breaker, retry, namespace, protocol, warm",
     ]
     assert "hint: did you mean 'command'?" in checked.stderr
     assert not (short_tmp / "s.sock").exists()
@@ -211,8 +211,12 @@ async def test_mcp_json_file_works_as_is_with_serve(tmp_path, short_tmp):
             indent=2,
         )
     )
+    names: set[str] = set()
     async with running_hangar(path, short_tmp / "s.sock") as h:
+        # Without predefined tools a listing starts both providers but waits for
+        # them only so long; a later listing has what they discovered.
         with anyio.fail_after(20):
-            listed = await h.client.list_tools()
-    names = {tool.name for tool in listed.tools}
+            while not {"fx__echo", "fy__echo"} <= names:
+                listed = await h.client.list_tools()
+                names = {tool.name for tool in listed.tools}
     assert {"fx__echo", "fy__echo"} <= names

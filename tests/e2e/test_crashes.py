@@ -12,7 +12,14 @@ import mcp_types as types
 import psutil
 import pytest
 
-from tests.conftest import Hangar, async_wait_until, fixture_provider, running_hangar
+from tests.conftest import (
+    Hangar,
+    async_wait_until,
+    fixture_provider,
+    router_node,
+    running_hangar,
+    worker_node,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -95,7 +102,7 @@ async def test_worker_killed_mid_call_fails_the_call_and_its_provider_goes_too(
         again = await h.client.call_tool("fx__echo", {"text": "new worker"})
         assert again.content[0].text == "new worker"  # type: ignore[union-attr]
         tree = h.ctl("tree")
-        fx = next(c for c in tree["children"] if c["id"] == "fx")
+        fx = worker_node(tree, "fx")
         assert fx["last_exit"]["reason"] == "abnormal"
         assert "SIGKILL" in fx["last_exit"]["detail"]
 
@@ -203,7 +210,7 @@ async def test_killed_router_is_restarted_and_the_client_session_goes_on(
 
         def router() -> dict[str, Any]:
             tree = h.ctl("tree")
-            return next(c for c in tree["children"] if c["id"] == "router")
+            return router_node(tree)
 
         old_pid = router()["pid"]
         os.kill(old_pid, signal.SIGKILL)

@@ -15,7 +15,7 @@ import anyio
 import psutil
 import pytest
 
-from tests.conftest import REPO, fixture_provider, running_hangar, start_serve, wait_until
+from tests.conftest import REPO, fixture_provider, running_hangar, start_serve, tree_node, wait_until
 
 ECHO_TOOL = {
     "name": "echo",
@@ -104,18 +104,20 @@ async def test_status_json_has_every_field_for_every_provider(write_config, shor
     async with running_hangar(write_config(two_providers()), socket):
         rows = await actl_json(socket, "status")
     assert sorted(r["id"] for r in rows) == ["p1", "p2"]
-    for r in rows:
+    for r in rows:  # nothing asked for either: cold, and no process of theirs runs
         assert r.keys() >= STATUS_FIELDS, f"{r['id']} lacks {STATUS_FIELDS - r.keys()}"
-        assert isinstance(r["worker_pid"], int)
+        assert r["state"] == "cold" and "first need" in r["reason"]
+        assert r["worker_pid"] is None and r["provider_pid"] is None
         assert r["restarts"] == 0
         assert r["in_flight"] == 0
-    assert row(rows, "p1")["provider_pid"] is None
 
 
 @pytest.mark.anyio
 async def test_status_json_worker_pid_is_a_live_worker_process(write_config, short_tmp):
     socket = short_tmp / "ctl.sock"
     async with running_hangar(write_config(two_providers()), socket):
+        for provider in ("p1", "p2"):
+            await actl_json(socket, "start", provider)
         rows = await actl_json(socket, "status")
         for r in rows:
             worker = psutil.Process(r["worker_pid"])
@@ -171,29 +173,35 @@ def test_tree_json_root_pid_is_the_serve_process(served):
     assert ctl_json(socket, "tree")["pid"] == proc.pid
 
 
-def test_tree_json_lists_each_provider_and_the_router_with_pids(served):
+def test_tree_json_nests_a_branch_per_provider_under_the_providers_supervisor(served):
     proc, socket = served
     tree = ctl_json(socket, "tree")
-    children = {child["id"]: child for child in tree["children"]}
-    assert set(children) == {"p1", "p2", "router"}
-    for child in children.values():
-        assert isinstance(child["pid"], int)
-        assert psutil.Process(child["pid"]).ppid() == proc.pid
-    assert children["router"]["kind"] == "router"
-    assert children["p1"]["kind"] == children["p2"]["kind"] == "worker"
+    providers, router = tree["children"]
+    assert (providers["id"], providers["kind"], providers["pid"]) == ("providers", "supervisor", None)
+    assert router["kind"] == "router" and psutil.Process(router["pid"]).ppid() == proc.pid
+    cold = {child["id"]: child for child in providers["children"]}
+    assert set(cold) == {"p1", "p2"}
+    for node in cold.values():  # nothing asked for them yet: no process
+        assert node["kind"] == "provider" and node["state"] == "cold" and node["pid"] is None
+        assert node["children"] == []
 
 
-def test_tree_json_shows_a_started_providers_pid_and_rss(served):
-    _, socket = served
+def test_tree_json_shows_a_started_providers_supervisor_worker_and_provider(served):
+    proc, socket = served
     started = ctl_json(socket, "start", "p1")
     tree = ctl_json(socket, "tree")
-    p1 = next(child for child in tree["children"] if child["id"] == "p1")
-    assert p1["provider"]["pid"] == started["provider_pid"]
-    assert is_alive(p1["provider"]["pid"])
-    assert isinstance(p1["provider"]["rss_mib"], int | float) and p1["provider"]["rss_mib"] > 0
+    p1 = tree_node(tree, "p1", "supervisor")
+    assert p1 is not None and p1["state"] == "running" and p1["intensity"] == 5
+    [worker] = p1["children"]
+    assert worker["kind"] == "worker" and worker["pid"] == started["worker_pid"]
+    assert psutil.Process(worker["pid"]).ppid() == proc.pid
+    assert worker["provider"]["pid"] == started["provider_pid"]
+    assert is_alive(worker["provider"]["pid"])
+    assert isinstance(worker["provider"]["rss_mib"], int | float) and worker["provider"]["rss_mib"] > 0
+    assert tree_node(tree, "p2", "provider") is not None  # still cold
 
 
-def test_tree_text_shows_root_workers_router_and_started_provider(served):
+def test_tree_text_shows_root_supervisors_worker_router_and_started_provider(served):
     proc, socket = served
     started = ctl_json(socket, "start", "p1")
     result = ctl(socket, "tree")
@@ -201,11 +209,13 @@ def test_tree_text_shows_root_workers_router_and_started_provider(served):
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"root  pid {proc.pid}  running")
     text = result.stdout
-    children = {child["id"]: child for child in ctl_json(socket, "tree")["children"]}
-    assert f"worker p1  pid {children['p1']['pid']}  running" in text
-    assert f"worker p2  pid {children['p2']['pid']}  running" in text
-    assert f"router router  pid {children['router']['pid']}  running" in text
+    tree = ctl_json(socket, "tree")
+    assert "├── supervisor providers  running  one_for_one" in text
+    assert "│   ├── supervisor p1  running  one_for_one  restarts 0/5 in 60s" in text
+    assert f"worker p1  pid {started['worker_pid']}  running" in text
     assert f"provider  pid {started['provider_pid']}  ready" in text
+    assert "│   └── p2  cold  (no worker: started on first need)" in text
+    assert f"└── router router  pid {tree_node(tree, 'router', 'router')['pid']}  running" in text  # type: ignore[index]
 
 
 # ------------------------------------------------------- start/stop/restart

@@ -23,7 +23,15 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from hangar.control import request
-from tests.conftest import NPM_PREFIX, REPO, async_wait_until, fixture_provider, require, wait_until
+from tests.conftest import (
+    NPM_PREFIX,
+    REPO,
+    async_wait_until,
+    fixture_provider,
+    require,
+    router_node,
+    wait_until,
+)
 
 ECHO_TOOL = {"name": "echo", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}
 TOKEN = "s3cret-token"
@@ -73,7 +81,7 @@ class HttpHangar:
 
     def router_pid(self) -> int | None:
         tree = request(self.socket, "tree")
-        router = next(c for c in tree["children"] if c["id"] == "router")
+        router = router_node(tree)
         return router["pid"] if router["state"] == "running" else None
 
 
@@ -283,7 +291,7 @@ async def test_router_killed_under_load_is_restarted_and_clients_go_on(config: P
         assert sorted(after_restart) == sorted(f"client {i}" for i in range(clients))
         assert outcomes["error"] >= 1  # calls in flight when the router died got errors
         tree = request(h.socket, "tree")
-        router = next(c for c in tree["children"] if c["id"] == "router")
+        router = router_node(tree)
         assert router["restarts"] == 1 and router["last_exit"]["reason"] == "abnormal"
 
 

@@ -202,7 +202,7 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
 
 def all_children_running(socket_path: Path) -> bool:
     children = request(socket_path, "tree")["children"]
-    return len(children) == 3 and all(c["state"] == "running" for c in children)  # two workers, router
+    return len(children) == 2 and all(c["state"] == "running" for c in children)  # providers, router
 
 
 def watchdogs(received: list[Datagram], after: int) -> list[Datagram]:

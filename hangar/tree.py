@@ -1,0 +1,134 @@
+"""The supervision tree `hangar serve` runs, as child specs.
+
+    root (one_for_one, the config's `supervisor` budget)       in the root process
+    ├── providers (one_for_one)                                in the root process, starts empty
+    │   └── <provider> (one_for_one, the provider's budget)    temporary, started on first need
+    │       └── worker <provider>                              process: transient, significant
+    └── router                                                 process
+
+A provider's worker is started when something needs it (a call, a listing of a provider whose
+tools are unknown, `hangar_warm`, a provider marked `warm`) and ends when its provider has
+gone idle: its normal exit ends its supervisor (auto_shutdown), which, being temporary, leaves
+the tree. A cold provider costs nothing. A worker that keeps crashing spends its own
+supervisor's budget (the provider's `intensity` in `period_s`): past it, that supervisor gives
+up and the provider is `dead` until revived, and the root's budget, which guards only the
+router and the providers' supervisor, is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from supervisors.spec import (
+    AutoShutdown,
+    ChildSpec,
+    ProcessStart,
+    Restart,
+    Shutdown,
+    Strategy,
+    SupervisorFlags,
+    SupervisorStart,
+)
+from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, encode_spec
+
+ROUTER_ID = "router"
+PROVIDERS_ID = "providers"
+ROUTER_SHUTDOWN_S = 5.0  # the router drains in-flight calls for at most this long
+WORKER_READY_TIMEOUT_S = 15.0  # a worker imports little; this is generous for a loaded machine
+ROUTER_READY_TIMEOUT_S = 30.0  # a fresh interpreter (the HTTP router) imports uvicorn too
+START_WORKER_TIMEOUT_S = WORKER_READY_TIMEOUT_S + 5.0  # the router's wait for a worker it asked for
+ENV_ROUTER_ENDPOINT = "HANGAR_ROUTER_ENDPOINT"
+ENV_INSTANCE_DIR = "HANGAR_INSTANCE_DIR"
+ENV_TRANSPORT = "HANGAR_TRANSPORT"
+ENV_HTTP_FD = "HANGAR_HTTP_FD"
+ENV_HTTP_HOST = "HANGAR_HTTP_HOST"
+# imported once per zygote, so workers and routers start by fork in milliseconds (the router's
+# zygote imports what its main module imports, not the module itself, which runs as __main__)
+ZYGOTES = {
+    "workers": ("workers.worker",),
+    "hangar.router_process": ("hangar.router", "hangar.fronts.stdio"),
+}
+
+
+def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
+    """A provider's worker: ends normally when its provider went idle, which ends its supervisor."""
+    env = dict(os.environ)
+    env[PROVIDER_SPEC_ENV] = encode_spec(provider)
+    env[ENV_ROUTER_ENDPOINT] = router_endpoint
+    # close stdin, SIGTERM, SIGKILL: three waits of shutdown_timeout_s, plus a second to exit
+    shutdown_s = 3 * provider.shutdown_timeout_s + 1.0
+    return ChildSpec(
+        id=provider.id,
+        start=ProcessStart(
+            argv=(sys.executable, "-m", "workers"),
+            env=env,
+            ready_timeout_s=WORKER_READY_TIMEOUT_S,
+            module="workers",
+        ),
+        restart=Restart.TRANSIENT,
+        significant=True,
+        shutdown=Shutdown.after(shutdown_s),
+    )
+
+
+def provider_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
+    """A provider's own supervisor: its worker, restarted within the provider's budget."""
+    flags = SupervisorFlags(
+        strategy=Strategy.ONE_FOR_ONE,
+        intensity=provider.intensity,
+        period_s=provider.period_s,
+        auto_shutdown=AutoShutdown.ANY_SIGNIFICANT,
+    )
+    return ChildSpec(
+        id=provider.id,
+        start=SupervisorStart(flags, (worker_spec(provider, router_endpoint),)),
+        restart=Restart.TEMPORARY,
+    )
+
+
+def providers_spec() -> ChildSpec:
+    """The providers' supervisor: it starts empty; provider supervisors are added as needed."""
+    return ChildSpec(id=PROVIDERS_ID, start=SupervisorStart(SupervisorFlags(strategy=Strategy.ONE_FOR_ONE)))
+
+
+def router_env(router_endpoint: str, instance: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env[ENV_ROUTER_ENDPOINT] = router_endpoint
+    env[ENV_INSTANCE_DIR] = str(instance)
+    return env
+
+
+def stdio_router_spec(env: dict[str, str], stdin: int, stdout: int) -> ChildSpec:
+    """The router on the client's pipe: stdin EOF ends it normally, and that ends the tree."""
+    return ChildSpec(
+        id=ROUTER_ID,
+        start=ProcessStart(
+            argv=(sys.executable, "-m", "hangar.router_process"),
+            env=env,
+            stdin=stdin,
+            stdout=stdout,
+            ready_timeout_s=ROUTER_READY_TIMEOUT_S,
+            module="hangar.router_process",
+        ),
+        restart=Restart.TRANSIENT,
+        shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
+        significant=True,
+    )
+
+
+def http_router_spec(env: dict[str, str], host: str, listener: int) -> ChildSpec:
+    """The router on a listening socket the root holds, so every incarnation serves the same port."""
+    env = {**env, ENV_TRANSPORT: "http", ENV_HTTP_FD: str(listener), ENV_HTTP_HOST: host}
+    return ChildSpec(
+        id=ROUTER_ID,
+        start=ProcessStart(
+            argv=(sys.executable, "-m", "hangar.router_process"),
+            env=env,
+            pass_fds=(listener,),
+            ready_timeout_s=ROUTER_READY_TIMEOUT_S,
+        ),
+        restart=Restart.PERMANENT,
+        shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
+    )
