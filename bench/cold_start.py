@@ -1,6 +1,7 @@
 """Scenario 3: cold start.
 
-20 concurrent calls to a cold provider (predefined `tools:`, so listing does not start it):
+20 concurrent calls to a cold provider (predefined `tools:`, so listing does not start it), one
+that has no worker either (its worker retired after the provider went cold):
 the wall time from issuing them until the last answer, and the number of provider processes
 spawned (the provider appends its pid to SPAWN_LOG). Baseline: the provider's own start-up
 measured directly, from spawning it to the answer of its first call (its `initialize` answer
@@ -171,7 +172,11 @@ async def run(ctx: Context) -> dict[str, Any]:
         async def make_cold() -> None:
             if h.status()["cold"]["state"] != "cold":
                 check_ok(await h.client.call_tool("hangar_stop", {"provider": "cold"}), "hangar_stop")
-            await wait_for(lambda: h.status()["cold"]["state"] == "cold", 10.0, "the provider to be cold")
+            await wait_for(
+                lambda: (row := h.status()["cold"])["state"] == "cold" and row["worker_pid"] is None,
+                10.0,
+                "the provider to be cold, its worker gone",
+            )
 
         async def call(i: int) -> bool:
             result = await h.client.call_tool("cold__echo", {"text": str(i)})
