@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from workers.transport import TransportInfo
+
 
 class HistogramData(TypedDict):
     bounds: list[float]
@@ -44,6 +46,7 @@ class ProviderStatus(TypedDict):
     health_failures: int
     figures: FiguresData
     uptime_s: float | None
+    transport: TransportInfo | None  # the running provider's container, URL, limits
 
 
 class Lists(TypedDict, total=False):
@@ -83,4 +86,5 @@ def idle_status(provider_id: str, mode: str, group: str | None, tools_count: int
             "cold_start_s": {"bounds": [], "counts": [], "sum": 0.0, "count": 0},
         },
         "uptime_s": None,
+        "transport": None,
     }
