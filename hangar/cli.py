@@ -216,7 +216,21 @@ def _format_tree(tree: dict[str, Any]) -> str:
                 f"restarts {provider['restarts']}  rss {_or_dash(provider['rss_mib'])} MiB  "
                 f"cpu {provider['cpu_s'] or 0}s"
             )
+            transport = provider.get("transport") or {}
+            if transport.get("kind") == "container":
+                lines.append(
+                    f"{indent}    container {transport['container_id']}  image {transport['image']}  "
+                    f"memory limit {_size(transport.get('memory'))}  cpus {transport.get('cpus') or '-'}"
+                )
+            elif transport.get("kind") == "remote":
+                lines.append(f"{indent}    {transport.get('transport')} {transport.get('url')}")
+            elif transport.get("limits"):
+                lines.append(f"{indent}    limits: {transport['limits']}")
     return "\n".join(lines)
+
+
+def _size(size: int | None) -> str:
+    return f"{size / 2**20:g} MiB" if size else "-"
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import structlog
 import zmq.asyncio
 
 from hangar.config import HangarConfig, write_tree_spec
+from hangar.containers import ContainerJanitor
 from hangar.control import ControlServer
 from hangar.errors import ConfigError, ControlError
 from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
@@ -41,6 +42,7 @@ from supervisors.spec import (
 )
 from supervisors.supervisor import Supervisor
 from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, encode_spec
+from workers.transports.engine import INSTANCE_ENV, this_instance
 
 ROUTER_ID = "router"
 ROUTER_SHUTDOWN_S = 5.0  # the router drains in-flight calls for at most this long
@@ -63,6 +65,7 @@ def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
     env = dict(os.environ)
     env[PROVIDER_SPEC_ENV] = encode_spec(provider)
     env["HANGAR_ROUTER_ENDPOINT"] = router_endpoint
+    env[INSTANCE_ENV] = this_instance()  # labels its containers as this instance's
     # close stdin, SIGTERM, SIGKILL: three waits of shutdown_timeout_s, plus a second to exit
     shutdown_s = 3 * provider.shutdown_timeout_s + 1.0
     return ChildSpec(
@@ -141,6 +144,7 @@ class Root:
         self.started_at = time.monotonic()
         self.supervisor: Supervisor | None = None
         self.systemd = Notifier.from_environ()  # before any child spec copies the environment
+        self.containers = ContainerJanitor(config.providers)
 
     def _router_spec(self, router_endpoint: str) -> tuple[ChildSpec, int | None]:
         """The router's spec, and the client's stdin when there is one (stdio mode)."""
@@ -206,6 +210,7 @@ class Root:
         self.systemd.start_watchdog()
         try:
             await control.start()
+            self.containers.start()
             log.info(
                 "hangar_starting", providers=len(self.config.providers), control_socket=str(self.control_path)
             )
@@ -235,6 +240,7 @@ class Root:
             return EX_SOFTWARE if outcome is SupervisorExit.ESCALATED else 0
         finally:
             await control.close()
+            await self.containers.close()
             await supervisor.close()
             await self.systemd.close()
             context.term()
@@ -265,6 +271,7 @@ class Root:
         if self.supervisor is None:
             return
         if event == "exit" and child_id != ROUTER_ID:
+            self.containers.worker_exited(child_id)
             await self.supervisor.notify(
                 ROUTER_ID, "worker_down", provider=child_id, detail=fields.get("detail")
             )
@@ -369,6 +376,7 @@ class Root:
                     "state": info.status.get("state"),
                     "pid": provider_pid,
                     "restarts": info.status.get("restarts", 0),
+                    "transport": info.status.get("transport"),
                     **_usage(provider_pid, include_children=True),
                 }
             children.append(node)
