@@ -326,7 +326,7 @@ class Provider:
         transport = connection.transport
         if self._kill_reason is not None:
             returncode = await exit_wait
-            detail = transport.exit_detail(returncode, f"stopped answering ({self._kill_reason})")
+            detail = transport.exit_detail(returncode, self._kill_reason)
             self._kill_reason = None
         elif exit_wait.done():
             returncode = exit_wait.result()
@@ -388,8 +388,19 @@ class Provider:
         if primary is None or self._stopping:
             return
         self._log.warning("provider_killed", reason=detail)
-        self._kill_reason = detail
+        self._kill_reason = f"stopped answering ({detail})"
         primary.transport.kill()
+
+    def check_limits(self) -> None:
+        """Kill a provider over its resource limits (where no cgroup does): a crash that says why."""
+        primary = self.primary()
+        if primary is None or self._stopping or self._kill_reason is not None:
+            return
+        reason = primary.transport.over_limit()
+        if reason is not None:
+            self._log.warning("provider_killed", reason=reason)
+            self._kill_reason = reason
+            primary.transport.kill()
 
     def degrade(self, reason: str) -> None:
         if self.state is ProviderState.READY:

@@ -99,6 +99,9 @@ class ProviderTransport(Protocol):
 
     def describe(self) -> TransportInfo: ...
 
+    def over_limit(self) -> str | None:
+        """Why the provider must be killed for its resources, checked once a second; None: it need not."""
+
 
 class LineSplitter:
     """Bytes in, lines out to a `Receiver`; a line over MAX_MESSAGE_BYTES is skipped and reported."""

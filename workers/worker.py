@@ -166,6 +166,8 @@ class Worker:
 
     async def _tick(self) -> None:
         provider, spec = self.provider, self.spec
+        if provider.state.serving:
+            provider.check_limits()
         idle_s = time.monotonic() - provider.last_activity
         if (
             provider.state is ProviderState.READY

@@ -15,7 +15,6 @@ import psutil
 import pytest
 
 from tests.conftest import (
-    Hangar,
     async_wait_until,
     require,
     running_hangar,
@@ -199,10 +198,11 @@ def test_root_killed_by_sigkill_leaves_no_container_and_leftovers_are_swept(
 ) -> None:
     client = engine("docker")
     # a container an instance that is gone left behind (it died with its whole tree)
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     leftover = client.create_container(
         IMAGE,
         labels={
-            "io.hangar.instance": f"{os.uname().nodename}/{Path('/proc/sys/kernel/random/boot_id').read_text().strip()}/999999999/1",
+            "io.hangar.instance": f"{os.uname().nodename}/{boot_id}/999999999/1",
             "io.hangar.provider": f"{unique}-old",
             "io.hangar.worker": "999999999",
         },
@@ -239,7 +239,3 @@ async def test_hangar_details_name_the_container_keys(
         assert container["image"] == IMAGE
         assert (container["network"], container["read_only"], container["pids_limit"]) == ("none", True, 512)
         assert container["volumes"] == ["/etc/hostname:/host-name:ro"]
-
-
-def hangar_of(h: Hangar) -> int:
-    return int(h.ctl("tree")["pid"])

@@ -216,6 +216,9 @@ class ContainerTransport:
             return f"{killed_for}; killed"
         return f"exited: {classify_exit(returncode=returncode, stop_requested=False).detail}"
 
+    def over_limit(self) -> str | None:
+        return None  # its engine or its host enforces limits
+
     def describe(self) -> TransportInfo:
         spec = self._spec
         return {

@@ -4,9 +4,10 @@ A cgroup limits the provider and everything it spawns, and the kernel kills it w
 over its memory (`oom_kill` in the cgroup's events says so afterwards). hangar makes one under
 its own cgroup when it can: cgroup v2 when the unified hierarchy has the `memory` (and `cpu`)
 controller enabled below the worker's cgroup, or cgroup v1 when the `memory` and `cpu`
-hierarchies are mounted and writable (a hybrid layout). Otherwise the limit is an rlimit:
-`RLIMIT_DATA` caps what the process may allocate (a failed allocation ends most programs; the
-exit is reported as such), and a CPU share cannot be enforced that way at all.
+hierarchies are mounted and writable (a hybrid layout). Otherwise the limit is an rlimit and a
+watch: the worker checks the provider's resident memory (its whole process group) once a second
+and kills it when over, and `RLIMIT_DATA` at `RLIMIT_FACTOR` times the limit stops it from
+running far past it in between. A CPU share cannot be enforced that way at all.
 
 `HANGAR_RESOURCE_LIMITS=rlimit` chooses the rlimit way even where a cgroup could be made.
 """
@@ -28,6 +29,7 @@ CPU_PERIOD_US = 100_000  # the scheduler period a CPU share is a quota of (the k
 CGROUP_PREFIX = "hangar-"  # hangar-<provider>-<worker pid>-<n>: a leftover names its worker
 MODE_ENV = "HANGAR_RESOURCE_LIMITS"  # "rlimit": never make a cgroup
 OOM_WORDS = ("MemoryError", "out of memory", "Cannot allocate memory", "heap out of memory", "bad_alloc")
+RLIMIT_FACTOR = 2  # without a cgroup: allocations fail past twice the limit; the watch kills at it
 
 log = structlog.get_logger("workers.limits")
 
@@ -52,7 +54,8 @@ class Limits:
                 with open(path, "w") as handle:
                     handle.write("0")  # "0": the writing process itself
             if not procs and memory is not None:
-                resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+                cap = RLIMIT_FACTOR * memory
+                resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
 
         return apply
 
@@ -65,6 +68,21 @@ class Limits:
         except OSError:
             return False
         return any(line.startswith("oom_kill ") and int(line.split()[1]) > 0 for line in events)
+
+    def over_limit(self, pid: int | None) -> str | None:
+        """Without a cgroup: why the process `pid` (and its children) must be killed, if over its memory."""
+        if self.directories or self.memory is None or pid is None:
+            return None
+        import psutil
+
+        try:
+            leader = psutil.Process(pid)
+            rss = sum(p.memory_info().rss for p in [leader, *leader.children(recursive=True)])
+        except psutil.Error:
+            return None
+        if rss <= self.memory:
+            return None
+        return f"over its memory limit of {_mib(self.memory)} (resident {_mib(rss)}, rlimit watch)"
 
     def describe(self) -> str:
         parts = []
@@ -81,7 +99,7 @@ class Limits:
             return f"killed: over its memory limit of {_mib(self.memory or 0)} ({self.mechanism})"
         ran_out = any(word in line for line in stderr_tail[-5:] for word in OOM_WORDS)
         if not self.directories and self.memory is not None and returncode != 0 and ran_out:
-            return f"ran out of memory: over its memory limit of {_mib(self.memory)} (RLIMIT_DATA)"
+            return f"ran out of memory: over its memory limit of {_mib(self.memory)} (rlimit)"
         return None
 
     def close(self) -> None:
@@ -196,4 +214,4 @@ def _sweep(parent: Path) -> None:
 
 
 def _mib(size: int) -> str:
-    return f"{size / 2**20:g} MiB"
+    return f"{size / 2**20:.0f} MiB"

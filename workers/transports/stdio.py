@@ -152,6 +152,9 @@ class StdioTransport:
             return f"{killed_for}; killed"
         return f"exited: {classify_exit(returncode=returncode, stop_requested=False).detail}"
 
+    def over_limit(self) -> str | None:
+        return self._limits.over_limit(self.pid) if self._limits is not None else None
+
     def describe(self) -> TransportInfo:
         info: TransportInfo = {"kind": "subprocess"}
         if self._limits is not None:

@@ -139,5 +139,8 @@ class WebSocketTransport:
             return f"{killed_for}; disconnected"
         return f"connection to {self._url} lost: {self._reason}"
 
+    def over_limit(self) -> str | None:
+        return None  # its engine or its host enforces limits
+
     def describe(self) -> TransportInfo:
         return {"kind": "remote", "url": self._url, "transport": "websocket"}
