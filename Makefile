@@ -14,8 +14,11 @@ CONFORMANCE_STAMP := $(CONFORMANCE_PREFIX)/.installed
 # the suite's fixture server, from the sdist of the installed mcp SDK
 FIXTURE_DIR := .cache/mcp-sdist
 FIXTURE_STAMP := $(FIXTURE_DIR)/.installed
+# Docker Engine and Podman's API service, installed and started when missing, with the local test
+# image (no registry is reachable); run every time, quick when all is there (.ci/engines)
+ENGINES := .ci/engines
 
-.PHONY: setup run test lint typecheck pytest clean bench bench-quick
+.PHONY: setup run test lint typecheck pytest engines clean bench bench-quick
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,7 +57,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup $(NPM_STAMP) $(CONFORMANCE_STAMP) $(FIXTURE_STAMP)
+engines: setup
+	bash $(ENGINES)
+
+pytest: setup $(NPM_STAMP) $(CONFORMANCE_STAMP) $(FIXTURE_STAMP) engines
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

@@ -213,6 +213,16 @@ def _draw(nodes: list[dict[str, Any]], indent: str, lines: list[str]) -> None:
                 f"restarts {provider['restarts']}  rss {_or_dash(provider['rss_mib'])} MiB  "
                 f"cpu {provider['cpu_s'] or 0}s"
             )
+            transport = provider.get("transport") or {}
+            if transport.get("kind") == "container":
+                lines.append(
+                    f"{indent}{below}    container {transport['container_id']}  image {transport['image']}  "
+                    f"memory limit {_size(transport.get('memory'))}  cpus {transport.get('cpus') or '-'}"
+                )
+            elif transport.get("kind") == "remote":
+                lines.append(f"{indent}{below}    {transport.get('transport')} {transport.get('url')}")
+            elif transport.get("limits"):
+                lines.append(f"{indent}{below}    limits: {transport['limits']}")
         _draw(children, indent + below, lines)
 
 
@@ -234,6 +244,10 @@ def _node_line(node: dict[str, Any]) -> str:
 def _budget(node: dict[str, Any]) -> str:
     spent = f"{node['restarts_in_window']}/{node['intensity']}"
     return f"{node['strategy']}  restarts {spent} in {node['period_s']:g}s"
+
+
+def _size(size: int | None) -> str:
+    return f"{size / 2**20:g} MiB" if size else "-"
 
 
 if __name__ == "__main__":

@@ -23,12 +23,14 @@ import zmq.asyncio
 
 from hangar import tree_view
 from hangar.config import HangarConfig, write_tree_spec
+from hangar.containers import ContainerJanitor
 from hangar.control import ControlServer
 from hangar.errors import ConfigError, ControlError
 from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
 from hangar.provider_tree import ProviderTree
 from hangar.systemd import Notifier
 from hangar.tree import (
+    PROVIDERS_ID,
     ROUTER_ID,
     WORKER_READY_TIMEOUT_S,
     ZYGOTES,
@@ -74,6 +76,7 @@ class Root:
         self.supervisor: Supervisor | None = None
         self.providers: ProviderTree | None = None
         self.systemd = Notifier.from_environ()  # before any child spec copies the environment
+        self.containers = ContainerJanitor(config.providers)
 
     def _router_spec(self, router_endpoint: str) -> tuple[ChildSpec, int | None]:
         """The router's spec, and the client's stdin when there is one (stdio mode)."""
@@ -140,6 +143,7 @@ class Root:
         self.systemd.start_watchdog()
         try:
             await control.start()
+            self.containers.start()
             log.info(
                 "hangar_starting", providers=len(self.config.providers), control_socket=str(self.control_path)
             )
@@ -173,6 +177,7 @@ class Root:
             return EX_SOFTWARE if outcome is SupervisorExit.ESCALATED else 0
         finally:
             await control.close()
+            await self.containers.close()
             await supervisor.close()
             await self.systemd.close()
             context.term()
@@ -197,6 +202,8 @@ class Root:
         told = providers.event(child_id, event, fields)
         if told is not None:
             await supervisor.notify(ROUTER_ID, told[0], **told[1])
+        if event == "exit" and tuple(fields.get("supervisor") or ()) == (PROVIDERS_ID, child_id):
+            self.containers.worker_exited(child_id)  # what a killed worker left behind
         if event in ("exit", "restart", "escalated"):
             self._count(child_id, event, fields)
         if event in ("exit", "restart", "escalated") or (event == "ready" and child_id == ROUTER_ID):

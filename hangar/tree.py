@@ -32,6 +32,7 @@ from supervisors.spec import (
     SupervisorStart,
 )
 from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, encode_spec
+from workers.transports.engine import INSTANCE_ENV, this_instance
 
 ROUTER_ID = "router"
 PROVIDERS_ID = "providers"
@@ -57,6 +58,7 @@ def worker_spec(provider: ProviderSpec, router_endpoint: str) -> ChildSpec:
     env = dict(os.environ)
     env[PROVIDER_SPEC_ENV] = encode_spec(provider)
     env[ENV_ROUTER_ENDPOINT] = router_endpoint
+    env[INSTANCE_ENV] = this_instance()  # labels its containers as this instance's
     # close stdin, SIGTERM, SIGKILL: three waits of shutdown_timeout_s, plus a second to exit
     shutdown_s = 3 * provider.shutdown_timeout_s + 1.0
     return ChildSpec(

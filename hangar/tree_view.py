@@ -148,6 +148,7 @@ def _process_node(info: ChildInfo, kind: str) -> dict[str, Any]:
             "state": info.status.get("state"),
             "pid": provider_pid,
             "restarts": info.status.get("restarts", 0),
+            "transport": info.status.get("transport"),  # its container, URL or limits
             **_usage(provider_pid, include_children=True),
         }
     return node

@@ -37,7 +37,8 @@ from workers.protocol import Era
 from workers.session import McpSession, RpcError, SessionClosed
 from workers.spec import ProtocolChoice, ProviderSpec
 from workers.status import Lists
-from workers.transport import ProviderTransport, StdioTransport, TransportError
+from workers.transport import ProviderTransport, TransportError
+from workers.transports import open_transport
 
 LIST_TIMEOUT_S = 10.0  # a provider that cannot list within this is listed as having nothing
 STDERR_IN_HINT = 3  # last provider stderr lines quoted in a crash error
@@ -88,7 +89,7 @@ class Provider:
         spec: ProviderSpec,
         events: ProviderEvents,
         *,
-        transports: TransportFactory = StdioTransport,
+        transports: TransportFactory = open_transport,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
@@ -326,20 +327,21 @@ class Provider:
         if self._stopping or self.connections.get(connection.era) is not connection:
             exit_wait.cancel()
             return
+        transport = connection.transport
         if self._kill_reason is not None:
             returncode = await exit_wait
-            detail = f"stopped answering ({self._kill_reason}); killed"
+            detail = transport.exit_detail(returncode, self._kill_reason)
             self._kill_reason = None
         elif exit_wait.done():
             returncode = exit_wait.result()
-            detail = f"exited: {classify_exit(returncode=returncode, stop_requested=False).detail}"
+            detail = transport.exit_detail(returncode)
         else:
             # its process lives, but its session is unusable: it is a crashed provider all the same
             reason = connection.session.close_reason
             self._log.warning("provider_session_lost", reason=reason)
-            connection.transport.kill()
+            transport.kill()
             returncode = await exit_wait
-            detail = f"{reason}; killed"
+            detail = transport.exit_detail(returncode, reason)
         self.last_error = detail
         self._last_stderr_from(connection.transport)
         del self.connections[connection.era]
@@ -390,8 +392,19 @@ class Provider:
         if primary is None or self._stopping:
             return
         self._log.warning("provider_killed", reason=detail)
-        self._kill_reason = detail
+        self._kill_reason = f"stopped answering ({detail})"
         primary.transport.kill()
+
+    def check_limits(self) -> None:
+        """Kill a provider over its resource limits (where no cgroup does): a crash that says why."""
+        primary = self.primary()
+        if primary is None or self._stopping or self._kill_reason is not None:
+            return
+        reason = primary.transport.over_limit()
+        if reason is not None:
+            self._log.warning("provider_killed", reason=reason)
+            self._kill_reason = reason
+            primary.transport.kill()
 
     def degrade(self, reason: str) -> None:
         if self.state is ProviderState.READY:

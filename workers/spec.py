@@ -28,12 +28,35 @@ DEFAULT_BREAKER_FAILURES = 5  # consecutive provider failures that open the circ
 DEFAULT_BREAKER_RESET_S = 30.0  # open this long, then one probe call may pass
 DEFAULT_INTENSITY = 5  # provider restarts tolerated ...
 DEFAULT_PERIOD_S = 60.0  # ... within this many seconds before the worker gives up
+DEFAULT_NETWORK = "none"  # a container provider reaches no network unless its config says so
+DEFAULT_PIDS_LIMIT = 512  # processes in a container: enough for a server, not for a fork bomb
+DEFAULT_TMPFS = ("/tmp",)  # the one writable place in a read-only container
 
 SpecT = TypeVar("SpecT")
 
 
 class ProviderMode(enum.Enum):
-    SUBPROCESS = "subprocess"
+    SUBPROCESS = "subprocess"  # a child process speaking MCP over its stdin/stdout
+    CONTAINER = "container"  # a container (Docker, Podman) speaking MCP over its attached stdio
+    REMOTE = "remote"  # an MCP server at a URL
+
+
+class PullPolicy(enum.StrEnum):
+    """When a container provider's image is pulled."""
+
+    NEVER = "never"  # the image must be there
+    MISSING = "missing"  # pulled when it is not there
+    ALWAYS = "always"  # pulled at every start
+
+
+class RemoteTransport(enum.StrEnum):
+    """How a remote provider is reached."""
+
+    AUTO = "auto"  # by the URL: ws(s):// WebSocket, tcp:// TCP, else Streamable HTTP with a fallback to SSE
+    STREAMABLE_HTTP = "streamable-http"
+    SSE = "sse"  # the 2024-11-05 HTTP+SSE transport: GET an event stream, POST to its endpoint
+    WEBSOCKET = "websocket"
+    TCP = "tcp"  # newline-delimited JSON-RPC over a TCP connection
 
 
 class ProtocolChoice(enum.StrEnum):
@@ -86,6 +109,28 @@ class ProviderSpec:
     group: str | None = None  # the group this provider is a member of
     weight: int = 1  # in its group
     priority: int = 0  # in its group; lower is preferred
+    description: str | None = None
+    auto_approve: tuple[str, ...] = ()  # tools another host would run unasked (`alwaysAllow`); shown only
+    # resources, for a subprocess (cgroup or rlimits) and a container (the engine's limits)
+    memory: int | None = None  # bytes
+    cpus: float | None = None
+    # a container provider
+    image: str | None = None
+    volumes: tuple[str, ...] = ()  # "HOST:CONTAINER[:ro]", HOST absolute or a named volume
+    network: str = DEFAULT_NETWORK
+    read_only: bool = True
+    user: str | None = None
+    pids_limit: int | None = DEFAULT_PIDS_LIMIT
+    tmpfs: tuple[str, ...] = DEFAULT_TMPFS  # "PATH[:OPTIONS]"
+    pull: PullPolicy = PullPolicy.MISSING
+    runtime: str | None = None  # docker | podman | a socket URL; None: found by itself
+    # a remote provider
+    url: str | None = None
+    transport: RemoteTransport = RemoteTransport.AUTO
+    headers: dict[str, str] = field(default_factory=dict)
+    bearer_token_env: str | None = None  # the variable whose value is sent as `Authorization: Bearer`
+    verify_tls: bool = True
+    ca_file: str | None = None
 
 
 def encode_spec(spec: object) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from workers.transport import TransportInfo
+
 
 class HistogramData(TypedDict):
     bounds: list[float]
@@ -45,6 +47,7 @@ class ProviderStatus(TypedDict):
     figures: FiguresData
     uptime_s: float | None
     retiring: bool  # the worker is ending, its provider cold (a new one starts on the next need)
+    transport: TransportInfo | None  # the running provider's container, URL, limits
 
 
 class Lists(TypedDict, total=False):
@@ -85,4 +88,5 @@ def idle_status(provider_id: str, mode: str, group: str | None, tools_count: int
         },
         "uptime_s": None,
         "retiring": False,
+        "transport": None,
     }

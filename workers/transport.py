@@ -1,34 +1,32 @@
 """How a worker reaches its provider: the seam between lifecycle and I/O.
 
 `ProviderTransport` is what a provider session needs: newline-delimited JSON-RPC frames in and
-out, a description for humans (a pid, a container, a URL), the provider's end, and a stop.
-`StdioTransport` runs the provider as a child process speaking MCP over its stdin/stdout.
+out, a description for humans (a pid, a container, a URL), the provider's end and why it came,
+and a stop. Each kind of provider has its transport in `workers.transports`: a child process
+(`stdio`), a container (`container`), a remote server (`http`, `websocket`, `tcp`).
+
+Every transport hands what arrives to a `Receiver` as it arrives (one JSON-RPC message per
+`line`), and ends the same way: `wait()` resolves first (with a code `exit_detail` explains),
+then the receiver hears `ended`, so the provider's crash handling always knows why.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol, TypedDict
 
 import structlog
-
-from supervisors.child import ENV_CHILD_ID, ENV_ENDPOINT, ENV_INCARNATION, ENV_LIFELINE_FD
-from workers.spec import ProviderSpec
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # one JSON-RPC line; tool results may carry images
 STDERR_TAIL_LINES = 20  # kept for error hints when a provider dies
 STDERR_LINE_BYTES = 64 * 1024  # a longer stderr line is dropped (the log is for humans)
+LOST = -1  # the return code of a provider whose connection was lost (no process exited)
 GARBAGE_LOG_INTERVAL_S = 10.0  # a provider printing non-JSON on stdout is logged at most this often
 PREFIX_BYTES = 256  # of an over-long line, kept to find the request it answered
-HANGAR_ENV_PREFIXES = ("HANGAR_",)  # hangar's own plumbing is not the provider's business
-SUPERVISOR_ENV = (ENV_CHILD_ID, ENV_ENDPOINT, ENV_INCARNATION, ENV_LIFELINE_FD)
 _ID_RE = re.compile(rb'"id"\s*:\s*(-?\d+)')
 
 log = structlog.get_logger("workers.transport")
@@ -65,8 +63,23 @@ class Receiver(Protocol):
         """The provider's output ended; nothing more will arrive."""
 
 
+class TransportInfo(TypedDict, total=False):
+    """What a transport shows of itself in the provider's status (`hangar ctl tree`)."""
+
+    kind: str  # "subprocess", "container", "remote"
+    limits: str  # how memory and cpus are enforced: "cgroup v2", "rlimit", "engine"
+    memory: int | None  # the memory limit, bytes
+    cpus: float | None
+    container_id: str
+    image: str
+    runtime: str  # the engine's socket
+    url: str
+    transport: str  # the remote transport in use: streamable-http, sse, websocket, tcp
+    session_id: str | None
+
+
 class ProviderTransport(Protocol):
-    pid: int | None
+    pid: int | None  # the provider's process on this host, when there is one
 
     async def start(self, receiver: Receiver) -> None: ...
     def write(self, frame: bytes) -> None: ...
@@ -77,6 +90,17 @@ class ProviderTransport(Protocol):
     def kill(self) -> None: ...
     def stderr_tail(self) -> list[str]: ...
     def report_garbage(self, line: bytes, reason: str) -> None: ...
+
+    def exit_detail(self, returncode: int, killed_for: str | None = None) -> str:
+        """Why the provider ended, in words: its exit, a memory limit, a lost connection.
+
+        `killed_for`: hangar killed it, for this reason.
+        """
+
+    def describe(self) -> TransportInfo: ...
+
+    def over_limit(self) -> str | None:
+        """Why the provider must be killed for its resources, checked once a second; None: it need not."""
 
 
 class LineSplitter:
@@ -143,130 +167,28 @@ class GarbageLog:
         self._suppressed = 0
 
 
-class StdioTransport:
-    """A provider as a child process speaking MCP over its stdin/stdout.
+class StderrLog:
+    """A provider's stderr: split into lines, each handed on (to the log), the last few kept for hints."""
 
-    The process gets a session (and so a process group) of its own, so stopping it
-    reaches every process it spawned (`npx` -> `sh` -> `node`). Its stdout is read by the
-    event loop and each line handed to the receiver at once; its stderr is drained line by
-    line into the log, never into hangar's stdout.
-    """
-
-    def __init__(self, spec: ProviderSpec, on_stderr: Callable[[str], None]) -> None:
-        self._spec = spec
-        self._on_stderr = on_stderr
-        self._transport: asyncio.SubprocessTransport | None = None
-        self._protocol: _ProcessProtocol | None = None
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self._on_line = on_line
         self._tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-        self._garbage = GarbageLog(spec.id)
-        self.pid: int | None = None
+        self._splitter = LineSplitter(_StderrReceiver(self._line), STDERR_LINE_BYTES)
 
-    async def start(self, receiver: Receiver) -> None:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in SUPERVISOR_ENV and not key.startswith(HANGAR_ENV_PREFIXES)
-        }
-        env.update(self._spec.env)
-        loop = asyncio.get_running_loop()
-        protocol = _ProcessProtocol(receiver, self._stderr_line)
-        try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: protocol,
-                *self._spec.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=self._spec.cwd,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise TransportError(f"cannot run {self._spec.command[0]!r}: {exc.strerror or exc}") from exc
-        self._transport = transport
-        self._protocol = protocol
-        self.pid = transport.get_pid()
+    def feed(self, data: bytes) -> None:
+        self._splitter.feed(data)
 
-    def write(self, frame: bytes) -> None:
-        """Queue `frame` for the provider's stdin now.
+    def end(self) -> None:
+        self._splitter.end()
 
-        Raises:
-            TransportError: its stdin is closed.
-        """
-        stdin = self._stdin()
-        if stdin is None or stdin.is_closing() or (self._protocol is not None and self._protocol.stdin_lost):
-            raise TransportError("provider closed its stdin")
-        stdin.write(frame)
-
-    async def drain(self) -> None:
-        """Wait while the provider is slow to read its stdin (the pipe's buffer is full)."""
-        if self._protocol is not None:
-            await self._protocol.writable()
-
-    def write_buffered(self) -> int:
-        stdin = self._stdin()
-        return stdin.get_write_buffer_size() if stdin is not None else 0
-
-    def _stdin(self) -> asyncio.WriteTransport | None:
-        if self._transport is None:
-            raise TransportError("provider process is not running")
-        pipe: Any = self._transport.get_pipe_transport(0)  # uvloop's pipes are not asyncio subclasses
-        return pipe if pipe is not None else None
-
-    async def wait(self) -> int:
-        protocol = self._require()
-        return await protocol.exited
-
-    async def stop(self, timeout_s: float) -> int | None:
-        """Close stdin, wait; SIGTERM the group, wait; SIGKILL the group. Returns the exit code."""
-        if self._transport is None or self._protocol is None:
-            return None
-        exited = self._protocol.exited
-        if not exited.done():
-            stdin = self._stdin()
-            if stdin is not None:
-                with contextlib.suppress(Exception):
-                    stdin.close()
-        for signum in (None, signal.SIGTERM, signal.SIGKILL):
-            if signum is not None:
-                self.signal_group(signum)
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await asyncio.shield(exited)
-                break
-            except TimeoutError:
-                continue
-        self.signal_group(signal.SIGKILL)  # whatever the leader left behind in its group
-        returncode = await exited
-        self._transport.close()
-        return returncode
-
-    def kill(self) -> None:
-        """SIGKILL the provider's whole process group now (its session is unusable)."""
-        self.signal_group(signal.SIGKILL)
-
-    def signal_group(self, signum: int) -> None:
-        if self.pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signum)
-
-    def stderr_tail(self) -> list[str]:
+    def tail(self) -> list[str]:
         return list(self._tail)
 
-    def report_garbage(self, line: bytes, reason: str) -> None:
-        self._garbage.report(line, reason)
-
-    def _require(self) -> _ProcessProtocol:
-        if self._protocol is None:
-            raise TransportError("provider process is not running")
-        return self._protocol
-
-    def _stderr_line(self, line: bytes) -> None:
+    def _line(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").rstrip()
         if text:
             self._tail.append(text)
-            self._on_stderr(text)
+            self._on_line(text)
 
 
 class _StderrReceiver:
@@ -280,56 +202,24 @@ class _StderrReceiver:
         """stderr ended."""
 
 
-class _ProcessProtocol(asyncio.SubprocessProtocol):
-    """The provider process's pipes, as the event loop sees them."""
+class FlowControl:
+    """An asyncio protocol's `pause_writing` / `resume_writing` as `await writable()`."""
 
-    def __init__(self, receiver: Receiver, on_stderr: Callable[[bytes], None]) -> None:
-        self._receiver = receiver
-        self._stdout = LineSplitter(receiver)
-        self._stderr = LineSplitter(_StderrReceiver(on_stderr), STDERR_LINE_BYTES)
-        self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.stdin_lost = False
-        self._stdout_done = False
-        self._process: asyncio.SubprocessTransport | None = None
-        self._resume: asyncio.Future[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._process = transport  # type: ignore[assignment]  # uvloop's is not an asyncio subclass
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd == 1:
-            self._stdout.feed(data)
-        elif fd == 2:
-            self._stderr.feed(data)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 0:
-            self.stdin_lost = True
-            self._wake()
-        elif fd == 1 and not self._stdout_done:
-            self._stdout_done = True
-            self._stdout.end()
-            self._receiver.ended("provider closed its stdout")
-        elif fd == 2:
-            self._stderr.end()
-
-    def process_exited(self) -> None:
-        if self._process is not None and not self.exited.done():
-            returncode = self._process.get_returncode()
-            self.exited.set_result(returncode if returncode is not None else -1)
+    _resume: asyncio.Future[None] | None = None
 
     def pause_writing(self) -> None:
         if self._resume is None:
             self._resume = asyncio.get_running_loop().create_future()
 
     def resume_writing(self) -> None:
-        self._wake()
+        self.wake_writers()
 
-    def _wake(self) -> None:
+    def wake_writers(self) -> None:
         if self._resume is not None and not self._resume.done():
             self._resume.set_result(None)
         self._resume = None
 
     async def writable(self) -> None:
+        """Return once the peer reads again (at once unless writing is paused)."""
         if self._resume is not None:
             await asyncio.shield(self._resume)

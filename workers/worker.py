@@ -37,7 +37,7 @@ from workers.jsonrpc import Raw
 from workers.lifecycle import ProviderState
 from workers.protocol import ERAS, Era, Kind
 from workers.provider import Provider
-from workers.spec import ProviderSpec
+from workers.spec import ProviderMode, ProviderSpec
 from workers.status import FiguresData, Lists, ProviderStatus
 
 ROUTER_HWM = 10_000  # queued frames per peer; beyond that a send fails instead of blocking
@@ -78,6 +78,7 @@ class Worker:
 
     def status(self) -> ProviderStatus:
         provider = self.provider
+        primary = provider.primary()
         figures: FiguresData = provider.figures.snapshot()  # type: ignore[assignment]
         return {
             "id": self.spec.id,
@@ -100,6 +101,7 @@ class Worker:
             "figures": figures,
             "uptime_s": round(time.monotonic() - provider.started_at, 3) if provider.started_at else None,
             "retiring": self.retired.is_set(),
+            "transport": primary.transport.describe() if primary and provider.state.serving else None,
         }
 
     def details(self) -> dict[str, Any]:
@@ -109,6 +111,8 @@ class Worker:
             **self.status(),
             "command": list(spec.command),
             "cwd": spec.cwd,
+            "description": spec.description,
+            **_kind_details(spec),
             "idle_ttl_s": spec.idle_ttl_s,
             "max_concurrency": spec.max_concurrency,
             "restart": spec.restart.value,
@@ -181,6 +185,8 @@ class Worker:
 
     async def _tick(self) -> None:
         provider, spec = self.provider, self.spec
+        if provider.state.serving:
+            provider.check_limits()
         idle_s = time.monotonic() - provider.last_activity
         if (
             provider.state is ProviderState.READY
@@ -405,3 +411,33 @@ class Worker:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._log.error("background_task_failed", error=repr(task.exception()))
+
+
+def _kind_details(spec: ProviderSpec) -> dict[str, Any]:
+    """What `hangar_details` shows of a provider's kind: its image, URL, limits (never a secret)."""
+    details: dict[str, Any] = {}
+    if spec.memory is not None or spec.cpus is not None:
+        details["limits"] = {"memory": spec.memory, "cpus": spec.cpus}
+    if spec.auto_approve:
+        details["auto_approve"] = list(spec.auto_approve)
+    if spec.mode is ProviderMode.CONTAINER:
+        details["container"] = {
+            "image": spec.image,
+            "runtime": spec.runtime,
+            "network": spec.network,
+            "read_only": spec.read_only,
+            "user": spec.user,
+            "pids_limit": spec.pids_limit,
+            "volumes": list(spec.volumes),
+            "tmpfs": list(spec.tmpfs),
+            "pull": spec.pull.value,
+        }
+    elif spec.mode is ProviderMode.REMOTE:
+        details["remote"] = {
+            "url": spec.url,
+            "transport": spec.transport.value,
+            "headers": sorted(spec.headers),  # names only: values may be credentials
+            "bearer_token_env": spec.bearer_token_env,
+            "verify_tls": spec.verify_tls,
+        }
+    return details

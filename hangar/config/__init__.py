@@ -66,7 +66,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     plain = interpolate(root, environment, problems)
     from hangar.config import schema  # pydantic: only a process that validates a file pays its import
 
-    config = schema.validate(plain, root, problems, absolute)
+    config = schema.validate(plain, root, problems, absolute, environment.variables)
     problems.raise_if_any()
     assert config is not None  # validation failed only with problems
     return config

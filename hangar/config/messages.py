@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 PROBLEM = "hangar_problem"  # raised by a validator: ctx holds message, at, first, hint
 EXPECTED = "hangar_expected"  # a value of the wrong kind: the message says what was expected
 MAPPING_TAG, LIST_TAG = "<mapping>", "<list>"  # the two forms of `providers:`
-PROVIDER_TAG, GROUP_TAG = "<provider>", "<group>"  # the two kinds of entry in it
-TAGS = frozenset({MAPPING_TAG, LIST_TAG, PROVIDER_TAG, GROUP_TAG})
+PROVIDER_TAG, GROUP_TAG = "<provider>", "<group>"  # the kinds of entry in it
+CONTAINER_TAG, REMOTE_TAG = "<container>", "<remote>"
+TAGS = frozenset({MAPPING_TAG, LIST_TAG, PROVIDER_TAG, GROUP_TAG, CONTAINER_TAG, REMOTE_TAG})
 
 _EXPECTED = {  # pydantic's error type -> what the value should have been
     "string_type": "a string",

@@ -15,7 +15,7 @@ does, so the processes that merely receive specs never pay it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
@@ -47,6 +47,7 @@ from hangar.config.specs import (
 from hangar.config.values import (
     AS_WRITTEN,
     CONFIG_DIR,
+    ENVIRON,
     EXTENSION_PREFIX,
     REMOTE_TYPES,
     Choice,
@@ -58,19 +59,25 @@ from hangar.config.values import (
     Jitter,
     JsonObject,
     Loc,
+    MemorySize,
+    MountPoint,
     NonNegative,
     ObjectSchema,
     Positive,
     PositiveCount,
     ProviderId,
+    RemoteUrl,
+    SetVariable,
+    Text,
     TextList,
     TokensFile,
+    Volume,
     lower,
     nonempty,
     problem,
 )
 from supervisors.spec import BackoffPolicy, Restart
-from workers.spec import ProtocolChoice, ProviderMode, ProviderSpec, RetrySpec
+from workers.spec import ProtocolChoice, ProviderMode, ProviderSpec, PullPolicy, RemoteTransport, RetrySpec
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 GroupStrategy = Literal["round_robin", "weighted_round_robin", "random", "priority", "least_connections"]
@@ -93,6 +100,7 @@ _BACKOFF = BackoffPolicy()
 _RETRY = RetrySpec()
 _GROUP = GroupSpec(id="defaults", members=())
 _SPEC_FIELDS = frozenset(ProviderSpec.__dataclass_fields__)
+TIMEOUT_MS_ABOVE = 3600  # an `mcpServers` timeout above this is milliseconds (Gemini CLI), else seconds
 
 
 class Section(BaseModel):
@@ -220,14 +228,6 @@ class _Launch(Section):
     env: Env = {}
     cwd: Directory | None = None  # default: the config file's directory
 
-    def to_spec(self, config_dir: str, **given: Any) -> ProviderSpec:
-        """The `ProviderSpec`: every key named like one of its fields, then `given`."""
-        values = {
-            name: _spec_value(getattr(self, name)) for name in type(self).model_fields if name in _SPEC_FIELDS
-        }
-        values.update(command=(*self.command, *self.args), cwd=self.cwd or config_dir)
-        return ProviderSpec(**{**values, **given})
-
 
 def _spec_value(value: Any) -> Any:
     if isinstance(value, Subsection):
@@ -237,12 +237,8 @@ def _spec_value(value: Any) -> Any:
     return value
 
 
-class _Mode(Section):
-    mode: Annotated[ProviderMode, Choice] = _PROVIDER.mode
-
-
-class Provider(_Launch, _Mode):
-    """A provider under `providers:`: how to run it, and how its worker supervises it."""
+class _Supervised(Section):
+    """What every kind of provider has: how its worker supervises it, and what clients see of it."""
 
     idle_ttl_s: NonNegative = _PROVIDER.idle_ttl_s
     max_concurrency: PositiveCount = _PROVIDER.max_concurrency
@@ -261,17 +257,87 @@ class Provider(_Launch, _Mode):
     namespace: StrictBool = _PROVIDER.namespace  # false: tools and prompts under their own names
     protocol: Annotated[ProtocolChoice, Choice] = _PROVIDER.protocol
     warm: StrictBool = _PROVIDER.warm  # started with hangar instead of on first need
+    description: str | None = None
+    disabled: StrictBool = False  # kept in the file, but not run
 
     def to_spec(self, config_dir: str, **given: Any) -> ProviderSpec:
+        """The `ProviderSpec`: every key named like one of its fields, then the kind's own, then `given`."""
+        values = {
+            name: _spec_value(getattr(self, name)) for name in type(self).model_fields if name in _SPEC_FIELDS
+        }
         breaker = self.circuit_breaker
-        return super().to_spec(
-            config_dir,
-            **{
-                "breaker_failure_threshold": breaker.failure_threshold,
-                "breaker_reset_timeout_s": breaker.reset_timeout_s,
-                **given,
-            },
+        values.update(
+            breaker_failure_threshold=breaker.failure_threshold,
+            breaker_reset_timeout_s=breaker.reset_timeout_s,
+            **self._kind_values(config_dir),
         )
+        return ProviderSpec(**{**values, **given})
+
+    def _kind_values(self, config_dir: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _Resources(Section):
+    memory: MemorySize | None = None  # bytes, or 512m, 1g
+    cpus: Annotated[Positive, Field(le=1024)] | None = None
+
+
+MODES = Literal["subprocess", "container", "remote", "group"]
+
+
+class _SubprocessMode(Section):
+    mode: MODES = "subprocess"
+
+
+class Provider(_Resources, _Supervised, _Launch, _SubprocessMode):
+    """A provider under `providers:` run as a child process (`mode: subprocess`, the default)."""
+
+    def _kind_values(self, config_dir: str) -> dict[str, Any]:
+        return {
+            "mode": ProviderMode.SUBPROCESS,
+            "command": (*self.command, *self.args),
+            "cwd": self.cwd or config_dir,
+        }
+
+
+class _ContainerKeys(Section):
+    mode: Literal["container"] = "container"
+    image: Annotated[str, AfterValidator(nonempty("image"))]
+    command: Command | None = None  # default: the image's own
+    args: TextList = []
+    env: Env = {}
+    volumes: list[Volume] = []
+    network: str = _PROVIDER.network
+    read_only: StrictBool = _PROVIDER.read_only
+    user: Text | None = None
+    pids_limit: PositiveCount | None = _PROVIDER.pids_limit
+    tmpfs: list[MountPoint] = list(_PROVIDER.tmpfs)
+    pull: Annotated[PullPolicy, Choice] = _PROVIDER.pull
+    runtime: str | None = None  # docker | podman | the engine's socket URL
+
+
+class ContainerProvider(_Resources, _Supervised, _ContainerKeys):
+    """`mode: container` (or `image:` given): a provider in a container, isolated by default."""
+
+    def _kind_values(self, config_dir: str) -> dict[str, Any]:
+        return {"mode": ProviderMode.CONTAINER, "command": (*(self.command or ()), *self.args)}
+
+
+class _RemoteKeys(Section):
+    mode: Literal["remote"] = "remote"
+    url: RemoteUrl
+    transport: Annotated[RemoteTransport, Choice] = _PROVIDER.transport
+    headers: Env = {}
+    bearer_token_env: SetVariable | None = None
+    verify_tls: StrictBool = _PROVIDER.verify_tls
+    ca_file: TokensFile | None = None
+
+
+class RemoteProvider(_Supervised, _RemoteKeys):
+    """`mode: remote` (or `url:` given): an MCP server reached over the network."""
+
+    def _kind_values(self, config_dir: str) -> dict[str, Any]:
+        return {"mode": ProviderMode.REMOTE}
 
 
 class _Identified(Section):
@@ -287,11 +353,41 @@ class ListedProvider(Provider, _Identified):
     """A provider in the list form of `providers:`."""
 
 
+class ListedContainer(ContainerProvider, _Identified):
+    """A container provider in the list form of `providers:`."""
+
+
+class ListedRemote(RemoteProvider, _Identified):
+    """A remote provider in the list form of `providers:`."""
+
+
 class Member(Provider, _Placement):
     """A member of a group: a provider with an id, a weight and a priority."""
 
 
-def _some_members(members: list[Member]) -> list[Member]:
+class ContainerMember(ContainerProvider, _Placement):
+    """A member of a group that runs in a container."""
+
+
+class RemoteMember(RemoteProvider, _Placement):
+    """A member of a group that is a remote server."""
+
+
+def _member_kind(value: Any) -> str:
+    kind = _entry_kind(value)
+    return messages.PROVIDER_TAG if kind == messages.GROUP_TAG else kind
+
+
+AnyMember = Annotated[
+    Annotated[Member, Tag(messages.PROVIDER_TAG)]
+    | Annotated[ContainerMember, Tag(messages.CONTAINER_TAG)]
+    | Annotated[RemoteMember, Tag(messages.REMOTE_TAG)],
+    Discriminator(_member_kind),
+]
+Supervised = Provider | ContainerProvider | RemoteProvider
+
+
+def _some_members(members: list[AnyMember]) -> list[AnyMember]:
     if not members:
         raise problem("a group needs at least one member")
     return members
@@ -301,7 +397,7 @@ class Group(Section):
     """`mode: group`: providers that look like one, calls balanced across `members`."""
 
     mode: Literal["group"]
-    members: Annotated[list[Member], AfterValidator(_some_members)]
+    members: Annotated[list[AnyMember], AfterValidator(_some_members)]
     strategy: GroupStrategy = DEFAULT_GROUP_STRATEGY
     min_healthy: Count = _GROUP.min_healthy
     tools: Tools = []
@@ -322,10 +418,11 @@ class Group(Section):
         members = [
             member.to_spec(config_dir, group=group_id, **({} if member.tools else {"tools": tools}))
             for member in self.members
+            if not member.disabled
         ]
         group = GroupSpec(
             id=group_id,
-            members=tuple(member.id for member in self.members),
+            members=tuple(member.id for member in self.members if not member.disabled),
             strategy=self.strategy,
             min_healthy=self.min_healthy,
             retry=self.retry.to_spec(),
@@ -338,28 +435,71 @@ class ListedGroup(Group, _Identified):
     """A group in the list form of `providers:`."""
 
 
-class McpServer(_Launch):
-    """An entry of `mcpServers:` (Claude Desktop, `.mcp.json`): a stdio server."""
+class McpServer(Section):
+    """An entry of `mcpServers:` (Claude Desktop, Claude Code's `.mcp.json`, Cursor, Cline, ...).
 
-    type: Literal["stdio"] | None = None
+    A stdio server (`command`), or a remote one (`url`, `type: http | sse | streamable-http`).
+    The keys other hosts use are accepted: `disabled: true` entries are not run, `timeout` is the
+    call timeout (seconds; a value over an hour is read as milliseconds, as some hosts write
+    it), `description` is shown, `alwaysAllow` / `autoApprove` are kept for `hangar_details`.
+    """
 
-    @model_validator(mode="before")
-    @classmethod
-    def _local_only(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if "url" in data:
-                raise problem("remote providers are not supported yet", at=("url",))
-            if data.get("type") in REMOTE_TYPES:
-                raise problem("remote providers are not supported yet", at=("type",))
-        return data
+    command: Command | None = None
+    args: TextList = []
+    env: Env = {}
+    cwd: Directory | None = None
+    type: Literal["stdio", "http", "sse", "streamable-http", "streamableHttp"] | None = None
+    url: RemoteUrl | None = None
+    headers: Env = {}
+    disabled: StrictBool = False
+    timeout: Positive | None = None
+    description: str | None = None
+    alwaysAllow: list[str] = []
+    autoApprove: list[str] = []
+
+    @model_validator(mode="after")
+    def _stdio_or_remote(self) -> Self:
+        if self.url is not None and self.command is not None:
+            raise problem("give either 'command' (a stdio server) or 'url' (a remote one)", at=("url",))
+        if self.url is None:
+            if self.type in REMOTE_TYPES:
+                raise problem(f"a '{self.type}' server needs a 'url'", at=("type",))
+            if self.command is None:
+                raise problem("missing required key 'command'", hint="or 'url' for a remote server")
+        elif self.type == "stdio":
+            raise problem("a 'stdio' server has a 'command', not a 'url'", at=("type",))
+        return self
+
+    def to_spec(self, config_dir: str, **given: Any) -> ProviderSpec:
+        values: dict[str, Any] = {
+            "description": self.description,
+            "auto_approve": tuple(dict.fromkeys([*self.alwaysAllow, *self.autoApprove])),
+        }
+        if self.timeout is not None:
+            values["call_timeout_s"] = (
+                self.timeout / 1000 if self.timeout > TIMEOUT_MS_ABOVE else self.timeout
+            )
+        if self.url is not None:
+            transport = RemoteTransport.SSE if self.type == "sse" else RemoteTransport.AUTO
+            values.update(mode=ProviderMode.REMOTE, url=self.url, transport=transport, headers=self.headers)
+        else:
+            assert self.command is not None
+            values.update(command=(*self.command, *self.args), env=self.env, cwd=self.cwd or config_dir)
+        return ProviderSpec(**{**values, **given})
 
 
 def _entry_kind(value: Any) -> str:
-    return (
-        messages.GROUP_TAG
-        if isinstance(value, dict) and value.get("mode") == "group"
-        else messages.PROVIDER_TAG
-    )
+    """Which kind of entry a mapping is: by its `mode`, else by `image` or `url`."""
+    if not isinstance(value, dict):
+        return messages.PROVIDER_TAG
+    mode = value.get("mode")
+    if mode == "group":
+        return messages.GROUP_TAG
+    if mode == "container" or (mode is None and "image" in value):
+        return messages.CONTAINER_TAG
+    if mode == "remote" or (mode is None and "url" in value):
+        return messages.REMOTE_TAG
+    return messages.PROVIDER_TAG
 
 
 def _form(value: Any) -> str | None:
@@ -369,11 +509,17 @@ def _form(value: Any) -> str | None:
 
 
 Entry = Annotated[
-    Annotated[Provider, Tag(messages.PROVIDER_TAG)] | Annotated[Group, Tag(messages.GROUP_TAG)],
+    Annotated[Provider, Tag(messages.PROVIDER_TAG)]
+    | Annotated[ContainerProvider, Tag(messages.CONTAINER_TAG)]
+    | Annotated[RemoteProvider, Tag(messages.REMOTE_TAG)]
+    | Annotated[Group, Tag(messages.GROUP_TAG)],
     Discriminator(_entry_kind),
 ]
 ListedEntry = Annotated[
-    Annotated[ListedProvider, Tag(messages.PROVIDER_TAG)] | Annotated[ListedGroup, Tag(messages.GROUP_TAG)],
+    Annotated[ListedProvider, Tag(messages.PROVIDER_TAG)]
+    | Annotated[ListedContainer, Tag(messages.CONTAINER_TAG)]
+    | Annotated[ListedRemote, Tag(messages.REMOTE_TAG)]
+    | Annotated[ListedGroup, Tag(messages.GROUP_TAG)],
     Discriminator(_entry_kind),
 ]
 Providers = Annotated[
@@ -467,7 +613,7 @@ class ConfigFile(Section):
                 first[provider_id] = where
         return self
 
-    def _entries(self) -> Iterator[tuple[Loc, str, Provider | Group | McpServer]]:
+    def _entries(self) -> Iterator[tuple[Loc, str, Supervised | Group | McpServer]]:
         """Each entry of `providers` or `mcpServers` in file order, with where its id is written."""
         if isinstance(self.providers, dict):
             for key, entry in self.providers.items():
@@ -485,8 +631,11 @@ class ConfigFile(Section):
         for _, entry_id, entry in self._entries():
             if isinstance(entry, Group):
                 group, members = entry.to_specs(entry_id, config_dir)
-                groups.append(group)
-                providers.extend(members)
+                if members:
+                    groups.append(group)
+                    providers.extend(members)
+            elif entry.disabled:
+                continue
             else:
                 providers.append(entry.to_spec(config_dir, id=entry_id))
         return HangarConfig(
@@ -499,9 +648,11 @@ class ConfigFile(Section):
         )
 
 
-def validate(plain: Plain, root: Node, problems: Problems, path: str) -> HangarConfig | None:
+def validate(
+    plain: Plain, root: Node, problems: Problems, path: str, environ: Mapping[str, str] | None = None
+) -> HangarConfig | None:
     """The config in `plain` (read from the file at `path`), or None with its problems in `problems`."""
-    context = {AS_WRITTEN: plain.as_written, CONFIG_DIR: os.path.dirname(path)}
+    context = {AS_WRITTEN: plain.as_written, CONFIG_DIR: os.path.dirname(path), ENVIRON: environ}
     try:
         document = ConfigFile.model_validate(plain.data, context=context)
     except ValidationError as exc:

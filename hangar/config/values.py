@@ -27,9 +27,16 @@ RESERVED_IDS = frozenset({"router"})
 RESERVED_PREFIX = "hangar"
 EXTENSION_PREFIX = "x-"  # top-level keys hangar ignores, as in docker compose: `x-defaults: &defaults`
 REMOTE_TYPES = frozenset({"http", "sse", "streamable-http", "streamableHttp"})
+REMOTE_SCHEMES = ("http", "https", "ws", "wss", "tcp")
 # what validators find in `ValidationInfo.context`
 AS_WRITTEN = "as_written"  # Plain.as_written
 CONFIG_DIR = "config_dir"  # relative paths are relative to the config file
+ENVIRON = "environ"  # the variables `${VAR}` was read from
+SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20}
+SIZE_UNITS |= {"g": 2**30, "gb": 2**30, "gib": 2**30}
+MIN_MEMORY_BYTES = 6 * 2**20  # the least a container engine accepts as a memory limit
+_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*")
+_VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -190,7 +197,77 @@ def lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def _memory_size(value: Any) -> Any:
+    """`512m`, `1.5g`, `256MiB`, or a number of bytes, as bytes."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE_RE.fullmatch(value)):
+        unit = SIZE_UNITS.get(match.group(2).lower())
+        if unit is None:
+            raise problem(f"unknown size unit '{match.group(2)}'", hint="write e.g. 512m, 1g, 256MiB")
+        size = int(float(match.group(1)) * unit)
+    else:
+        raise expected("a size (bytes, or e.g. 512m, 1g)")
+    if size < MIN_MEMORY_BYTES:
+        raise problem(f"a memory limit of {size} bytes is too small", hint="give at least 6m")
+    return size
+
+
+def _volume(value: str, info: ValidationInfo) -> str:
+    """`HOST:CONTAINER[:OPTIONS]`: HOST an absolute path (or a named volume), CONTAINER absolute."""
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise problem(f"'{value}' is not HOST:CONTAINER[:ro]", hint="e.g. /srv/data:/data:ro")
+    host, container = parts[0], parts[1]
+    host = os.path.expanduser(host)
+    if (not host.startswith("/") and not _VOLUME_NAME_RE.fullmatch(host)) or host.startswith("."):
+        raise problem(
+            f"host path '{parts[0]}' must be absolute",
+            hint=f"write the whole path, e.g. {_relative_path(parts[0], info)}:{container}",
+        )
+    if not container.startswith("/"):
+        raise problem(f"container path '{container}' must be absolute")
+    return ":".join([host, *parts[1:]])
+
+
+def _mount_point(value: str) -> str:
+    if not value.partition(":")[0].startswith("/"):
+        raise problem(f"tmpfs path '{value}' must be absolute", hint="e.g. /tmp or /run:size=64m")
+    return value
+
+
+def _remote_url(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in REMOTE_SCHEMES or not rest:
+        raise problem(
+            f"'{value}' is not a URL hangar can reach",
+            hint="http(s)://host/path for Streamable HTTP or SSE, ws(s):// for WebSocket, tcp://host:port",
+        )
+    return value
+
+
+def _set_variable(name: str, info: ValidationInfo) -> str:
+    _env_name(name)
+    environ = (info.context or {}).get(ENVIRON)
+    if environ is not None and not environ.get(name):
+        raise problem(f"environment variable '{name}' is not set", hint=f"set {name} to the bearer token")
+    return name
+
+
+def _text(value: Any) -> Any:
+    """A text key that also takes a number as written (`user: 1000`)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 TextList = Annotated[list[str], BeforeValidator(_as_written)]
+MemorySize = Annotated[int, BeforeValidator(_memory_size)]
+Volume = Annotated[str, AfterValidator(_volume)]
+MountPoint = Annotated[str, AfterValidator(_mount_point)]
+RemoteUrl = Annotated[str, AfterValidator(_remote_url)]
+SetVariable = Annotated[str, AfterValidator(_set_variable)]
+Text = Annotated[str, BeforeValidator(_text)]
 Env = Annotated[dict[Annotated[str, AfterValidator(_env_name)], str], BeforeValidator(_as_written)]
 Command = Annotated[list[str], BeforeValidator(_one_or_more), AfterValidator(_program)]
 Directory = Annotated[str, AfterValidator(nonempty("cwd")), AfterValidator(_directory)]

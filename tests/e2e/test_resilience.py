@@ -33,7 +33,8 @@ async def test_timeouts_open_the_breaker_calls_fail_fast_and_a_probe_closes_it(
                 "hangar_call", batch_one("slow", "sleep", {"seconds": 5}, timeout_s=0.2)
             )
             assert result.structured_content["results"][0]["error"]["type"] == "timeout"  # type: ignore[index]
-        assert h.status("slow")["breaker"] == "open"
+        # the root hears of the worker's status a moment later than the router does
+        await async_wait_until(lambda: h.status("slow")["breaker"] == "open", 5.0, "the breaker open")
         started = time.perf_counter()
         fast = await h.client.call_tool("slow__echo", {"text": "x"})
         elapsed_ms = (time.perf_counter() - started) * 1000

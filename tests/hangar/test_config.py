@@ -104,11 +104,9 @@ def test_mcp_servers_form_with_args_and_env(tmp_path: Path) -> None:
     assert spec.env == {"DEBUG": "1"}
 
 
-def test_mcp_servers_remote_type_is_rejected(tmp_path: Path) -> None:
+def test_mcp_servers_remote_type_needs_a_url(tmp_path: Path) -> None:
     exc = error(tmp_path, "mcpServers:\n  web:\n    type: http\n    command: x\n")
-    assert (
-        str(exc) == f"{tmp_path}/hangar.yaml:3: mcpServers.web.type: remote providers are not supported yet"
-    )
+    assert str(exc) == f"{tmp_path}/hangar.yaml:3: mcpServers.web.type: a 'http' server needs a 'url'"
 
 
 def test_providers_and_mcp_servers_together(tmp_path: Path) -> None:
@@ -686,16 +684,19 @@ def test_duplicate_tool_names(tmp_path: Path) -> None:
     ]
 
 
-def test_mcp_servers_url_is_rejected_once(tmp_path: Path) -> None:
-    exc = error(tmp_path, 'mcpServers:\n  web: {url: "https://x", type: http}\n')
-    assert located(exc) == [(2, "mcpServers.web.url", "remote providers are not supported yet")]
+def test_mcp_servers_url_and_command_together_is_one_problem(tmp_path: Path) -> None:
+    exc = error(tmp_path, 'mcpServers:\n  web: {url: "https://x", command: y}\n')
+    assert located(exc) == [
+        (2, "mcpServers.web.url", "give either 'command' (a stdio server) or 'url' (a remote one)")
+    ]
 
 
 def test_every_provider_key_reaches_the_spec() -> None:
     """A key of the schema either has a `ProviderSpec` field of its name or is turned into fields."""
     from hangar.config.schema import Member, Provider
 
-    derived = {"args", "circuit_breaker"}  # args join `command`; the breaker's keys are `breaker_*`
+    # args join `command`; the breaker's keys are `breaker_*`; a disabled provider has no spec
+    derived = {"args", "circuit_breaker", "disabled"}
     spec_fields = set(ProviderSpec.__dataclass_fields__)
     assert set(Member.model_fields) - derived <= spec_fields
     assert set(Provider.model_fields) - derived <= spec_fields
