@@ -22,12 +22,15 @@ import psutil
 import structlog
 import zmq.asyncio
 
+from hangar import __version__
+from hangar.audit import AuditTrail
 from hangar.config import HangarConfig, write_tree_spec
 from hangar.control import ControlServer
 from hangar.errors import ConfigError, ControlError
-from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
+from hangar.logbook import Logbook, now_iso
+from hangar.paths import Instance, default_control_socket, instance_dir, remove_instance_dir, write_instance
 from hangar.systemd import Notifier
-from supervisors.errors import StartError
+from supervisors.errors import CommandError, StartError, SupervisorError
 from supervisors.exits import SupervisorExit
 from supervisors.info import ChildInfo, ChildState
 from supervisors.spec import (
@@ -130,10 +133,19 @@ def http_router_spec(env: dict[str, str], http: HttpOptions, listener: int) -> C
 
 class Root:
     def __init__(
-        self, config: HangarConfig, control_socket: Path | None, http: HttpOptions | None = None
+        self,
+        config: HangarConfig,
+        control_socket: Path | None,
+        http: HttpOptions | None = None,
+        name: str | None = None,
     ) -> None:
         self.config = config
         self.http = http
+        self.name = name or Path(config.path).stem
+        self.logbook = Logbook()  # each provider's recent log lines, for `ctl logs` and the admin API
+        self.audit = AuditTrail(config.audit)
+        self._seen: dict[str, tuple[Any, Any, int]] = {}  # provider -> (state, breaker, crashes) last seen
+        self._url: str | None = None
         self.figures: dict[str, Any] = {"children": {}, "escalations": 0}
         self._listener: socket.socket | None = None
         self.instance = instance_dir(os.getpid())
@@ -149,7 +161,8 @@ class Root:
         if self.http is None:
             client_in, client_out = _take_stdio()
             return stdio_router_spec(env, client_in, client_out), client_in
-        from hangar.fronts.http import bind_socket, is_loopback, load_tokens
+        from hangar.fronts.access import load_tokens
+        from hangar.fronts.http import bind_socket, is_loopback
 
         tokens = load_tokens(self.config.http)
         if not tokens and not is_loopback(self.http.host) and not self.http.allow_unauthenticated:
@@ -162,11 +175,8 @@ class Root:
             )
         listener = bind_socket(self.http.host, self.http.port)
         self._listener = listener
-        log.info(
-            "http_listening",
-            url=f"http://{self.http.host}:{listener.getsockname()[1]}/mcp",
-            auth="bearer" if tokens else "none",
-        )
+        self._url = f"http://{self.http.host}:{listener.getsockname()[1]}/mcp"
+        log.info("http_listening", url=self._url, auth="bearer" if tokens else "none")
         return http_router_spec(env, self.http, listener.fileno()), None
 
     async def run(self) -> int:
@@ -195,6 +205,7 @@ class Root:
             endpoint=f"ipc://{self.instance}/supervisor.sock",
             context=context,
             on_event=self._on_child_event,
+            on_request=self._on_request,
             zygotes=ZYGOTES,
         )
         self.supervisor = supervisor
@@ -206,6 +217,7 @@ class Root:
         self.systemd.start_watchdog()
         try:
             await control.start()
+            self._describe()
             log.info(
                 "hangar_starting", providers=len(self.config.providers), control_socket=str(self.control_path)
             )
@@ -236,6 +248,7 @@ class Root:
         finally:
             await control.close()
             await supervisor.close()
+            self.audit.close()
             await self.systemd.close()
             context.term()
             if self._listener is not None:
@@ -261,9 +274,30 @@ class Root:
             if isinstance(result, BaseException):
                 log.warning("provider_drain_failed", provider=pid, error=str(result) or type(result).__name__)
 
+    def _describe(self) -> None:
+        """instance.json: how `hangar ctl` lists this instance among those running."""
+        instance = Instance(
+            pid=os.getpid(),
+            name=self.name,
+            config=self.config.path,
+            mode="stdio" if self.http is None else "http",
+            url=self._url,
+            started=now_iso(),
+            socket=self.control_path.absolute(),
+        )
+        self.started_iso = instance.started
+        write_instance(self.instance, instance)
+
     async def _on_child_event(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
         if self.supervisor is None:
             return
+        if event == "logs":
+            self.logbook.add_lines(child_id, fields.get("lines") or [], int(fields.get("dropped") or 0))
+            return
+        if event == "audit" and child_id == ROUTER_ID:
+            self.audit.record_many(fields.get("records") or [])
+            return
+        self._observe(child_id, event, fields)
         if event == "exit" and child_id != ROUTER_ID:
             await self.supervisor.notify(
                 ROUTER_ID, "worker_down", provider=child_id, detail=fields.get("detail")
@@ -301,31 +335,134 @@ class Root:
 
     # ---------------------------------------------------------------- control
 
-    async def _control(self, command: str, args: dict[str, Any]) -> Any:
+    async def _on_request(self, path: tuple[str, ...], op: str, args: dict[str, Any]) -> Any:
+        """A child's question (the router's admin API): the control commands, by the same names."""
+        actor = str(args.pop("actor", None) or "/".join(path))
+        try:
+            return await self._control(op, args, actor)
+        except ControlError as exc:
+            raise CommandError(exc.type, exc.message, exc.hint) from exc
+
+    async def _control(self, command: str, args: dict[str, Any], actor: str = "ctl") -> Any:
         supervisor = self.supervisor
         if supervisor is None:
-            raise ControlError("hangar is still starting")
+            raise ControlError("hangar is still starting", hint="try again in a moment", type="starting")
         if command == "status":
             return [self._status_row(info) for info in supervisor.which_children() if info.id != ROUTER_ID]
         if command == "tree":
             return self._tree(supervisor)
+        if command == "instance":
+            return {
+                "pid": os.getpid(),
+                "name": self.name,
+                "config": self.config.path,
+                "mode": "stdio" if self.http is None else "http",
+                "url": self._url,
+                "started": getattr(self, "started_iso", None),
+                "uptime_s": round(time.monotonic() - self.started_at, 1),
+                "version": __version__,
+            }
+        if command == "logs":
+            child_id = self._known(supervisor, args.get("id"))
+            n, after = _count(args.get("n"), 100), _count(args.get("after"), 0)
+            return {"id": child_id, "lines": self.logbook.lines(child_id, n=n, after=after)}
+        if command == "audit":
+            return self.audit.recent(n=_count(args.get("n"), 100), after=_count(args.get("after"), 0))
+        if command == "summary":  # calls/s and latency per provider: the router counts them
+            try:
+                return await supervisor.request(ROUTER_ID, "summary", timeout_s=5.0)
+            except (SupervisorError, CommandError, TimeoutError) as exc:
+                raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
         if command in ("start", "stop", "restart"):
-            child_id = str(args.get("id", ""))
-            known = [info.id for info in supervisor.which_children()]
-            if child_id not in known:
-                raise ControlError(f"unknown id {child_id!r}", hint=f"known ids: {', '.join(known)}")
-            if child_id == ROUTER_ID:
-                if command != "restart":
-                    raise ControlError("the router can only be restarted", hint="hangar ctl restart router")
-                await supervisor.restart_child(ROUTER_ID)
-                return {"id": ROUTER_ID, "state": supervisor.child(ROUTER_ID).state.value}
-            if supervisor.child(child_id).state is not ChildState.RUNNING:
-                raise ControlError(
-                    f"the worker of {child_id} is {supervisor.child(child_id).state.value}",
-                    hint="the supervisor is restarting it; try again in a moment",
+            child_id = self._known(supervisor, args.get("id"))
+            try:
+                result = await self._steer(supervisor, command, child_id)
+            except ControlError as exc:
+                self.audit.record(
+                    "command", command=command, id=child_id, actor=actor, outcome=exc.type, error=exc.message
                 )
+                raise
+            self.audit.record("command", command=command, id=child_id, actor=actor, outcome="ok")
+            self.logbook.add(child_id, f"{command} requested by {actor}", event="command")
+            return result
+        raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help", type="unknown_command")
+
+    def _known(self, supervisor: Supervisor, child_id: Any) -> str:
+        known = [info.id for info in supervisor.which_children()]
+        if not isinstance(child_id, str) or child_id not in known:
+            raise ControlError(
+                f"unknown id {child_id!r}", hint=f"known ids: {', '.join(known)}", type="unknown_id"
+            )
+        return child_id
+
+    async def _steer(self, supervisor: Supervisor, command: str, child_id: str) -> Any:
+        if child_id == ROUTER_ID:
+            if command != "restart":
+                raise ControlError(
+                    "the router can only be restarted", hint="hangar ctl restart router", type="refused"
+                )
+            await supervisor.restart_child(ROUTER_ID)
+            return {"id": ROUTER_ID, "state": supervisor.child(ROUTER_ID).state.value}
+        if supervisor.child(child_id).state is not ChildState.RUNNING:
+            raise ControlError(
+                f"the worker of {child_id} is {supervisor.child(child_id).state.value}",
+                hint="the supervisor is restarting it; try again in a moment",
+                type="not_running",
+            )
+        try:
             return await supervisor.request(child_id, command, timeout_s=70.0)
-        raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help")
+        except CommandError as exc:  # the worker's answer: the provider did not start, ...
+            raise ControlError(f"{child_id}: {exc.message}", hint=exc.hint, type=exc.type) from exc
+        except (SupervisorError, TimeoutError) as exc:
+            raise ControlError(
+                f"{child_id}: {exc or 'no answer in time'}",
+                hint="see `hangar ctl logs " + child_id + "`",
+                type="failed",
+            ) from exc
+
+    # ---------------------------------------------------------------- the record
+
+    def _observe(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
+        """The audit trail and the logbook of what the root sees happen to its children."""
+        kind = "router" if child_id == ROUTER_ID else "worker"
+        if event == "ready":
+            self.audit.record(f"{kind}_started", id=child_id, pid=fields.get("pid"))
+            self.logbook.add(child_id, f"{kind} started (pid {fields.get('pid')})", event="started")
+        elif event == "exit":
+            self._seen.pop(child_id, None)
+            reason, detail = fields.get("reason"), fields.get("detail")
+            name = f"{kind}_crashed" if reason == "abnormal" else f"{kind}_exited"
+            self.audit.record(name, id=child_id, pid=fields.get("pid"), reason=reason, detail=detail)
+            level = "warning" if reason == "abnormal" else "info"
+            self.logbook.add(child_id, f"{kind} exited: {reason} ({detail})", level=level, event="exited")
+        elif event == "restart":
+            self.audit.record(f"{kind}_restarted", id=child_id)
+            self.logbook.add(child_id, f"{kind} restarted by the supervisor", event="restarted")
+        elif event == "escalated":
+            self.audit.record("supervisor_gave_up", id=child_id, reason=fields.get("reason"))
+        elif event == "status" and kind == "worker" and isinstance(fields.get("status"), dict):
+            self._observe_status(child_id, fields["status"])
+
+    def _observe_status(self, provider: str, status: dict[str, Any]) -> None:
+        state, breaker = status.get("state"), status.get("breaker")
+        crashes = int((status.get("figures") or {}).get("crashes", 0))
+        before = self._seen.get(provider)
+        self._seen[provider] = (state, breaker, crashes)
+        if before is None:
+            return
+        if state != before[0]:
+            reason = status.get("reason")
+            self.audit.record(
+                "provider_state", provider=provider, **{"from": before[0], "to": state}, reason=reason
+            )
+            self.logbook.add(provider, f"{before[0]} -> {state} ({reason})", event="state")
+        if breaker != before[1]:
+            self.audit.record("breaker", provider=provider, **{"from": before[1], "to": breaker})
+            self.logbook.add(
+                provider, f"circuit breaker {before[1]} -> {breaker}", level="warning", event="breaker"
+            )
+        if crashes > before[2]:
+            self.audit.record("provider_crashed", provider=provider, error=status.get("last_error"))
 
     def _status_row(self, info: ChildInfo) -> dict[str, Any]:
         status = info.status
@@ -386,6 +523,10 @@ class Root:
             **_usage(os.getpid()),
             "children": children,
         }
+
+
+def _count(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 def _usage(pid: int | None, include_children: bool = False) -> dict[str, Any]:

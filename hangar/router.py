@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from hangar import protocol
+from hangar import __version__, protocol
 from hangar.calls import Caller
 from hangar.catalog import Catalog
 from hangar.config import GroupSpec
@@ -65,7 +65,7 @@ class Router:
         dispatcher: Callable[..., Dispatcher],
         *,
         name: str = "hangar",
-        version: str = "0.1.0",
+        version: str = __version__,
     ) -> None:
         self.specs = {spec.id: spec for spec in specs}
         self.groups = {group.id: Group(group, self.specs) for group in groups}

@@ -23,8 +23,10 @@ import zmq.asyncio
 from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
+from hangar.summary import SAMPLE_S, Rates
 from supervisors.child import ChildLink, CommandError, run
 from supervisors.logs import configure_logging
+from workers.log_relay import LogRelay
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
@@ -33,7 +35,8 @@ log = structlog.get_logger("hangar.router")
 
 
 async def main() -> None:
-    configure_logging("router")
+    relay = LogRelay()  # the root keeps the router's recent log lines (`hangar ctl logs router`)
+    configure_logging("router", tap=relay)
     instance = Path(os.environ["HANGAR_INSTANCE_DIR"])
     tree = read_tree_spec(instance)
     context = zmq.asyncio.Context()
@@ -52,13 +55,23 @@ async def main() -> None:
         elif message.get("event") == "supervisor_figures":
             supervisor_figures.update(message.get("figures") or {})
 
+    rates = Rates(router.figures)
+
     async def on_command(op: str, args: dict[str, Any]) -> Any:
+        if op == "summary":
+            return rates.summary()
         raise CommandError("unknown_command", f"router does not know the command {op!r}")
+
+    async def sample() -> None:
+        while True:
+            rates.sample()
+            await asyncio.sleep(SAMPLE_S)
 
     def status() -> dict[str, Any]:
         return {"providers": len(tree.providers), "in_flight": dispatcher.in_flight_total()}
 
     link = ChildLink(context, status=status, on_command=on_command, on_event=on_event)
+    relay.attach(lambda lines, dropped: link.send_event("logs", lines=lines, dropped=dropped))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -73,9 +86,9 @@ async def main() -> None:
     async def serve_http() -> None:
         from hangar.fronts import http
 
-        await http.serve_from_environment(router, tree.http, supervisor_figures, link, stop)
+        await http.serve_from_environment(router, tree.http, supervisor_figures, link, stop, rates)
 
-    background = [asyncio.create_task(link.run())]
+    background = [asyncio.create_task(link.run()), asyncio.create_task(sample())]
     await link.ready()
     serving = asyncio.create_task(serve_http() if http_mode else serve_stdio())
     stopped = asyncio.create_task(stop.wait())
@@ -90,6 +103,7 @@ async def main() -> None:
         reason = "stop requested" if stopped in done else "lost the supervisor"
         await drain(dispatcher, reason)
     dispatcher.close()
+    relay.flush()
     link.close()
     context.destroy(linger=0)
     sys.stdout.flush()
