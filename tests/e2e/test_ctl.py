@@ -204,7 +204,8 @@ def test_tree_text_shows_root_workers_router_and_started_provider(served):
     children = {child["id"]: child for child in ctl_json(socket, "tree")["children"]}
     assert f"worker p1  pid {children['p1']['pid']}  running" in text
     assert f"worker p2  pid {children['p2']['pid']}  running" in text
-    assert f"router router  pid {children['router']['pid']}  running" in text
+    assert f"router  pid {children['router']['pid']}  running" in text  # once: it is the router
+    assert "router router" not in text and "rss - MiB" not in text
     assert f"provider  pid {started['provider_pid']}  ready" in text
 
 
