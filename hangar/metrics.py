@@ -9,6 +9,7 @@ time: no metric object is touched on the hot path, and prometheus-client (whose 
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from hangar import __version__
 from hangar.figures import Histogram, RouterFigures
 
 PROVIDER_STATES = ("cold", "starting", "ready", "degraded", "restarting", "stopping", "dead")
@@ -39,6 +41,11 @@ class TreeCollector(Collector):
         self._supervisor = supervisor
 
     def collect(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily(
+            "hangar_build_info", "hangar's version and Python's: always 1", labels=["version", "python"]
+        )
+        build.add_metric([__version__, platform.python_version()], 1.0)
+        yield build
         yield from self._router_families()
         yield from self._provider_families()
         yield from self._supervisor_families()
