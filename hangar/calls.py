@@ -21,6 +21,7 @@ from hangar.figures import RouterFigures
 from hangar.groups import Group
 from hangar.retry import delay_s, may_retry
 from supervisors import logs
+from workers import tracing
 from workers.errors import NEVER_REACHED, CallError, ErrorType
 from workers.protocol import Era
 from workers.spec import ProviderSpec, RetrySpec
@@ -165,6 +166,8 @@ class Caller:
     ) -> Reply:
         started = time.perf_counter()
         outcome = "ok"
+        if tracing.tracer is not None:
+            fields = {**fields, "tp": tracing.traceparent()}
         try:
             # the worker times the call itself, from when its provider is up; the router's
             # deadline is only a backstop, so it allows for a cold start first

@@ -180,6 +180,13 @@ class Root:
         return http_router_spec(env, self.http, listener.fileno()), None
 
     async def run(self) -> int:
+        from hangar.tracing import ENV_TRACING, resolve
+
+        traced = resolve(self.config.tracing, os.environ, self.config.path)  # before specs copy the env
+        if traced is None:
+            os.environ.pop(ENV_TRACING, None)
+        else:
+            os.environ[ENV_TRACING] = traced
         context = zmq.asyncio.Context()
         router_endpoint = f"ipc://{self.instance}/router.sock"
         specs = [worker_spec(p, router_endpoint) for p in self.config.providers]

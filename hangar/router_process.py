@@ -26,6 +26,7 @@ from hangar.router import Router
 from hangar.summary import SAMPLE_S, Rates
 from supervisors.child import ChildLink, CommandError, run
 from supervisors.logs import configure_logging
+from workers import tracing
 from workers.log_relay import LogRelay
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
@@ -37,6 +38,7 @@ log = structlog.get_logger("hangar.router")
 async def main() -> None:
     relay = LogRelay()  # the root keeps the router's recent log lines (`hangar ctl logs router`)
     configure_logging("router", tap=relay)
+    tracing.setup("router")
     instance = Path(os.environ["HANGAR_INSTANCE_DIR"])
     tree = read_tree_spec(instance)
     context = zmq.asyncio.Context()
@@ -103,6 +105,7 @@ async def main() -> None:
         reason = "stop requested" if stopped in done else "lost the supervisor"
         await drain(dispatcher, reason)
     dispatcher.close()
+    tracing.shutdown()  # export the last spans before the exit below skips every cleanup
     relay.flush()
     link.close()
     context.destroy(linger=0)
