@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from hangar.call_audit import CallAudit, who_var
 from hangar.dispatch import REPLY_MARGIN_S, Dispatcher, Reply
 from hangar.figures import RouterFigures
 from hangar.groups import Group
@@ -43,6 +44,7 @@ class Caller:
         self.specs = specs
         self.groups = groups
         self.figures = figures
+        self.audit: CallAudit | None = None  # set when calls are audited (`audit.calls`)
 
     def default_timeout_s(self, entry: str) -> float:
         group = self.groups.get(entry)
@@ -198,5 +200,16 @@ class Caller:
         finally:
             elapsed_s = time.perf_counter() - started
             self.figures.record(target, method, label, outcome, elapsed_s)
+            if self.audit is not None:
+                self.audit.record(
+                    who=who_var.get(),
+                    provider=target,
+                    method=method,
+                    name=label,
+                    outcome=outcome,
+                    elapsed_s=elapsed_s,
+                    params=params,
+                    correlation_id=fields.get("cid"),
+                )
             if logs.verbosity.debug:
                 log.debug("call_done", provider=target, method=method, name=label, outcome=outcome)

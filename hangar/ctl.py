@@ -67,6 +67,13 @@ def exit_code(error: ControlError) -> int:
     return EXIT_CODES.get(error.type, EX_UNAVAILABLE)
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """rich exits with status 1 here; ctl ends as `cat` does instead (EX_PIPE, in `run`)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 class Ctl:
     """One `hangar ctl` run: where to ask, and how to show the answer."""
 
@@ -74,7 +81,7 @@ class Ctl:
         self.args = args
         self.json: bool = bool(getattr(args, "json", False))
         color = getattr(args, "color", "auto")
-        self.out = Console(
+        self.out = _Console(
             force_terminal=True if color == "always" else None,
             no_color=True if color == "never" else None,
             highlight=False,
@@ -83,7 +90,7 @@ class Ctl:
         self.plain = not self.out.is_terminal or self.out.no_color
         if self.plain:  # a pipe: as wide as the lines are, never wrapped
             self.out.width = 10_000
-        self.err = Console(stderr=True, highlight=False)
+        self.err = _Console(stderr=True, highlight=False)
 
     # ------------------------------------------------------------ where to ask
 

@@ -302,6 +302,8 @@ class Root:
             self.logbook.add_lines(child_id, fields.get("lines") or [], int(fields.get("dropped") or 0))
             return
         if event == "audit" and child_id == ROUTER_ID:
+            if fields.get("dropped"):
+                self.audit.record("calls_dropped", count=fields["dropped"])
             self.audit.record_many(fields.get("records") or [])
             return
         self._observe(child_id, event, fields)

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from hangar import __version__, protocol
+from hangar.call_audit import who_of, who_var
 from hangar.calls import Caller
 from hangar.catalog import Catalog
 from hangar.config import GroupSpec
@@ -169,6 +170,8 @@ class Router:
     async def _handle(self, exchange: Exchange) -> None:
         session = exchange.session
         session.last_active = exchange.started
+        if self.caller.audit is not None:
+            who_var.set(who_of(session))
         if not session.registered:
             session.registered = True
             self.sessions.add(session)

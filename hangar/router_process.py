@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 import zmq.asyncio
 
+from hangar.call_audit import CallAudit
 from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
@@ -74,6 +75,11 @@ async def main() -> None:
 
     link = ChildLink(context, status=status, on_command=on_command, on_event=on_event)
     relay.attach(lambda lines, dropped: link.send_event("logs", lines=lines, dropped=dropped))
+    if tree.audit.calls:
+        router.caller.audit = CallAudit(
+            lambda records, dropped: link.send_event("audit", records=records, dropped=dropped),
+            arguments=tree.audit.arguments,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -105,6 +111,8 @@ async def main() -> None:
         reason = "stop requested" if stopped in done else "lost the supervisor"
         await drain(dispatcher, reason)
     dispatcher.close()
+    if router.caller.audit is not None:
+        router.caller.audit.flush()
     tracing.shutdown()  # export the last spans before the exit below skips every cleanup
     relay.flush()
     link.close()

@@ -26,7 +26,7 @@ async def main() -> None:
     tracing.setup(f"worker:{spec.id}", **{"hangar.provider": spec.id})
     context = zmq.asyncio.Context()
     worker = Worker(spec, context, os.environ[ENV_ROUTER_ENDPOINT])
-    link = ChildLink(context, status=worker.status, on_command=worker.command)  # type: ignore[arg-type]
+    link = ChildLink(context, status=worker.status, on_command=worker.supervisor_command)  # type: ignore[arg-type]
     relay.attach(lambda lines, dropped: link.send_event("logs", lines=lines, dropped=dropped))
     worker.on_status = link.publish_status
     loop = asyncio.get_running_loop()

@@ -300,6 +300,13 @@ class Worker:
 
     # --------------------------------------------------------------- commands
 
+    async def supervisor_command(self, op: str, args: dict[str, Any]) -> Any:
+        """A command from the supervisor (`hangar ctl`): a failure answers with its own type."""
+        try:
+            return await self.command(op, args)
+        except CallError as exc:
+            raise CommandError(str(exc.type), exc.message, exc.hint) from exc
+
     async def command(self, op: str, args: dict[str, Any]) -> Any:
         """One entry point for the router's control operations and the supervisor's commands."""
         era = Era(args.get("era", Era.HANDSHAKE))
