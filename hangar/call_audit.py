@@ -65,9 +65,15 @@ class CallAudit:
         }
         if correlation_id is not None:
             entry["correlation_id"] = correlation_id
-        if self._arguments and params:
-            raw = jsonrpc.members(params).get("arguments")
-            entry["arguments"] = jsonrpc.value(raw) if raw is not None else None
+        if params:
+            members = jsonrpc.members(params)
+            if method == "tools/call" and "name" in members:  # the name as the provider knows it,
+                entry["tool"] = jsonrpc.value(
+                    members["name"]
+                )  # also one it does not list (metrics: "unknown")
+            if self._arguments:
+                raw = members.get("arguments")
+                entry["arguments"] = jsonrpc.value(raw) if raw is not None else None
         if len(self._queue) == MAX_QUEUED:
             self._dropped += 1
         self._queue.append(entry)

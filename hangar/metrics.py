@@ -77,7 +77,7 @@ class TreeCollector(Collector):
         for (provider, method, name), histogram in figures.durations.items():
             if method == TOOLS_CALL:
                 durations.add_metric([provider, name], _buckets(histogram), histogram.total)
-        in_flight = GaugeMetricFamily("hangar_calls_in_flight", "Tool calls in flight", labels=["provider"])
+        in_flight = GaugeMetricFamily("hangar_in_flight_calls", "Calls in flight now", labels=["provider"])
         for provider in self._providers():
             in_flight.add_metric([provider], float(self._in_flight(provider)))
         batch_calls = HistogramMetricFamily("hangar_batch_calls", "Calls per hangar_call batch")
@@ -85,8 +85,8 @@ class TreeCollector(Collector):
         batch_seconds = HistogramMetricFamily("hangar_batch_duration_seconds", "hangar_call wall time")
         batch_seconds.add_metric([], _buckets(figures.batch_seconds), figures.batch_seconds.total)
         rejected = CounterMetricFamily(
-            "hangar_http_rejected",
-            "HTTP requests refused before MCP (unauthorized, rate_limited)",
+            "hangar_http_rejected_requests",
+            "HTTP requests refused before MCP (unauthorized, forbidden, rate_limited)",
             labels=["reason"],
         )
         for reason, count in figures.rejected.items():

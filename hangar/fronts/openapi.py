@@ -256,6 +256,13 @@ def document(prefix: str) -> dict[str, Any]:
             {"$ref": "#/components/schemas/Metrics"},
         ),
         "/overview": _read("Everything the dashboard shows, in one answer.", {"type": "object"}, 503),
+        "/openapi.json": {
+            "get": {
+                "summary": "This description (no token needed).",
+                "security": [],
+                "responses": _ok({"type": "object"}, "OpenAPI 3.1"),
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
