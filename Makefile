@@ -14,6 +14,8 @@ CONFORMANCE_STAMP := $(CONFORMANCE_PREFIX)/.installed
 # the suite's fixture server, from the sdist of the installed mcp SDK
 FIXTURE_DIR := .cache/mcp-sdist
 FIXTURE_STAMP := $(FIXTURE_DIR)/.installed
+# a real browser for the dashboard's test, from Debian's packages
+CHROMIUM_STAMP := .cache/chromium.installed
 
 .PHONY: setup run test lint typecheck pytest clean bench bench-quick
 
@@ -47,6 +49,11 @@ $(FIXTURE_STAMP): $(BIN)/.installed
 	tar -xzf $(FIXTURE_DIR)/mcp-*.tar.gz -C $(FIXTURE_DIR)
 	touch $@
 
+$(CHROMIUM_STAMP):
+	command -v chromium >/dev/null || (apt-get update -qq && \
+		apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
+	mkdir -p .cache && touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -54,7 +61,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup $(NPM_STAMP) $(CONFORMANCE_STAMP) $(FIXTURE_STAMP)
+pytest: setup $(NPM_STAMP) $(CONFORMANCE_STAMP) $(FIXTURE_STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
