@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from hangar import __version__
 from hangar.config import describe, load_config
@@ -34,10 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     return result
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """A bad command line: usage and the message, then EX_USAGE (argparse's own is 2)."""
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hangar", description="One MCP endpoint in front of many MCP servers."
-    )
+    parser = _Parser(prog="hangar", description="One MCP endpoint in front of many MCP servers.")
     parser.add_argument("--version", action="version", version=f"hangar {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
@@ -86,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         help="inspect and steer a running hangar",
         description="Inspect and steer running hangars. Without an action: the instances running.",
         epilog="exit status: 0 ok, 64 usage, 65 unknown id, 69 unavailable or failed, 70 internal error, "
-        "75 try again, 76 bad answer, 77 permission denied (docs/operations.md)",
+        "75 try again, 76 bad answer, 77 permission denied, 141 output closed early (docs/operations.md)",
     )
     _ctl_arguments(ctl)
     return parser
