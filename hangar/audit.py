@@ -36,6 +36,7 @@ class AuditTrail:
     def __init__(self, settings: AuditSettings, recent: int = RECENT_EVENTS) -> None:
         self.settings = settings
         self._recent: deque[dict[str, Any]] = deque(maxlen=recent)
+        self._events: deque[dict[str, Any]] = deque(maxlen=recent)  # without calls: they are many
         self._seq = itertools.count(1)
         self._file: IO[str] | None = None
         self._size = 0
@@ -57,9 +58,9 @@ class AuditTrail:
             written.append(self._entry(event, fields))
         self._write(written)
 
-    def recent(self, *, n: int = 100, after: int = 0) -> list[dict[str, Any]]:
-        """The last `n` events with a sequence number above `after`, oldest first."""
-        newer = [e for e in self._recent if e["seq"] > after] if after else list(self._recent)
+    def recent(self, *, n: int = 100, after: int = 0, calls: bool = True) -> list[dict[str, Any]]:
+        """The last `n` events with a sequence number above `after`, oldest first (`calls`: with calls)."""
+        newer = [e for e in (self._recent if calls else self._events) if e["seq"] > after]
         return newer[-n:] if n > 0 else []
 
     def close(self) -> None:
@@ -73,6 +74,8 @@ class AuditTrail:
         ts = fields.pop("ts", None) or now_iso()
         entry = {"ts": ts, "seq": next(self._seq), "event": event, **fields}
         self._recent.append(entry)
+        if event != "call":
+            self._events.append(entry)
         return entry
 
     def _write(self, entries: list[dict[str, Any]]) -> None:

@@ -195,6 +195,7 @@ def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
         "-n", "--lines", type=int, default=50, metavar="N", help="how many events (default 50)"
     )
     audit.add_argument("-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C")
+    audit.add_argument("--no-calls", action="store_true", help="lifecycle events and commands only")
 
 
 def _ctl(args: argparse.Namespace) -> int:

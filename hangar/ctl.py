@@ -431,8 +431,14 @@ def logs(ctl: Ctl) -> int:
 
 def audit(ctl: Ctl) -> int:
     socket = ctl.socket()
-    events = ctl.ask("audit", socket, n=max(0, ctl.args.lines))
-    return _follow(ctl, events, lambda after: ctl.ask("audit", socket, n=1000, after=after), views.audit_line)
+    calls = not ctl.args.no_calls
+    events = ctl.ask("audit", socket, n=max(0, ctl.args.lines), calls=calls)
+    return _follow(
+        ctl,
+        events,
+        lambda after: ctl.ask("audit", socket, n=1000, after=after, calls=calls),
+        views.audit_line,
+    )
 
 
 def _follow(

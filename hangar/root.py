@@ -376,7 +376,8 @@ class Root:
             n, after = _count(args.get("n"), 100), _count(args.get("after"), 0)
             return {"id": child_id, "lines": self.logbook.lines(child_id, n=n, after=after)}
         if command == "audit":
-            return self.audit.recent(n=_count(args.get("n"), 100), after=_count(args.get("after"), 0))
+            n, after = _count(args.get("n"), 100), _count(args.get("after"), 0)
+            return self.audit.recent(n=n, after=after, calls=args.get("calls", True) is not False)
         if command == "summary":  # calls/s and latency per provider: the router counts them
             try:
                 return await supervisor.request(ROUTER_ID, "summary", timeout_s=5.0)

@@ -233,7 +233,7 @@ class Calls:
             if on_progress is not None and request.progress:
                 on_progress({"stage": "executing"})
             with tracing.span(
-                f"{request.method} {_what(request)}".strip() if traced else "",
+                _span_name(request) if traced else "",
                 kind="client",
                 attributes={
                     "hangar.provider": spec.id,
@@ -315,6 +315,12 @@ class Calls:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _span_name(request: Forward) -> str:
+    """`tools/call echo`, or the method alone."""
+    what = _what(request)
+    return f"{request.method} {what.removeprefix('tool ')}" if what.startswith("tool ") else request.method
 
 
 def _what(request: Forward) -> str:

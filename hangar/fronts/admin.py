@@ -108,7 +108,8 @@ class AdminApi:
             return 200, await self._ask("instance")
         if path == "/audit":
             n, after = _number(query, "n", 100, MAX_LINES), _number(query, "after", 0, None)
-            return 200, {"events": await self._ask("audit", n=n, after=after)}
+            calls = query.get("calls", "true") != "false"
+            return 200, {"events": await self._ask("audit", n=n, after=after, calls=calls)}
         if path == "/metrics":
             return 200, self.metrics()
         if path == "/overview":
@@ -191,7 +192,7 @@ class AdminApi:
             self._ask("instance"),
             self._ask("tree"),
             self._ask("status"),
-            self._ask("audit", n=OVERVIEW_AUDIT_EVENTS),
+            self._ask("audit", n=OVERVIEW_AUDIT_EVENTS, calls=False),
         )
         groups = [
             {"id": g.id, "members": [m.id for m in g.members], "state": g.state(self.router.views)}

@@ -249,7 +249,15 @@ def document(prefix: str) -> dict[str, Any]:
                 },
             },
             400,
-            parameters=_PAGE,
+            parameters=[
+                *_PAGE,
+                {
+                    "name": "calls",
+                    "in": "query",
+                    "schema": {"type": "boolean", "default": True},
+                    "description": "false: lifecycle events and commands only",
+                },
+            ],
         ),
         "/metrics": _read(
             "Calls/s and latency per provider over the last window, and totals.",

@@ -138,7 +138,7 @@ async def test_a_call_is_a_router_span_with_worker_and_provider_spans_below_it(
     assert worker.attributes["hangar.provider"] == "fx"
     below_worker = receiver.wait_for(lambda s: s.parent_id == worker.span_id, "below the worker's")
     call = next(s for s in below_worker if s.name.startswith("tools/call"))
-    assert call.name == "tools/call tool meta" and call.kind == 3  # SPAN_KIND_CLIENT
+    assert call.name == "tools/call meta" and call.kind == 3  # SPAN_KIND_CLIENT
     # the provider got the call's context as a W3C traceparent in _meta
     assert meta["traceparent"].split("-")[1] == request.trace_id
     assert meta["traceparent"].split("-")[2] == call.span_id
