@@ -17,6 +17,8 @@ FIXTURE_STAMP := $(FIXTURE_DIR)/.installed
 # Docker Engine and Podman's API service, installed and started when missing, with the local test
 # image (no registry is reachable); run every time, quick when all is there (.ci/engines)
 ENGINES := .ci/engines
+# a real browser for the dashboard's test, from Debian's packages
+CHROMIUM_STAMP := .cache/chromium.installed
 
 .PHONY: setup run test lint typecheck pytest engines clean bench bench-quick
 
@@ -50,6 +52,11 @@ $(FIXTURE_STAMP): $(BIN)/.installed
 	tar -xzf $(FIXTURE_DIR)/mcp-*.tar.gz -C $(FIXTURE_DIR)
 	touch $@
 
+$(CHROMIUM_STAMP):
+	command -v chromium >/dev/null || (apt-get update -qq && \
+		apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
+	mkdir -p .cache && touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -60,7 +67,7 @@ typecheck: setup
 engines: setup
 	bash $(ENGINES)
 
-pytest: setup $(NPM_STAMP) $(CONFORMANCE_STAMP) $(FIXTURE_STAMP) engines
+pytest: setup $(NPM_STAMP) $(CONFORMANCE_STAMP) $(FIXTURE_STAMP) $(CHROMIUM_STAMP) engines
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

@@ -16,11 +16,13 @@ from typing import Any
 
 import structlog
 
+from hangar.call_audit import CallAudit, who_var
 from hangar.dispatch import REPLY_MARGIN_S, Dispatcher, Reply
 from hangar.figures import RouterFigures
 from hangar.groups import Group
 from hangar.retry import delay_s, may_retry
 from supervisors import logs
+from workers import tracing
 from workers.errors import NEVER_REACHED, CallError, ErrorType
 from workers.protocol import Era
 from workers.spec import ProviderSpec, RetrySpec
@@ -42,6 +44,7 @@ class Caller:
         self.specs = specs
         self.groups = groups
         self.figures = figures
+        self.audit: CallAudit | None = None  # set when calls are audited (`audit.calls`)
 
     def default_timeout_s(self, entry: str) -> float:
         group = self.groups.get(entry)
@@ -165,6 +168,8 @@ class Caller:
     ) -> Reply:
         started = time.perf_counter()
         outcome = "ok"
+        if tracing.tracer is not None:
+            fields = {**fields, "tp": tracing.traceparent()}
         try:
             # the worker times the call itself, from when its provider is up; the router's
             # deadline is only a backstop, so it allows for a cold start first
@@ -195,5 +200,16 @@ class Caller:
         finally:
             elapsed_s = time.perf_counter() - started
             self.figures.record(target, method, label, outcome, elapsed_s)
+            if self.audit is not None:
+                self.audit.record(
+                    who=who_var.get(),
+                    provider=target,
+                    method=method,
+                    name=label,
+                    outcome=outcome,
+                    elapsed_s=elapsed_s,
+                    params=params,
+                    correlation_id=fields.get("cid"),
+                )
             if logs.verbosity.debug:
                 log.debug("call_done", provider=target, method=method, name=label, outcome=outcome)

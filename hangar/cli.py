@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
+from hangar import __version__
 from hangar.config import describe, load_config
-from hangar.control import request, resolve_socket
 from hangar.errors import EX_CONFIG, ConfigError, HangarError
 from hangar.paths import ENV_CTL_SOCKET
 from supervisors.logs import configure_logging
@@ -22,7 +21,8 @@ ENV_HTTP_PORT = "HANGAR_HTTP_PORT"
 DEFAULT_HTTP_HOST = "127.0.0.1"  # loopback unless told otherwise
 DEFAULT_HTTP_PORT = 8000
 EX_USAGE = 64  # sysexits
-EX_UNAVAILABLE = 69  # sysexits: no running instance, unknown id, refused command
+EX_UNAVAILABLE = 69  # sysexits: the tree could not be set up
+DEFAULT_WATCH_INTERVAL_S = 1.0  # `hangar ctl status --watch` redraws this often
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     return result
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """A bad command line: usage and the message, then EX_USAGE (argparse's own is 2)."""
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hangar", description="One MCP endpoint in front of many MCP servers."
-    )
-    parser.add_argument("--version", action="version", version="hangar 0.1.0")
+    parser = _Parser(prog="hangar", description="One MCP endpoint in front of many MCP servers.")
+    parser.add_argument("--version", action="version", version=f"hangar {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run hangar (MCP over stdio)")
@@ -50,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         "--socket",
         default=os.environ.get(ENV_CTL_SOCKET),
         help=f"control socket path (default: ${ENV_CTL_SOCKET}, else a per-user runtime dir)",
+    )
+    serve.add_argument(
+        "--name", help="a name for this instance, for `hangar ctl --instance NAME` (default: the config's)"
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
@@ -79,26 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.set_defaults(handler=_config_check)
 
-    ctl = commands.add_parser("ctl", help="inspect and steer a running hangar")
-    ctl.add_argument(
-        "--socket", help=f"control socket (default: ${ENV_CTL_SOCKET}, else the running instance)"
+    ctl = commands.add_parser(
+        "ctl",
+        help="inspect and steer a running hangar",
+        description="Inspect and steer running hangars. Without an action: the instances running.",
+        epilog="exit status: 0 ok, 64 usage, 65 unknown id, 69 unavailable or failed, 70 internal error, "
+        "75 try again, 76 bad answer, 77 permission denied, 141 output closed early (docs/operations.md)",
     )
-    ctl_commands = ctl.add_subparsers(metavar="ACTION")
-    for name, help_text in (("tree", "the supervision tree"), ("status", "one line per provider")):
-        sub = ctl_commands.add_parser(name, help=help_text)
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
-        sub.add_argument("--socket", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        sub.set_defaults(handler=_ctl, action=name)
-    for name, help_text in (
-        ("start", "start a provider now"),
-        ("stop", "stop a provider (it starts again on its next call)"),
-        ("restart", "restart a provider (also revives one that gave up), or the router"),
-    ):
-        sub = ctl_commands.add_parser(name, help=help_text)
-        sub.add_argument("id", help="a provider id, or 'router' for restart")
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
-        sub.add_argument("--socket", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        sub.set_defaults(handler=_ctl, action=name)
+    _ctl_arguments(ctl)
     return parser
 
 
@@ -122,7 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     http = HttpOptions(args.host, args.port, args.allow_unauthenticated) if args.http else None
     try:
-        root = Root(config, Path(args.socket) if args.socket else None, http)
+        root = Root(config, Path(args.socket) if args.socket else None, http, name=args.name)
         return asyncio.run(root.run())
     except ConfigError as exc:
         print(f"hangar: {exc}", file=sys.stderr)
@@ -142,112 +138,70 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ctl(args: argparse.Namespace) -> int:
-    action: str = args.action
-    try:
-        path = resolve_socket(getattr(args, "socket", None))
-        payload = {"id": args.id} if hasattr(args, "id") else {}
-        result = request(path, action, payload)
-    except HangarError as exc:
-        print(f"hangar ctl: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
-    if args.json:
-        print(json.dumps(result, indent=2, default=str))
-    elif action == "status":
-        print(_format_status(result))
-    elif action == "tree":
-        print(_format_tree(result))
-    else:
-        print(
-            f"{result.get('id')}: {result.get('state')}"
-            + (f" ({result['reason']})" if result.get("reason") else "")
-        )
-    return 0
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows)
-
-
-def _format_status(rows: list[dict[str, Any]]) -> str:
-    table = [["ID", "MODE", "STATE", "WORKER", "PROVIDER", "RESTARTS", "IN-FLIGHT", "LAST ERROR"]]
-    for row in rows:
-        table.append(
-            [
-                str(row["id"]),
-                str(row["mode"]),
-                str(row["state"]),
-                str(row["worker_pid"] or "-"),
-                str(row["provider_pid"] or "-"),
-                str(row["restarts"]),
-                str(row["in_flight"]),
-                str(row.get("last_error") or "-"),
-            ]
-        )
-    return _table(table)
-
-
-def _or_dash(value: Any) -> str:
-    return "-" if value is None else str(value)
-
-
-def _format_tree(tree: dict[str, Any]) -> str:
-    """The tree as `tree(1)` draws directories: supervisors, their workers, each worker's provider."""
-    head = f"root  pid {tree['pid']}  {tree['state']}  up {tree['uptime_s']}s  {_budget(tree)}"
-    lines = [f"{head}  rss {tree['rss_mib']} MiB"]
-    _draw(tree["children"], "", lines)
-    return "\n".join(lines)
-
-
-def _draw(nodes: list[dict[str, Any]], indent: str, lines: list[str]) -> None:
-    for index, node in enumerate(nodes):
-        last = index == len(nodes) - 1
-        branch, below = ("└── ", "    ") if last else ("├── ", "│   ")
-        lines.append(indent + branch + _node_line(node))
-        children = list(node.get("children") or [])
-        provider = node.get("provider")
-        if provider:
-            lines.append(
-                f"{indent}{below}└── provider  pid {provider['pid'] or '-'}  {provider['state']}  "
-                f"restarts {provider['restarts']}  rss {_or_dash(provider['rss_mib'])} MiB  "
-                f"cpu {provider['cpu_s'] or 0}s"
-            )
-            transport = provider.get("transport") or {}
-            if transport.get("kind") == "container":
-                lines.append(
-                    f"{indent}{below}    container {transport['container_id']}  image {transport['image']}  "
-                    f"memory limit {_size(transport.get('memory'))}  cpus {transport.get('cpus') or '-'}"
-                )
-            elif transport.get("kind") == "remote":
-                lines.append(f"{indent}{below}    {transport.get('transport')} {transport.get('url')}")
-            elif transport.get("limits"):
-                lines.append(f"{indent}{below}    limits: {transport['limits']}")
-        _draw(children, indent + below, lines)
-
-
-def _node_line(node: dict[str, Any]) -> str:
-    kind = node["kind"]
-    if kind == "supervisor":
-        return f"supervisor {node['id']}  {node['state']}  {_budget(node)}"
-    if kind == "provider":  # a provider without a worker
-        return f"{node['id']}  {node['state']}  ({node.get('reason') or '-'})"
-    exit_ = node.get("last_exit")
-    exit_text = f"  last exit: {exit_['reason']} ({exit_['detail']})" if exit_ else ""
-    return (
-        f"{kind} {node['id']}  pid {node['pid'] or '-'}  {node['state']}  "
-        f"up {_or_dash(node['uptime_s'])}s  restarts {node['restarts']}  "
-        f"rss {node['rss_mib'] or '-'} MiB{exit_text}"
+def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
+    """`hangar ctl` and its actions (what they do: `hangar.ctl`)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    common.add_argument("--socket", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--instance", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--color", choices=["auto", "always", "never"], default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
+    ctl.add_argument(
+        "--socket", help=f"control socket (default: ${ENV_CTL_SOCKET}, else the running instance)"
+    )
+    ctl.add_argument("--instance", metavar="PID|NAME", help="which running hangar (see `hangar ctl`)")
+    ctl.add_argument("--json", action="store_true", help="machine-readable output, errors included")
+    ctl.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour (auto: on a terminal, unless NO_COLOR)",
+    )
+    ctl.set_defaults(handler=_ctl, action="instances")
+    actions = ctl.add_subparsers(metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=help_text, parents=[common])
+        sub.set_defaults(action=name)
+        return sub
+
+    action("instances", "the hangars running (pid, name, config, mode, started)")
+    for name, help_text in (("status", "one line per provider"), ("tree", "the supervision tree")):
+        sub = action(name, help_text)
+        sub.add_argument("--watch", "-w", action="store_true", help="redraw until Ctrl-C, like watch(1)")
+        sub.add_argument(
+            "--interval",
+            "-i",
+            type=float,
+            default=DEFAULT_WATCH_INTERVAL_S,
+            metavar="S",
+            help="seconds between redraws",
+        )
+    for name, help_text in (
+        ("start", "start providers now"),
+        ("stop", "stop providers (each starts again on its next call)"),
+        ("restart", "restart providers, a group's members one by one, or the router"),
+    ):
+        action(name, help_text).add_argument("ids", nargs="+", metavar="ID", help="provider or group ids")
+    warm = action("warm", "start providers in parallel, so their first calls are fast")
+    warm.add_argument("ids", nargs="*", metavar="ID", help="provider or group ids (default: every provider)")
+    logs = action("logs", "a provider's recent stderr and hangar's log lines about it")
+    logs.add_argument("id", metavar="ID", help="a provider id, or 'router'")
+    logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="how many lines (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    audit = action("audit", "recent audit events: lifecycle, commands, calls")
+    audit.add_argument(
+        "-n", "--lines", type=int, default=50, metavar="N", help="how many events (default 50)"
+    )
+    audit.add_argument("-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C")
+    audit.add_argument("--no-calls", action="store_true", help="lifecycle events and commands only")
 
 
-def _budget(node: dict[str, Any]) -> str:
-    spent = f"{node['restarts_in_window']}/{node['intensity']}"
-    return f"{node['strategy']}  restarts {spent} in {node['period_s']:g}s"
+def _ctl(args: argparse.Namespace) -> int:
+    from hangar.ctl import run  # rich: only `hangar ctl` pays its import
 
-
-def _size(size: int | None) -> str:
-    return f"{size / 2**20:g} MiB" if size else "-"
+    return run(args)
 
 
 if __name__ == "__main__":

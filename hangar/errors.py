@@ -116,7 +116,15 @@ class SupervisorError(HangarError):
 
 
 class ControlError(HangarError):
-    """`hangar ctl` failed: no running instance, unknown provider id, ..."""
+    """`hangar ctl` or the admin API failed: no running instance, unknown provider id, ...
+
+    `type` is stable and machine-readable (docs/operations.md lists them): it decides the exit
+    status of `hangar ctl` and the HTTP status of the admin API.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, type: str = "failed") -> None:
+        super().__init__(message, hint=hint)
+        self.type = type
 
 
 class ProtocolError(HangarError):

@@ -25,7 +25,7 @@ from hangar.dispatch import CONTROL_TIMEOUT_S, Reply
 from hangar.progress import BatchProgress
 from hangar.protocol import RpcFailure
 from hangar.session import Exchange
-from workers import jsonrpc
+from workers import jsonrpc, tracing
 from workers.errors import CallError
 
 if TYPE_CHECKING:
@@ -251,19 +251,29 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
         params = jsonrpc.dumps(request)
         call_id = router.dispatcher.next_id()
         router.track(call_id, exchange)
+        span = tracing.span(
+            f"hangar_call {batch_call.provider}__{batch_call.tool}",
+            attributes={
+                "hangar.provider": batch_call.provider,
+                "gen_ai.tool.name": batch_call.tool,
+                "hangar.batch.index": index,
+                "hangar.correlation_id": correlation_id,
+            },
+        )
         try:
-            return await router.caller.call(
-                batch_call.provider,
-                "tools/call",
-                params,
-                era=exchange.era,
-                timeout_s=batch_call.timeout_s,
-                label=batch_call.tool,
-                on_progress=on_progress,
-                batch_retries=max_retries,
-                call=call_id,
-                **fields,
-            )
+            with span:
+                return await router.caller.call(
+                    batch_call.provider,
+                    "tools/call",
+                    params,
+                    era=exchange.era,
+                    timeout_s=batch_call.timeout_s,
+                    label=batch_call.tool,
+                    on_progress=on_progress,
+                    batch_retries=max_retries,
+                    call=call_id,
+                    **fields,
+                )
         finally:
             router.untrack(call_id)
 
@@ -271,6 +281,12 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
         if progress is not None:
             progress.finished(index, batch_call.provider, ok)
 
+    if tracing.tracer is not None:
+        from opentelemetry import trace
+
+        trace.get_current_span().set_attributes(
+            {"hangar.correlation_id": correlation_id, "hangar.batch.calls": len(calls)}
+        )
     with structlog.contextvars.bound_contextvars(cid=correlation_id):
         log.info("batch_started", calls=len(calls), max_concurrency=max_concurrency)
         payload = await run_batch(

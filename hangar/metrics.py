@@ -9,6 +9,7 @@ time: no metric object is touched on the hot path, and prometheus-client (whose 
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from hangar import __version__
 from hangar.figures import Histogram, RouterFigures
 
 PROVIDER_STATES = ("cold", "starting", "ready", "degraded", "restarting", "stopping", "dead")
@@ -39,6 +41,11 @@ class TreeCollector(Collector):
         self._supervisor = supervisor
 
     def collect(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily(
+            "hangar_build_info", "hangar's version and Python's: always 1", labels=["version", "python"]
+        )
+        build.add_metric([__version__, platform.python_version()], 1.0)
+        yield build
         yield from self._router_families()
         yield from self._provider_families()
         yield from self._supervisor_families()
@@ -70,7 +77,7 @@ class TreeCollector(Collector):
         for (provider, method, name), histogram in figures.durations.items():
             if method == TOOLS_CALL:
                 durations.add_metric([provider, name], _buckets(histogram), histogram.total)
-        in_flight = GaugeMetricFamily("hangar_calls_in_flight", "Tool calls in flight", labels=["provider"])
+        in_flight = GaugeMetricFamily("hangar_in_flight_calls", "Calls in flight now", labels=["provider"])
         for provider in self._providers():
             in_flight.add_metric([provider], float(self._in_flight(provider)))
         batch_calls = HistogramMetricFamily("hangar_batch_calls", "Calls per hangar_call batch")
@@ -78,8 +85,8 @@ class TreeCollector(Collector):
         batch_seconds = HistogramMetricFamily("hangar_batch_duration_seconds", "hangar_call wall time")
         batch_seconds.add_metric([], _buckets(figures.batch_seconds), figures.batch_seconds.total)
         rejected = CounterMetricFamily(
-            "hangar_http_rejected",
-            "HTTP requests refused before MCP (unauthorized, rate_limited)",
+            "hangar_http_rejected_requests",
+            "HTTP requests refused before MCP (unauthorized, forbidden, rate_limited)",
             labels=["reason"],
         )
         for reason, count in figures.rejected.items():

@@ -1,16 +1,20 @@
-"""Where a running hangar keeps its sockets.
+"""Where a running hangar keeps its sockets, and how `hangar ctl` finds running instances.
 
 Each `hangar serve` gets an instance directory (mode 0700) under a per-user runtime
 directory: `$RUNTIME_DIRECTORY` under systemd, else `$XDG_RUNTIME_DIR/hangar`, else
-`/tmp/hangar-<uid>`. It holds the ZeroMQ `ipc://` sockets and, unless another path is
-given, the control socket (mode 0600) that `hangar ctl` talks to.
+`/tmp/hangar-<uid>`, named by the root's pid. It holds the ZeroMQ `ipc://` sockets, unless
+another path is given the control socket (mode 0600) that `hangar ctl` talks to, and
+`instance.json`, which describes the instance (name, config, mode, start time, control
+socket), so `hangar ctl` can list the instances running and pick one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
@@ -19,6 +23,7 @@ from hangar.errors import ControlError
 
 ENV_CTL_SOCKET = "HANGAR_CTL_SOCKET"
 CONTROL_SOCKET_NAME = "control.sock"
+INSTANCE_FILE = "instance.json"
 MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
 
 
@@ -69,14 +74,59 @@ def default_control_socket(instance: Path) -> Path:
     return instance / CONTROL_SOCKET_NAME
 
 
-def find_control_sockets() -> list[Path]:
-    """Control sockets of the instances running now (for `hangar ctl` without --socket)."""
+@dataclass(frozen=True)
+class Instance:
+    """A running hangar, as it describes itself in its instance directory."""
+
+    pid: int
+    name: str  # `hangar serve --name`, else the config file's name without its suffix
+    config: str
+    mode: str  # "stdio" or "http"
+    url: str | None  # the MCP endpoint in HTTP mode
+    started: str  # ISO 8601, UTC
+    socket: Path  # its control socket
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "socket": str(self.socket)}
+
+
+def write_instance(directory: Path, instance: Instance) -> None:
+    path = directory / INSTANCE_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(instance.to_json()))
+    temporary.replace(path)  # a reader never sees half a file
+
+
+def find_instances() -> list[Instance]:
+    """The instances running now, oldest first (for `hangar ctl` without --socket)."""
     base = runtime_base()
     if not base.is_dir():
         return []
     found = []
-    for entry in sorted(base.iterdir()):
-        sock = entry / CONTROL_SOCKET_NAME
-        if entry.name.isdigit() and psutil.pid_exists(int(entry.name)) and sock.exists():
-            found.append(sock)
-    return found
+    for entry in base.iterdir():
+        if not entry.name.isdigit() or not psutil.pid_exists(int(entry.name)):
+            continue
+        instance = _read_instance(entry)
+        if instance is not None and instance.socket.exists():
+            found.append(instance)
+    return sorted(found, key=lambda i: (i.started, i.pid))
+
+
+def _read_instance(directory: Path) -> Instance | None:
+    try:
+        data = json.loads((directory / INSTANCE_FILE).read_text())
+        return Instance(
+            pid=int(data["pid"]),
+            name=str(data["name"]),
+            config=str(data["config"]),
+            mode=str(data["mode"]),
+            url=data.get("url"),
+            started=str(data["started"]),
+            socket=Path(data["socket"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    sock = directory / CONTROL_SOCKET_NAME  # an instance that has not described itself (yet)
+    if not sock.exists():
+        return None
+    return Instance(int(directory.name), "-", "?", "?", None, "", sock)

@@ -1,8 +1,9 @@
 """The root of the tree: `hangar serve`.
 
-Builds the child specs (one worker per provider, then the router), runs the
-root supervisor, answers `hangar ctl` on the control socket, and turns the outcome into
-an exit status. In stdio mode the root hands the client's stdin/stdout to the router
+Runs the tree of `hangar/tree.py` (the providers' supervisor, then the router), starts a
+provider's branch when it is first needed (`hangar/provider_tree.py`), answers `hangar ctl`
+and the router's requests, writes down what happens (`hangar/observer.py`), and turns the
+outcome into an exit status. In stdio mode the root hands the client's stdin/stdout to the router
 and points its own fd 0/1 elsewhere, so nothing else in the tree can write to stdout.
 """
 
@@ -21,12 +22,15 @@ from typing import Any
 import structlog
 import zmq.asyncio
 
-from hangar import tree_view
+from hangar import __version__, tree_view
+from hangar.audit import AuditTrail
 from hangar.config import HangarConfig, write_tree_spec
 from hangar.containers import ContainerJanitor
 from hangar.control import ControlServer
 from hangar.errors import ConfigError, ControlError
-from hangar.paths import default_control_socket, instance_dir, remove_instance_dir
+from hangar.logbook import Logbook, now_iso
+from hangar.observer import Observer
+from hangar.paths import Instance, default_control_socket, instance_dir, remove_instance_dir, write_instance
 from hangar.provider_tree import ProviderTree
 from hangar.systemd import Notifier
 from hangar.tree import (
@@ -39,8 +43,7 @@ from hangar.tree import (
     router_env,
     stdio_router_spec,
 )
-from supervisors.child import CommandError
-from supervisors.errors import StartError
+from supervisors.errors import CommandError, StartError, SupervisorError
 from supervisors.exits import SupervisorExit
 from supervisors.info import ChildState
 from supervisors.spec import AutoShutdown, ChildSpec, Strategy, SupervisorFlags
@@ -64,10 +67,19 @@ class HttpOptions:
 
 class Root:
     def __init__(
-        self, config: HangarConfig, control_socket: Path | None, http: HttpOptions | None = None
+        self,
+        config: HangarConfig,
+        control_socket: Path | None,
+        http: HttpOptions | None = None,
+        name: str | None = None,
     ) -> None:
         self.config = config
         self.http = http
+        self.name = name or Path(config.path).stem
+        self.logbook = Logbook()  # each provider's recent log lines, for `ctl logs` and the admin API
+        self.audit = AuditTrail(config.audit)
+        self.observer = Observer(self.audit, self.logbook)
+        self._url: str | None = None
         self.figures: dict[str, Any] = {"children": {}, "escalations": 0}
         self._listener: socket.socket | None = None
         self.instance = instance_dir(os.getpid())
@@ -85,7 +97,8 @@ class Root:
         if self.http is None:
             client_in, client_out = _take_stdio()
             return stdio_router_spec(env, client_in, client_out), client_in
-        from hangar.fronts.http import bind_socket, is_loopback, load_tokens
+        from hangar.fronts.access import load_tokens
+        from hangar.fronts.http import bind_socket, is_loopback
 
         tokens = load_tokens(self.config.http)
         if not tokens and not is_loopback(self.http.host) and not self.http.allow_unauthenticated:
@@ -98,14 +111,18 @@ class Root:
             )
         listener = bind_socket(self.http.host, self.http.port)
         self._listener = listener
-        log.info(
-            "http_listening",
-            url=f"http://{self.http.host}:{listener.getsockname()[1]}/mcp",
-            auth="bearer" if tokens else "none",
-        )
+        self._url = f"http://{self.http.host}:{listener.getsockname()[1]}/mcp"
+        log.info("http_listening", url=self._url, auth="bearer" if tokens else "none")
         return http_router_spec(env, self.http.host, listener.fileno()), None
 
     async def run(self) -> int:
+        from hangar.tracing import ENV_TRACING, resolve
+
+        traced = resolve(self.config.tracing, os.environ, self.config.path)  # before specs copy the env
+        if traced is None:
+            os.environ.pop(ENV_TRACING, None)
+        else:
+            os.environ[ENV_TRACING] = traced
         context = zmq.asyncio.Context()
         router_endpoint = f"ipc://{self.instance}/router.sock"
         try:
@@ -143,6 +160,7 @@ class Root:
         self.systemd.start_watchdog()
         try:
             await control.start()
+            self._describe()
             self.containers.start()
             log.info(
                 "hangar_starting", providers=len(self.config.providers), control_socket=str(self.control_path)
@@ -179,6 +197,7 @@ class Root:
             await control.close()
             await self.containers.close()
             await supervisor.close()
+            self.audit.close()
             await self.systemd.close()
             context.term()
             if self._listener is not None:
@@ -195,10 +214,33 @@ class Root:
         if self.providers is not None:
             await self.providers.stop_all()
 
+    def _describe(self) -> None:
+        """instance.json: how `hangar ctl` lists this instance among those running."""
+        instance = Instance(
+            pid=os.getpid(),
+            name=self.name,
+            config=self.config.path,
+            mode="stdio" if self.http is None else "http",
+            url=self._url,
+            started=now_iso(),
+            socket=self.control_path.absolute(),
+        )
+        self.started_iso = instance.started
+        write_instance(self.instance, instance)
+
     async def _on_child_event(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
         supervisor, providers = self.supervisor, self.providers
         if supervisor is None or providers is None:
             return
+        if event == "logs":
+            self.logbook.add_lines(child_id, fields.get("lines") or [], int(fields.get("dropped") or 0))
+            return
+        if event == "audit" and child_id == ROUTER_ID:
+            if fields.get("dropped"):
+                self.audit.record("calls_dropped", count=fields["dropped"])
+            self.audit.record_many(fields.get("records") or [])
+            return
+        self.observer.observe(child_id, event, fields)
         told = providers.event(child_id, event, fields)
         if told is not None:
             await supervisor.notify(ROUTER_ID, told[0], **told[1])
@@ -212,7 +254,8 @@ class Root:
             self.systemd.status(self._summary())
 
     async def _on_request(self, path: tuple[str, ...], op: str, args: dict[str, Any]) -> Any:
-        """What the router asks of the root: what runs (when it starts), a provider's worker."""
+        """What the router asks of the root: what runs (when it starts), a provider's worker, and
+        for the admin API the control commands."""
         providers = self.providers
         if path != (ROUTER_ID,) or providers is None:
             raise CommandError("unknown_request", f"the root does not answer {op!r} from {'/'.join(path)}")
@@ -234,7 +277,12 @@ class Root:
                     else "it is retried with the next call",
                 ) from exc
             return {"pid": worker.pid}
-        raise CommandError("unknown_request", f"the root does not answer {op!r}")
+        # the admin API: the control commands, by the same names
+        actor = str(args.pop("actor", None) or "/".join(path))
+        try:
+            return await self._control(op, args, actor)
+        except ControlError as exc:
+            raise CommandError(exc.type, exc.message, exc.hint) from exc
 
     def _count(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
         """The supervisor figures the router exposes on /metrics."""
@@ -256,10 +304,10 @@ class Root:
 
     # ---------------------------------------------------------------- control
 
-    async def _control(self, command: str, args: dict[str, Any]) -> Any:
+    async def _control(self, command: str, args: dict[str, Any], actor: str = "ctl") -> Any:
         supervisor, providers = self.supervisor, self.providers
         if supervisor is None or providers is None:
-            raise ControlError("hangar is still starting")
+            raise ControlError("hangar is still starting", hint="try again in a moment", type="starting")
         if command == "status":
             return tree_view.status_rows(providers)
         if command == "tree":
@@ -269,38 +317,93 @@ class Root:
                 uptime_s=time.monotonic() - self.started_at,
                 control_path=self.control_path,
             )
+        if command == "instance":
+            return {
+                "pid": os.getpid(),
+                "name": self.name,
+                "config": self.config.path,
+                "mode": "stdio" if self.http is None else "http",
+                "url": self._url,
+                "started": getattr(self, "started_iso", None),
+                "uptime_s": round(time.monotonic() - self.started_at, 1),
+                "version": __version__,
+            }
+        if command == "logs":
+            child_id = self._known(providers, args.get("id"))
+            n, after = _count(args.get("n"), 100), _count(args.get("after"), 0)
+            return {"id": child_id, "lines": self.logbook.lines(child_id, n=n, after=after)}
+        if command == "audit":
+            n, after = _count(args.get("n"), 100), _count(args.get("after"), 0)
+            return self.audit.recent(n=n, after=after, calls=args.get("calls", True) is not False)
+        if command == "summary":  # calls/s and latency per provider: the router counts them
+            try:
+                return await supervisor.request(ROUTER_ID, "summary", timeout_s=5.0)
+            except (SupervisorError, CommandError, TimeoutError) as exc:
+                raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
         if command in ("start", "stop", "restart"):
-            child_id = str(args.get("id", ""))
-            if child_id == ROUTER_ID:
-                if command != "restart":
-                    raise ControlError("the router can only be restarted", hint="hangar ctl restart router")
-                await supervisor.restart_child(ROUTER_ID)
-                return {"id": ROUTER_ID, "state": supervisor.child(ROUTER_ID).state.value}
-            if child_id not in providers.specs:
-                known = [*providers.specs, ROUTER_ID]
-                raise ControlError(f"unknown id {child_id!r}", hint=f"known ids: {', '.join(known)}")
-            return await self._steer(providers, command, child_id)
-        raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help")
+            child_id = self._known(providers, args.get("id"))
+            try:
+                result = await self._steer(supervisor, providers, command, child_id)
+            except ControlError as exc:
+                self.audit.record(
+                    "command", command=command, id=child_id, actor=actor, outcome=exc.type, error=exc.message
+                )
+                raise
+            self.audit.record("command", command=command, id=child_id, actor=actor, outcome="ok")
+            self.logbook.add(child_id, f"{command} requested by {actor}", event="command")
+            return result
+        raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help", type="unknown_command")
 
-    async def _steer(self, providers: ProviderTree, command: str, provider: str) -> Any:
-        """`ctl start|stop|restart <provider>`: a worker is started (a dead one revived) when
+    def _known(self, providers: ProviderTree, child_id: Any) -> str:
+        known = [*providers.specs, ROUTER_ID]
+        if not isinstance(child_id, str) or child_id not in known:
+            raise ControlError(
+                f"unknown id {child_id!r}", hint=f"known ids: {', '.join(known)}", type="unknown_id"
+            )
+        return child_id
+
+    async def _steer(
+        self, supervisor: Supervisor, providers: ProviderTree, command: str, child_id: str
+    ) -> Any:
+        """`ctl start|stop|restart <id>`: a provider's worker is started (a dead one revived) when
         there is something to start; stopping a provider without a worker is a no-op."""
-        worker = providers.worker(provider)
+        if child_id == ROUTER_ID:
+            if command != "restart":
+                raise ControlError(
+                    "the router can only be restarted", hint="hangar ctl restart router", type="refused"
+                )
+            await supervisor.restart_child(ROUTER_ID)
+            return {"id": ROUTER_ID, "state": supervisor.child(ROUTER_ID).state.value}
+        worker = providers.worker(child_id)
         if command == "stop" and worker is None:
-            return tree_view.status_row(providers, provider)
+            return tree_view.status_row(providers, child_id)
         if worker is None:
             try:
-                worker = await providers.ensure(provider, revive=True)
+                worker = await providers.ensure(child_id, revive=True)
             except StartError as exc:
                 raise ControlError(
-                    str(exc), hint=f"hangar ctl status; the worker of {provider} logs why"
+                    str(exc), hint=f"see `hangar ctl logs {child_id}`", type="start_failed"
                 ) from exc
         if worker.state is not ChildState.RUNNING:
             raise ControlError(
-                f"the worker of {provider} is {worker.state.value}",
+                f"the worker of {child_id} is {worker.state.value}",
                 hint="its supervisor is restarting it; try again in a moment",
+                type="not_running",
             )
-        return await providers.request(provider, command, timeout_s=CONTROL_TIMEOUT_S)
+        try:
+            return await providers.request(child_id, command, timeout_s=CONTROL_TIMEOUT_S)
+        except CommandError as exc:  # the worker's answer: the provider did not start, ...
+            raise ControlError(f"{child_id}: {exc.message}", hint=exc.hint, type=exc.type) from exc
+        except (SupervisorError, TimeoutError) as exc:
+            raise ControlError(
+                f"{child_id}: {exc or 'no answer in time'}",
+                hint="see `hangar ctl logs " + child_id + "`",
+                type="failed",
+            ) from exc
+
+
+def _count(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 def _take_stdio() -> tuple[int, int]:

@@ -17,13 +17,15 @@ exchange by that id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 
-from hangar import protocol
+from hangar import __version__, protocol
+from hangar.call_audit import who_of, who_var
 from hangar.calls import Caller
 from hangar.catalog import Catalog
 from hangar.config import GroupSpec
@@ -45,6 +47,7 @@ from hangar.protocol import RpcFailure
 from hangar.relay import Parked, RequestStates
 from hangar.session import ClientSession, Exchange
 from workers import jsonrpc
+from workers import tracing as traces
 from workers.errors import CallError
 from workers.protocol import Era
 from workers.spec import ProviderSpec
@@ -65,7 +68,7 @@ class Router:
         dispatcher: Callable[..., Dispatcher],
         *,
         name: str = "hangar",
-        version: str = "0.1.0",
+        version: str = __version__,
     ) -> None:
         self.specs = {spec.id: spec for spec in specs}
         self.groups = {group.id: Group(group, self.specs) for group in groups}
@@ -154,8 +157,21 @@ class Router:
 
     async def handle(self, exchange: Exchange) -> None:
         """Answer one request (or, when it is cancelled, stay silent)."""
+        if traces.tracer is None:
+            await self._handle(exchange)
+            return
+        from hangar.tracing import request_span
+
+        with contextlib.suppress(ValueError):  # _handle answers a request whose params are no object
+            exchange.params = jsonrpc.members(exchange.raw_params)
+        with request_span(exchange):
+            await self._handle(exchange)
+
+    async def _handle(self, exchange: Exchange) -> None:
         session = exchange.session
         session.last_active = exchange.started
+        if self.caller.audit is not None:
+            who_var.set(who_of(session))
         if not session.registered:
             session.registered = True
             self.sessions.add(session)
@@ -201,6 +217,8 @@ class Router:
         session = exchange.session
         if exchange.method != "tools/call" or session.era is not Era.HANDSHAKE or not session.registered:
             return None
+        if traces.tracer is not None:
+            return None  # a traced call takes the general path, which has its span
         try:
             exchange.params = jsonrpc.members(exchange.raw_params)
         except ValueError:

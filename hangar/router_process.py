@@ -20,14 +20,18 @@ from typing import Any
 import structlog
 import zmq.asyncio
 
+from hangar.call_audit import CallAudit
 from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
+from hangar.summary import SAMPLE_S, Rates
 from hangar.tree import ENV_INSTANCE_DIR, ENV_ROUTER_ENDPOINT, ENV_TRANSPORT, START_WORKER_TIMEOUT_S
 from supervisors.child import ChildLink, CommandError, run
 from supervisors.errors import SupervisorCommandError
 from supervisors.logs import configure_logging
+from workers import tracing
 from workers.errors import CallError, ErrorType
+from workers.log_relay import LogRelay
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
@@ -36,7 +40,9 @@ log = structlog.get_logger("hangar.router")
 
 
 async def main() -> None:
-    configure_logging("router")
+    relay = LogRelay()  # the root keeps the router's recent log lines (`hangar ctl logs router`)
+    configure_logging("router", tap=relay)
+    tracing.setup("router")
     instance = Path(os.environ[ENV_INSTANCE_DIR])
     tree = read_tree_spec(instance)
     context = zmq.asyncio.Context()
@@ -81,13 +87,28 @@ async def main() -> None:
         elif event == "supervisor_figures":
             supervisor_figures.update(message.get("figures") or {})
 
+    rates = Rates(router.figures)
+
     async def on_command(op: str, args: dict[str, Any]) -> Any:
+        if op == "summary":
+            return rates.summary()
         raise CommandError("unknown_command", f"router does not know the command {op!r}")
+
+    async def sample() -> None:
+        while True:
+            rates.sample()
+            await asyncio.sleep(SAMPLE_S)
 
     def status() -> dict[str, Any]:
         return {"providers": len(tree.providers), "in_flight": dispatcher.in_flight_total()}
 
     link = ChildLink(context, status=status, on_command=on_command, on_event=on_event)
+    relay.attach(lambda lines, dropped: link.send_event("logs", lines=lines, dropped=dropped))
+    if tree.audit.calls:
+        router.caller.audit = CallAudit(
+            lambda records, dropped: link.send_event("audit", records=records, dropped=dropped),
+            arguments=tree.audit.arguments,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -102,7 +123,7 @@ async def main() -> None:
     async def serve_http() -> None:
         from hangar.fronts import http
 
-        await http.serve_from_environment(router, tree.http, supervisor_figures, link, stop)
+        await http.serve_from_environment(router, tree.http, supervisor_figures, link, stop, rates)
 
     async def hello() -> None:
         """Learn from the root which workers run (their announcements make `synced`)."""
@@ -114,7 +135,7 @@ async def main() -> None:
         supervisor_figures.update(answer.get("figures") or {})
         dispatcher.expect(answer.get("running") or [])
 
-    background = [asyncio.create_task(link.run())]
+    background = [asyncio.create_task(link.run()), asyncio.create_task(sample())]
     await link.ready()
     router.own(asyncio.ensure_future(hello()))
     serving = asyncio.create_task(serve_http() if http_mode else serve_stdio())
@@ -130,6 +151,10 @@ async def main() -> None:
         reason = "stop requested" if stopped in done else "lost the supervisor"
         await drain(dispatcher, reason)
     dispatcher.close()
+    if router.caller.audit is not None:
+        router.caller.audit.flush()
+    tracing.shutdown()  # export the last spans before the exit below skips every cleanup
+    relay.flush()
     link.close()
     context.destroy(linger=0)
     sys.stdout.flush()

@@ -60,6 +60,7 @@ class ClientSession:
     last_active: float = field(default_factory=time.monotonic)
     closed: bool = False
     registered: bool = False  # the router knows of it (for notifications to every session)
+    principal: str | None = None  # who: an HTTP token's name (the audit trail, traces)
     _asks: dict[str, asyncio.Future[tuple[bool, bytes]]] = field(default_factory=dict)
     _ask_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 

@@ -99,6 +99,11 @@ class ChildLink:
         """Send the status snapshot now instead of with the next heartbeat."""
         await self._send(Kind.EVENT, event="status", status=self._status())
 
+    def send_event(self, event: str, **fields: Any) -> None:
+        """A one-way event to the supervisor, sent now or dropped (never waits)."""
+        message = pack(Kind.EVENT, event=event, child=self.child_id, incarnation=self.incarnation, **fields)
+        send_nowait(self._socket, [message])
+
     async def request(self, op: str, timeout_s: float = REQUEST_TIMEOUT_S, **args: Any) -> Any:
         """Ask the supervisor something and return its answer; needs run() serving the link.
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import structlog
 
@@ -25,8 +27,15 @@ class _Level:
 verbosity = _Level()
 
 
-def configure_logging(process: str, level: str | None = None) -> None:
-    """Send this process's structlog output (and stdlib logging) to stderr."""
+Tap = Callable[[MutableMapping[str, Any]], None]
+
+
+def configure_logging(process: str, level: str | None = None, *, tap: Tap | None = None) -> None:
+    """Send this process's structlog output (and stdlib logging) to stderr.
+
+    `tap`, when given, sees every line logged (its event dict, before rendering), so a child
+    can pass its lines on to its supervisor as well.
+    """
     name = (level or os.environ.get(ENV_LOG_LEVEL) or "info").lower()
     threshold = LEVELS.get(name, logging.INFO)
     verbosity.debug = threshold <= logging.DEBUG
@@ -35,14 +44,16 @@ def configure_logging(process: str, level: str | None = None) -> None:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.JSONRenderer()
+    processors: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    if tap is not None:
+        processors.append(_tapped(tap))
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
@@ -51,3 +62,11 @@ def configure_logging(process: str, level: str | None = None) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=max(threshold, logging.WARNING), format="%(name)s: %(message)s"
     )
+
+
+def _tapped(tap: Tap) -> structlog.types.Processor:
+    def processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        tap(event_dict)
+        return event_dict
+
+    return processor

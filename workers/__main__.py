@@ -11,6 +11,8 @@ import zmq.asyncio
 
 from supervisors.child import ChildLink, run
 from supervisors.logs import configure_logging
+from workers import tracing
+from workers.log_relay import LogRelay
 from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, decode_spec
 from workers.worker import Worker
 
@@ -19,10 +21,13 @@ ENV_ROUTER_ENDPOINT = "HANGAR_ROUTER_ENDPOINT"
 
 async def main() -> None:
     spec = decode_spec(os.environ[PROVIDER_SPEC_ENV], ProviderSpec)
-    configure_logging(f"worker:{spec.id}")
+    relay = LogRelay()  # the root keeps each provider's recent log lines
+    configure_logging(f"worker:{spec.id}", tap=relay)
+    tracing.setup(f"worker:{spec.id}", **{"hangar.provider": spec.id})
     context = zmq.asyncio.Context()
     worker = Worker(spec, context, os.environ[ENV_ROUTER_ENDPOINT])
-    link = ChildLink(context, status=worker.status, on_command=worker.command)  # type: ignore[arg-type]
+    link = ChildLink(context, status=worker.status, on_command=worker.supervisor_command)  # type: ignore[arg-type]
+    relay.attach(lambda lines, dropped: link.send_event("logs", lines=lines, dropped=dropped))
     worker.on_status = link.publish_status
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -33,6 +38,8 @@ async def main() -> None:
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([*serving, stopped], return_when=asyncio.FIRST_COMPLETED)
     await worker.shutdown()
+    relay.flush()  # the provider's last lines (how it stopped) reach the root too
+    tracing.shutdown()
     for task in [*serving, stopped]:
         task.cancel()
     await asyncio.gather(*serving, stopped, return_exceptions=True)

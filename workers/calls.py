@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from supervisors import logs
-from workers import jsonrpc
+from workers import jsonrpc, tracing
 from workers.breaker import BreakerState
 from workers.eras import fit_params
 from workers.errors import CallError, ErrorType
@@ -199,12 +199,28 @@ class Calls:
                 f"provider {spec.id} has {self._slots.waiting} calls waiting",
                 f"lower the call rate, or raise max_concurrency ({spec.max_concurrency})",
             )
+        traced = tracing.tracer is not None
+        cold = traced and (
+            provider.connections.get(provider.era_for(request.era)) is None or not provider.state.serving
+        )
         try:
-            connection = await provider.connection(request.era, on_progress if request.progress else None)
+            with (
+                tracing.span("provider start", attributes={"hangar.provider": spec.id})
+                if cold
+                else contextlib.nullcontext()
+            ):
+                connection = await provider.connection(request.era, on_progress if request.progress else None)
         except CallError as exc:
             self._record(exc.type if isinstance(exc.type, ErrorType) else None)
             raise
-        await self._slots.take()
+        if not traced or self._slots.take_now():
+            if not traced:
+                await self._slots.take()
+        else:
+            with tracing.span(
+                "queue", attributes={"hangar.provider": spec.id, "hangar.queued": self._slots.waiting}
+            ):
+                await self._slots.take()
         self._begin()
         try:
             params = fit_params(
@@ -216,13 +232,26 @@ class Calls:
             )
             if on_progress is not None and request.progress:
                 on_progress({"stage": "executing"})
-            answer = await connection.session.forward(
-                request.method,
-                params,
-                timeout_s=request.timeout_s,
-                call=request.call,
-                on_progress=on_progress if request.progress else None,
-            )
+            with tracing.span(
+                _span_name(request) if traced else "",
+                kind="client",
+                attributes={
+                    "hangar.provider": spec.id,
+                    "mcp.method.name": request.method,
+                    "network.protocol.name": "mcp",
+                },
+            ) as call_span:
+                if call_span is not None:
+                    params = tracing.with_trace_meta(params)
+                answer = await connection.session.forward(
+                    request.method,
+                    params,
+                    timeout_s=request.timeout_s,
+                    call=request.call,
+                    on_progress=on_progress if request.progress else None,
+                )
+                if call_span is not None and answer.rpc_error:
+                    call_span.set_attribute("error.type", "rpc_error")
         except SessionClosed as exc:
             await self._crash_settled(connection)
             raise self._failure(exc, request) from exc
@@ -286,6 +315,12 @@ class Calls:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _span_name(request: Forward) -> str:
+    """`tools/call echo`, or the method alone."""
+    what = _what(request)
+    return f"{request.method} {what.removeprefix('tool ')}" if what.startswith("tool ") else request.method
 
 
 def _what(request: Forward) -> str:

@@ -29,7 +29,7 @@ import zmq
 
 from supervisors.child import HEARTBEAT_INTERVAL_S, LINGER_MS, CommandError
 from supervisors.socket_channel import SocketChannel
-from workers import protocol
+from workers import protocol, tracing
 from workers.calls import Calls, Forward, Outcome
 from workers.errors import CallError, ErrorType
 from workers.health import Health
@@ -252,7 +252,7 @@ class Worker:
         """A request from the router: sent at once when the provider can take it, else by a task."""
         request = self._forward_of(head, body)
         call = request.call
-        if head.get("cid") is None:
+        if head.get("cid") is None and head.get("tp") is None:
             answered = False
 
             def reply(outcome: Outcome | CallError) -> None:
@@ -266,7 +266,7 @@ class Worker:
                 if not answered:
                     self._requests[call] = cancel
                 return
-        task = asyncio.create_task(self._forward(request, head.get("cid")))
+        task = asyncio.create_task(self._forward(request, head.get("cid"), head.get("tp")))
         self._requests[call] = task
         task.add_done_callback(functools.partial(self._forget_request, call))
 
@@ -294,18 +294,30 @@ class Worker:
             log_level=head.get("level"),
         )
 
-    async def _forward(self, request: Forward, cid: Any) -> None:
+    async def _forward(self, request: Forward, cid: Any, traceparent: str | None = None) -> None:
         call = request.call
 
         def on_progress(update: dict[str, Any]) -> None:
             self._send(Kind.PROGRESS, id=call, progress=update)
 
+        span = tracing.span(
+            f"worker {self.spec.id}",
+            kind="server",
+            context=tracing.context_of(traceparent),
+            attributes={
+                "hangar.provider": self.spec.id,
+                "mcp.method.name": request.method,
+                "hangar.correlation_id": cid,
+            },
+        )
         try:
-            if cid is not None:
-                with structlog.contextvars.bound_contextvars(cid=cid):
+            with span as current, structlog.contextvars.bound_contextvars(**({"cid": cid} if cid else {})):
+                try:
                     outcome = await self.calls.forward(request, on_progress)
-            else:
-                outcome = await self.calls.forward(request, on_progress)
+                except CallError as exc:
+                    if current is not None:
+                        current.set_attribute("error.type", str(exc.type))
+                    raise
         except CallError as exc:
             self._reply(call, exc)
         except asyncio.CancelledError:
@@ -342,6 +354,13 @@ class Worker:
             self._send(Kind.REPLY, id=request_id, result=result)
 
     # --------------------------------------------------------------- commands
+
+    async def supervisor_command(self, op: str, args: dict[str, Any]) -> Any:
+        """A command from the supervisor (`hangar ctl`): a failure answers with its own type."""
+        try:
+            return await self.command(op, args)
+        except CallError as exc:
+            raise CommandError(str(exc.type), exc.message, exc.hint) from exc
 
     async def command(self, op: str, args: dict[str, Any]) -> Any:
         """One entry point for the router's control operations and the supervisor's commands."""

@@ -27,22 +27,26 @@ from hangar.config.document import read_document
 from hangar.config.interpolation import Environment, interpolate
 from hangar.config.problems import Problems
 from hangar.config.specs import (
+    AuditSettings,
     GroupSpec,
     HangarConfig,
     HttpSettings,
     RateLimit,
     RootSupervision,
+    TracingSettings,
     TreeSpec,
     read_tree_spec,
     write_tree_spec,
 )
 
 __all__ = [
+    "AuditSettings",
     "GroupSpec",
     "HangarConfig",
     "HttpSettings",
     "RateLimit",
     "RootSupervision",
+    "TracingSettings",
     "TreeSpec",
     "check_config",
     "describe",

@@ -38,11 +38,13 @@ from hangar.config.specs import (
     DEFAULT_GROUP_STRATEGY,
     DEFAULT_ROOT_INTENSITY,
     DEFAULT_ROOT_PERIOD_S,
+    AuditSettings,
     GroupSpec,
     HangarConfig,
     HttpSettings,
     RateLimit,
     RootSupervision,
+    TracingSettings,
 )
 from hangar.config.values import (
     AS_WRITTEN,
@@ -569,6 +571,38 @@ class Http(Subsection):
         )
 
 
+_AUDIT = AuditSettings()
+
+
+class Audit(Subsection):
+    """`audit`: lifecycle events, commands and calls as JSON lines (docs/operations.md)."""
+
+    file: str | None = None
+    max_file_bytes: PositiveCount = _AUDIT.max_file_bytes
+    keep_files: Count = _AUDIT.keep_files
+    calls: StrictBool = True
+    arguments: StrictBool = _AUDIT.arguments
+
+    def to_spec(self, config_dir: str = "") -> AuditSettings:
+        file = os.path.join(config_dir, os.path.expanduser(self.file)) if self.file else None
+        return AuditSettings(file, self.max_file_bytes, self.keep_files, self.calls, self.arguments)
+
+
+class Tracing(Subsection):
+    """`tracing`: OpenTelemetry traces over OTLP/HTTP; unset keys come from OTEL_* variables."""
+
+    enabled: StrictBool = True
+    endpoint: str | None = None
+    service_name: str | None = None
+    sample_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
+    headers: dict[str, str] = {}
+
+    def to_spec(self) -> TracingSettings:
+        return TracingSettings(
+            self.enabled, self.endpoint, self.service_name, self.sample_ratio, tuple(self.headers.items())
+        )
+
+
 class ConfigFile(Section):
     """The whole file; top-level keys starting with `x-` are ignored (a home for YAML anchors)."""
 
@@ -577,6 +611,8 @@ class ConfigFile(Section):
     supervisor: Supervisor = Field(default_factory=Supervisor)
     log_level: Annotated[LogLevel, BeforeValidator(lower)] = "info"
     http: Http = Field(default_factory=Http)
+    audit: Audit | None = None
+    tracing: Tracing | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -645,6 +681,8 @@ class ConfigFile(Section):
             self.log_level,
             self.http.to_spec(),
             groups=tuple(groups),
+            audit=self.audit.to_spec(config_dir) if self.audit else AuditSettings(),
+            tracing=self.tracing.to_spec() if self.tracing else TracingSettings(),
         )
 
 

@@ -47,6 +47,28 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The audit trail (`hangar.audit`): JSON lines to `file`, rotated by size."""
+
+    file: str | None = None  # None: recent events are kept in memory only (admin API, `ctl audit`)
+    max_file_bytes: int = 10 * 2**20  # a file past this size is rotated
+    keep_files: int = 5  # rotated files kept: FILE.1 (newest) ... FILE.5
+    calls: bool = False  # record each tool call (true by default once an `audit` section is given)
+    arguments: bool = False  # with each call, its arguments as the client sent them
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """OpenTelemetry traces (`hangar.tracing`); what is not given here comes from OTEL_* variables."""
+
+    enabled: bool = False
+    endpoint: str | None = None  # OTLP/HTTP traces URL; else $OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+    service_name: str | None = None  # else $OTEL_SERVICE_NAME, else "hangar"
+    sample_ratio: float | None = None  # of new traces (a parent's decision is kept); else 1.0
+    headers: tuple[tuple[str, str], ...] = ()  # sent with each export (authentication)
+
+
+@dataclass(frozen=True)
 class GroupSpec:
     """Providers that look like one: `<group>__<tool>`, calls balanced across `members`."""
 
@@ -65,6 +87,8 @@ class TreeSpec:
     providers: tuple[ProviderSpec, ...]
     groups: tuple[GroupSpec, ...] = ()
     http: HttpSettings = HttpSettings()
+    audit: AuditSettings = AuditSettings()
+    tracing: TracingSettings = TracingSettings()
 
 
 @dataclass(frozen=True)
@@ -77,10 +101,12 @@ class HangarConfig:
     log_level: str = "info"
     http: HttpSettings = HttpSettings()
     groups: tuple[GroupSpec, ...] = ()
+    audit: AuditSettings = AuditSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @property
     def tree(self) -> TreeSpec:
-        return TreeSpec(self.providers, self.groups, self.http)
+        return TreeSpec(self.providers, self.groups, self.http, self.audit, self.tracing)
 
 
 def write_tree_spec(directory: Path, tree: TreeSpec) -> None:

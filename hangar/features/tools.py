@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hangar import management, relay
+from hangar.call_audit import who_of
 from hangar.catalog import TOOL_SEPARATOR, Target
 from hangar.dispatch import REPLY_MARGIN_S, Reply
 from hangar.features.lifecycle import result_for
@@ -168,21 +169,28 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
 
     def done(outcome: Reply | CallError) -> None:
         router.untrack(call)
+        elapsed_s = time.perf_counter() - started
         if isinstance(outcome, CallError):
-            router.figures.record(
-                target.entry, TOOLS_CALL, target.name, str(outcome.type), time.perf_counter() - started
+            label = str(outcome.type)
+        elif outcome.rpc_error:
+            label = "rpc_error"
+        else:
+            label = "tool_error" if b'"isError":true' in outcome.body else "ok"
+        router.figures.record(target.entry, TOOLS_CALL, target.name, label, elapsed_s)
+        if router.caller.audit is not None:
+            router.caller.audit.record(
+                who=who_of(exchange.session),
+                provider=target.entry,
+                method=TOOLS_CALL,
+                name=target.name,
+                outcome=label,
+                elapsed_s=elapsed_s,
+                params=sent,
             )
+        if isinstance(outcome, CallError):
             exchange.result(error_result(router, exchange, outcome.data))
-            return
-        outcome_label = (
-            "rpc_error"
-            if outcome.rpc_error
-            else ("tool_error" if b'"isError":true' in outcome.body else "ok")
-        )
-        router.figures.record(
-            target.entry, TOOLS_CALL, target.name, outcome_label, time.perf_counter() - started
-        )
-        relay.answer(exchange, outcome.body, outcome.rpc_error, outcome.era)
+        else:
+            relay.answer(exchange, outcome.body, outcome.rpc_error, outcome.era)
 
     router.track(call, exchange)
     timeout_s = spec.call_timeout_s

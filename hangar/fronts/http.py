@@ -1,4 +1,4 @@
-"""The HTTP front: MCP over Streamable HTTP at `/mcp`, health probes and `/metrics`.
+"""The HTTP front: MCP at `/mcp`, health probes, `/metrics`, the admin API and the dashboard.
 
 The root binds the listening socket and hands it to the router, so a restarted router serves
 the same port and connections made meanwhile wait in the backlog. One endpoint serves both
@@ -7,9 +7,11 @@ handshake-era version, is the handshake era (sessions: `initialize` creates one,
 `Mcp-Session-Id` names it, `GET` opens its standalone stream, `DELETE` ends it); 2026-07-28 is
 stateless (each POST carries its own envelope, and its headers must agree with its body).
 
-Every request but the health probes needs `Authorization: Bearer <token>` when tokens are
-configured, passes an optional per-client token bucket, and its `Host` and `Origin` are
-checked against DNS rebinding.
+When tokens are configured, every request but the health probes and the dashboard's page needs
+`Authorization: Bearer <token>` with the scope its path needs (`hangar.fronts.access`); `/mcp`
+requests pass an optional per-client token bucket (scrapes, the admin API and the dashboard do
+not draw on it); every request's `Host` and `Origin` are checked against DNS rebinding. The
+admin API (`/api/v1`) is `hangar.fronts.admin`, the dashboard (`/ui`) `hangar.fronts.dashboard`.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hmac
 import ipaddress
 import json
 import math
 import os
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -34,8 +34,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hangar import management, protocol
 from hangar.config import HttpSettings
-from hangar.errors import ConfigError, HangarError
-from hangar.fronts import streams
+from hangar.errors import HangarError
+from hangar.fronts import access, streams
+from hangar.fronts.access import ANONYMOUS, Token, find, load_tokens, scope_for
 from hangar.fronts.http_sessions import HttpSession, Sessions
 from hangar.fronts.streams import COMMIT_AFTER_S, Stream, header_value, reply_empty, reply_json
 from hangar.ratelimit import RateLimiter
@@ -46,10 +47,12 @@ from workers.session import META_VERSION
 
 if TYPE_CHECKING:
     from hangar.router import Router
+    from hangar.summary import Rates
     from supervisors.child import ChildLink
 
-ENV_TOKENS = "HANGAR_TOKENS"
 MCP_PATH = "/mcp"
+API_PATH = "/api/v1"
+PRINCIPAL = "hangar.principal"  # the scope key where the guard puts who made the request
 OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/health/startup"})  # probes carry no credentials
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 GRACEFUL_SHUTDOWN_S = 4  # below the root's 5 s shutdown timeout for the router
@@ -75,19 +78,6 @@ log = structlog.get_logger("hangar.http")
 
 
 # ------------------------------------------------------------------------------- set-up
-
-
-def load_tokens(settings: HttpSettings, environ: dict[str, str] | None = None) -> list[str]:
-    """Tokens from $HANGAR_TOKENS (comma-separated) and the tokens file (one per line, # comments)."""
-    env = os.environ if environ is None else environ
-    tokens = [t.strip() for t in env.get(ENV_TOKENS, "").split(",") if t.strip()]
-    if settings.tokens_file:
-        try:
-            lines = Path(settings.tokens_file).read_text().splitlines()
-        except OSError as exc:
-            raise ConfigError(f"cannot read tokens file: {exc.strerror}", path=settings.tokens_file) from exc
-        tokens += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    return tokens
 
 
 def is_loopback(host: str) -> bool:
@@ -126,14 +116,14 @@ class Guard:
         self,
         app: ASGIApp,
         *,
-        tokens: list[str],
+        tokens: list[Token],
         limiter: RateLimiter | None,
         allowed_hosts: list[str] | None,
         allowed_origins: list[str],
         on_reject: Callable[[str], None],
     ) -> None:
         self.app = app
-        self._tokens = [t.encode() for t in tokens]
+        self._tokens = tokens
         self._limiter = limiter
         self._hosts = allowed_hosts  # None: not checked (a public bind with no allowed_hosts)
         self._origins = allowed_origins
@@ -151,12 +141,24 @@ class Guard:
             await reply_json(send, 403, b'{"error":"Invalid Origin header"}')
             return
         token = _bearer(scope)
-        if self._tokens and not self._valid(token):
-            self._on_reject("unauthorized")
-            body = b'{"error":"unauthorized","hint":"send Authorization: Bearer <token>"}'
-            await reply_json(send, 401, body, [(b"www-authenticate", b'Bearer realm="hangar"')])
-            return
-        if self._limiter is not None:
+        needed = scope_for(scope["path"], scope["method"])
+        scope[PRINCIPAL] = ANONYMOUS
+        if self._tokens:
+            known = find(self._tokens, token)
+            if known is not None:
+                scope[PRINCIPAL] = known.name
+            if needed is not None and known is None:
+                self._on_reject("unauthorized")
+                body = b'{"error":"unauthorized","hint":"send Authorization: Bearer <token>"}'
+                await reply_json(send, 401, body, [(b"www-authenticate", b'Bearer realm="hangar"')])
+                return
+            if needed is not None and known is not None and not known.allows(needed):
+                self._on_reject("forbidden")
+                hint = f"this token lacks the {needed.value!r} scope (docs/operations.md: tokens and scopes)"
+                body = json.dumps({"error": "forbidden", "hint": hint}).encode()
+                await reply_json(send, 403, body)
+                return
+        if self._limiter is not None and needed is access.Scope.MCP:  # scrapes and operators do not count
             client = scope.get("client")
             key = token.decode(errors="replace") if token else (client[0] if client else "?")
             wait_s = self._limiter.allow(key)
@@ -176,13 +178,6 @@ class Guard:
             return False
         value = host[0].decode("latin-1")
         return _matches(value, self._hosts) or _matches(f"{value}:80", self._hosts)
-
-    def _valid(self, token: bytes | None) -> bool:
-        if token is None:
-            return False
-        # compare against every token, always: the time taken says nothing about which one matched
-        matches = [hmac.compare_digest(token, known) for known in self._tokens]
-        return any(matches)
 
 
 def _matches(value: str, patterns: list[str]) -> bool:
@@ -308,6 +303,7 @@ class McpEndpoint:
             era=Era.HANDSHAKE,
             initialized=True,
             protocol_version=versions[0].decode("latin-1") if versions else protocol.LATEST_HANDSHAKE,
+            principal=scope.get(PRINCIPAL),
         )
         stream = Stream()
         exchange = Exchange(session, message.id, message.method, message.params, stream)
@@ -337,6 +333,7 @@ class McpEndpoint:
     ) -> None:
         assert isinstance(message.id, int | str)
         session = entry.session
+        session.principal = scope.get(PRINCIPAL)  # the token of the session's latest request
         stream = Stream(entry.store)
         key = (session.id, message.id)
         exchange = Exchange(session, message.id, message.method, message.params, stream, lambda _x: None)
@@ -437,7 +434,7 @@ class McpEndpoint:
             error = jsonrpc.error(message.id, jsonrpc.HEADER_MISMATCH, problem)
             await reply_json(send, 400, error)
             return
-        session = ClientSession(f"request-{message.id}", era=Era.MODERN)
+        session = ClientSession(f"request-{message.id}", era=Era.MODERN, principal=scope.get(PRINCIPAL))
         stream = Stream()
         exchange = Exchange(session, message.id, message.method, message.params, stream)
         task = asyncio.create_task(self.router.handle(exchange))
@@ -607,10 +604,13 @@ def build_app(
     *,
     host: str,
     settings: HttpSettings,
-    tokens: list[str],
+    tokens: list[Token],
     metrics: Callable[[], tuple[bytes, str]],
     supervisor_alive: Callable[[], bool],
+    api: ASGIApp | None = None,
 ) -> ASGIApp:
+    from hangar.fronts import dashboard
+
     endpoint = McpEndpoint(router, Sessions())
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -638,6 +638,10 @@ def build_app(
                 }
             )
             await send({"type": "http.response.body", "body": body})
+        elif api is not None and (path == API_PATH or path.startswith(API_PATH + "/")):
+            await api(scope, receive, send)
+        elif path == dashboard.PATH or path == "/":
+            await dashboard.page(scope, send)
         else:
             await reply_json(send, 404, b'{"error":"not found"}')
 
@@ -733,6 +737,7 @@ async def serve_from_environment(
     supervisor_figures: dict[str, Any],
     link: ChildLink,
     stop: asyncio.Event,
+    rates: Rates,
 ) -> None:
     """The router process in HTTP mode: the listener and host from the root, then `serve`."""
     from hangar.metrics import TreeCollector, exposition
@@ -743,6 +748,8 @@ async def serve_from_environment(
         router.dispatcher.in_flight,
         lambda: supervisor_figures,
     )
+    from hangar.fronts.admin import AdminApi
+
     app = build_app(
         router,
         host=os.environ["HANGAR_HTTP_HOST"],
@@ -750,6 +757,7 @@ async def serve_from_environment(
         tokens=load_tokens(settings),
         metrics=lambda: exposition(collector),
         supervisor_alive=lambda: not link.lifeline_lost.is_set(),
+        api=AdminApi(router, link, rates, prefix=API_PATH),
     )
     with contextlib.suppress(asyncio.CancelledError):
         await serve(app, int(os.environ["HANGAR_HTTP_FD"]), stop)

@@ -20,6 +20,7 @@ from tests.conftest import (
     running_hangar,
     start_serve,
     wait_until,
+    worker_node,
 )
 
 pytestmark = pytest.mark.anyio
@@ -82,7 +83,7 @@ async def test_listed_without_starting_then_called_then_stopped_when_idle(
         [running] = containers(client, unique)
         assert running["State"] == "running"
         tree = h.ctl("tree")
-        node = next(child for child in tree["children"] if child["id"] == unique)["provider"]
+        node = worker_node(tree, unique)["provider"]
         assert node["transport"]["container_id"] == running["Id"][:12]
         assert node["transport"]["image"] == IMAGE
         assert node["transport"]["memory"] == 128 * 2**20

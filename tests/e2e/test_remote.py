@@ -30,6 +30,7 @@ from tests.conftest import (
     require,
     running_hangar,
     wait_until,
+    worker_node,
 )
 
 pytestmark = pytest.mark.anyio
@@ -117,7 +118,7 @@ async def test_the_npm_everything_server_over_streamable_http(
             assert "every__echo" in names
             result = await h.client.call_tool("every__echo", {"message": f"over HTTP in {era}"})
             assert f"over HTTP in {era}" in result.content[0].text  # type: ignore[union-attr]
-            assert h.ctl("tree")["children"][0]["provider"]["transport"]["session_id"]
+            assert worker_node(h.ctl("tree"), "every")["provider"]["transport"]["session_id"]
 
 
 @pytest.mark.parametrize("era", ERAS)
@@ -150,7 +151,7 @@ async def test_legacy_sse_declared_and_detected(write_config: Any, short_tmp: Pa
                 result = await h.client.call_tool(f"{provider}__echo", {"text": f"sse {provider}"})
                 assert result.content[0].text == f"sse {provider}"  # type: ignore[union-attr]
                 tree = h.ctl("tree")
-                node = next(c for c in tree["children"] if c["id"] == provider)["provider"]
+                node = worker_node(tree, provider)["provider"]
                 assert node["transport"]["transport"] == "sse"
 
 
