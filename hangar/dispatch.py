@@ -304,10 +304,14 @@ class Dispatcher:
         revive: bool = False,
     ) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[call] = _Pending(provider, future, on_progress)  # settled by _on_message
-        self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
+        self._in_flight[provider] = (
+            self._in_flight.get(provider, 0) + 1
+        )  # a worker asking to retire is refused
         try:
             await self._send(provider, message, revive=revive)
+            # pending once sent (no await between): a worker that ends while this waits for it to
+            # connect (or for a retiring one to go) fails only what it was given
+            self._pending[call] = _Pending(provider, future, on_progress)  # settled by _on_message
             try:
                 async with asyncio.timeout(wait_s):
                     return await future
