@@ -22,9 +22,9 @@ from typing import Any
 import msgspec
 import structlog
 
+from hangar.config.values import TOOL_SEPARATOR
 from workers.status import Lists
 
-TOOL_SEPARATOR = "__"
 MAX_NAME_LENGTH = 64  # what clients accept (SEP-986)
 HASH_DIGITS = 6
 URI_SCHEME = "hangar://"

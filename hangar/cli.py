@@ -13,10 +13,10 @@ from hangar import __version__
 from hangar.config import describe, load_config
 from hangar.errors import EX_CONFIG, ConfigError, HangarError
 from hangar.paths import ENV_CTL_SOCKET
-from supervisors.logs import configure_logging
+from hangar.tree import ENV_HTTP_HOST  # the router reads the same variable
+from supervisors.logs import ENV_LOG_LEVEL, configure_logging
 
 ENV_CONFIG = "HANGAR_CONFIG"
-ENV_HTTP_HOST = "HANGAR_HTTP_HOST"
 ENV_HTTP_PORT = "HANGAR_HTTP_PORT"
 DEFAULT_HTTP_HOST = "127.0.0.1"  # loopback unless told otherwise
 DEFAULT_HTTP_PORT = 8000
@@ -113,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"hangar: bad config: {exc}", file=sys.stderr)
         return EX_CONFIG
     configure_logging("root", args.log_level or config.log_level)
-    os.environ.setdefault("HANGAR_LOG_LEVEL", args.log_level or config.log_level)
+    os.environ.setdefault(ENV_LOG_LEVEL, args.log_level or config.log_level)
     from hangar.root import HttpOptions, Root  # keeps `hangar ctl` and `config check` light
 
     http = HttpOptions(args.host, args.port, args.allow_unauthenticated) if args.http else None

@@ -30,7 +30,6 @@ from workers.errors import CallError, ErrorType
 from workers.protocol import ERAS, Era, Kind
 from workers.status import Lists, ProviderStatus, idle_status
 
-ROUTER_HWM = 10_000  # queued frames per worker; a full queue is an error, never a block
 REPLY_MARGIN_S = 5.0  # the worker enforces the call timeout; the router waits this much longer
 CONNECT_WAIT_S = 3.0  # a worker (re)connecting to a fresh router: ZMTP reconnect plus one heartbeat
 CONTROL_TIMEOUT_S = 60.0  # start/stop/lists: may include a provider's cold start
@@ -179,8 +178,8 @@ class Dispatcher:
         socket: zmq.Socket[bytes] = zmq.Socket(context, zmq.ROUTER)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.LINGER, LINGER_MS)
-        socket.setsockopt(zmq.SNDHWM, ROUTER_HWM)
-        socket.setsockopt(zmq.RCVHWM, ROUTER_HWM)
+        socket.setsockopt(zmq.SNDHWM, protocol.ROUTER_HWM)
+        socket.setsockopt(zmq.RCVHWM, protocol.ROUTER_HWM)
         socket.bind(endpoint)
         self._channel = SocketChannel(socket, self._on_message)
         self.synced = asyncio.Event()  # every worker running at the router's start has announced

@@ -336,7 +336,8 @@ async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[s
             lists = await router.dispatcher.control(
                 target, "lists", {"start": True, "era": exchange.era.value}, timeout_s=CONTROL_TIMEOUT_S
             )
-        from hangar.catalog import TOOL_SEPARATOR, exposed_name
+        from hangar.catalog import exposed_name
+        from hangar.config.values import TOOL_SEPARATOR
 
         namespaced = router.namespaced(entry)
         tools = lists.get("tools", [])

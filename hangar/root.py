@@ -36,7 +36,6 @@ from hangar.systemd import Notifier
 from hangar.tree import (
     PROVIDERS_ID,
     ROUTER_ID,
-    WORKER_READY_TIMEOUT_S,
     ZYGOTES,
     http_router_spec,
     providers_spec,
@@ -50,7 +49,6 @@ from supervisors.spec import AutoShutdown, ChildSpec, Strategy, SupervisorFlags
 from supervisors.supervisor import Supervisor
 
 EX_SOFTWARE = 70  # sysexits: the tree gave up (restart intensity exceeded)
-START_WORKER_TIMEOUT_S = WORKER_READY_TIMEOUT_S + 5.0  # the router's wait for a worker it asked for
 CONTROL_TIMEOUT_S = 70.0  # `ctl start` may wait for a provider's cold start
 
 log = structlog.get_logger("hangar.root")

@@ -25,13 +25,14 @@ from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
 from hangar.summary import SAMPLE_S, Rates
-from hangar.tree import ENV_INSTANCE_DIR, ENV_ROUTER_ENDPOINT, ENV_TRANSPORT, START_WORKER_TIMEOUT_S
+from hangar.tree import ENV_INSTANCE_DIR, ENV_TRANSPORT, START_WORKER_TIMEOUT_S
 from supervisors.child import ChildLink, CommandError, run
 from supervisors.errors import SupervisorCommandError
 from supervisors.logs import configure_logging
 from workers import tracing
 from workers.errors import CallError, ErrorType
 from workers.log_relay import LogRelay
+from workers.protocol import ENV_ROUTER_ENDPOINT
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01

@@ -31,6 +31,7 @@ from supervisors.spec import (
     SupervisorFlags,
     SupervisorStart,
 )
+from workers.protocol import ENV_ROUTER_ENDPOINT
 from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, encode_spec
 from workers.transports.engine import INSTANCE_ENV, this_instance
 
@@ -40,7 +41,6 @@ ROUTER_SHUTDOWN_S = 5.0  # the router drains in-flight calls for at most this lo
 WORKER_READY_TIMEOUT_S = 15.0  # a worker imports little; this is generous for a loaded machine
 ROUTER_READY_TIMEOUT_S = 30.0  # a fresh interpreter (the HTTP router) imports uvicorn too
 START_WORKER_TIMEOUT_S = WORKER_READY_TIMEOUT_S + 5.0  # the router's wait for a worker it asked for
-ENV_ROUTER_ENDPOINT = "HANGAR_ROUTER_ENDPOINT"
 ENV_INSTANCE_DIR = "HANGAR_INSTANCE_DIR"
 ENV_TRANSPORT = "HANGAR_TRANSPORT"
 ENV_HTTP_FD = "HANGAR_HTTP_FD"

@@ -13,10 +13,9 @@ from supervisors.child import ChildLink, run
 from supervisors.logs import configure_logging
 from workers import tracing
 from workers.log_relay import LogRelay
+from workers.protocol import ENV_ROUTER_ENDPOINT
 from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, decode_spec
 from workers.worker import Worker
-
-ENV_ROUTER_ENDPOINT = "HANGAR_ROUTER_ENDPOINT"
 
 
 async def main() -> None:

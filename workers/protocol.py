@@ -36,6 +36,10 @@ from typing import Any
 import msgspec
 
 VERSION = 2
+ENV_ROUTER_ENDPOINT = (
+    "HANGAR_ROUTER_ENDPOINT"  # the router's socket: the root hands it to the router and workers
+)
+ROUTER_HWM = 10_000  # queued frames per peer at either end; a full queue fails a send, never blocks
 
 
 class Kind(enum.StrEnum):

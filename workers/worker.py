@@ -35,12 +35,11 @@ from workers.errors import CallError, ErrorType
 from workers.health import Health
 from workers.jsonrpc import Raw
 from workers.lifecycle import ProviderState
-from workers.protocol import ERAS, Era, Kind
+from workers.protocol import ERAS, ROUTER_HWM, Era, Kind
 from workers.provider import Provider
 from workers.spec import ProviderMode, ProviderSpec
 from workers.status import FiguresData, Lists, ProviderStatus
 
-ROUTER_HWM = 10_000  # queued frames per peer; beyond that a send fails instead of blocking
 RETIRE_AFTER_S = 2.0  # a worker whose provider is cold and that heard nothing this long ends
 
 log = structlog.get_logger("workers")

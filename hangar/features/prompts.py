@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hangar import relay
-from hangar.catalog import TOOL_SEPARATOR
+from hangar.config.values import TOOL_SEPARATOR
 from hangar.features.lifecycle import result_for
 from hangar.protocol import RpcFailure
 from hangar.session import Exchange

@@ -23,7 +23,8 @@ import structlog
 
 from hangar import management, relay
 from hangar.call_audit import who_of
-from hangar.catalog import TOOL_SEPARATOR, Target
+from hangar.catalog import Target
+from hangar.config.values import TOOL_SEPARATOR
 from hangar.dispatch import REPLY_MARGIN_S, Reply
 from hangar.features.lifecycle import result_for
 from hangar.figures import UNKNOWN_NAME

@@ -41,6 +41,7 @@ from hangar.fronts.http_sessions import HttpSession, Sessions
 from hangar.fronts.streams import COMMIT_AFTER_S, Stream, header_value, reply_empty, reply_json
 from hangar.ratelimit import RateLimiter
 from hangar.session import ClientSession, Exchange
+from hangar.tree import ENV_HTTP_FD, ENV_HTTP_HOST
 from workers import jsonrpc
 from workers.protocol import Era
 from workers.session import META_VERSION
@@ -752,7 +753,7 @@ async def serve_from_environment(
 
     app = build_app(
         router,
-        host=os.environ["HANGAR_HTTP_HOST"],
+        host=os.environ[ENV_HTTP_HOST],
         settings=settings,
         tokens=load_tokens(settings),
         metrics=lambda: exposition(collector),
@@ -760,5 +761,5 @@ async def serve_from_environment(
         api=AdminApi(router, link, rates, prefix=API_PATH),
     )
     with contextlib.suppress(asyncio.CancelledError):
-        await serve(app, int(os.environ["HANGAR_HTTP_FD"]), stop)
+        await serve(app, int(os.environ[ENV_HTTP_FD]), stop)
     log.info("http_stopped")
