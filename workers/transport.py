@@ -110,6 +110,7 @@ class LineSplitter:
         self._receiver = receiver
         self._limit = limit
         self._buffer = bytearray()
+        self._scanned = 0  # the buffer holds no newline before this
         self._skipping = False
 
     def feed(self, data: bytes) -> None:
@@ -118,26 +119,30 @@ class LineSplitter:
             self._receiver.line(data)  # the usual case: exactly one message per read
             return
         buffer += data
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
+        start, end = 0, buffer.find(b"\n", self._scanned)  # a large message comes in many reads
+        while end >= 0:
             if self._skipping:
                 self._skipping = False
+            elif start == 0 and end + 1 == len(buffer):
+                self._receiver.line(bytes(buffer))  # the whole buffer is one message: one copy
             else:
-                self._receiver.line(bytes(buffer[start : end + 1]))
+                with memoryview(buffer) as view:
+                    self._receiver.line(bytes(view[start : end + 1]))
             start = end + 1
+            end = buffer.find(b"\n", start)
         del buffer[:start]
+        self._scanned = len(buffer)
         if len(buffer) > self._limit:
             if not self._skipping:
                 self._receiver.too_large(MessageTooLarge(bytes(buffer[:PREFIX_BYTES]), self._limit))
             self._skipping = True
             buffer.clear()
+            self._scanned = 0
 
     def end(self) -> None:
         tail = bytes(self._buffer)
         self._buffer.clear()
+        self._scanned = 0
         if tail.strip() and not self._skipping:
             self._receiver.line(tail)
 

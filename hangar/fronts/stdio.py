@@ -106,7 +106,7 @@ class StdioFront:
         writer = self._writer
         if writer is None or writer.is_closing():
             return False
-        writer.write(line + b"\n")
+        writer.writelines((line, b"\n"))  # no copy of a large line to append its newline
         return True
 
     finish = send
@@ -248,6 +248,10 @@ class _FileWriter:
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
+
+    def writelines(self, data: tuple[bytes, ...]) -> None:
+        for chunk in data:
+            self.write(chunk)
 
     def get_write_buffer_size(self) -> int:
         return 0
