@@ -152,12 +152,14 @@ async def run_variant(ctx: Context, variant: str, direct: dict[str, Any]) -> lis
 
         # 1. per-call overhead
         n = 100 if ctx.quick else 500
-        lat = await overhead.interleaved({"peer": single, "direct": overhead.direct_echo(direct["p0"])}, n)
+        lat = await overhead.interleaved(
+            {"peer": single, "direct": overhead.sdk_call(direct["p0"], "echo", {"text": "x"}, "x")}, n
+        )
         r = overhead.added_row(
             prefix + "hangar_call with 1 echo call",
             lat["peer"]["ms"],
             lat["direct"]["ms"],
-            target=True,
+            target=overhead.TARGET_ECHO,
             failed=lat["peer"]["failed"],
             hung=lat["peer"]["hung"],
             notes=f"errors: {errors}" if errors else "",

@@ -1,4 +1,4 @@
-"""The bench's provider: an MCP server with a 0 ms `echo` and a `sleep` of N milliseconds.
+"""The bench's provider: an MCP server with a 0 ms `echo`, a `sleep` of N milliseconds and a `blob` of N KiB.
 
     python bench_server.py              MCP over stdio (how hangar and the direct baseline run it)
     python bench_server.py --http PORT  MCP Streamable HTTP on 127.0.0.1:PORT at /mcp
@@ -32,6 +32,12 @@ async def sleep(ms: float) -> str:
     if ms > 0:
         await asyncio.sleep(ms / 1000)
     return f"slept {ms} ms"
+
+
+@server.tool()
+def blob(kib: int) -> str:
+    """A text of `kib` KiB (a large result)."""
+    return "x" * (kib * 1024)
 
 
 @server.tool()
