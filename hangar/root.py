@@ -170,6 +170,7 @@ class Root:
                 return EX_SOFTWARE
             log.info("hangar_ready", elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
             self.systemd.ready(self._summary())
+            supervisor.start_zygotes()  # the workers' zygote, now that the router is up
             warm = [p.id for p in self.config.providers if p.warm]
             warming = asyncio.create_task(self.providers.warm(warm)) if warm else None
             if client_in is not None and os.isatty(client_in):

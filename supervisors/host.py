@@ -104,6 +104,7 @@ class ProcessHost:
         )
         self._zygote_preload = {module: tuple(preload) for module, preload in (zygotes or {}).items()}
         self._zygotes: dict[str, ZygoteClient] = {}
+        self._zygotes_lost: set[str] = set()  # failed once: their children spawn fresh interpreters
         self._zygote_exits: dict[int, asyncio.Future[int]] = {}  # zygotes being closed, by pid
         self._processes: dict[int, ChildProcess] = {}  # by pid, until reaped
         self._incarnations = itertools.count(1)
@@ -117,9 +118,23 @@ class ProcessHost:
     async def open(self) -> None:
         become_subreaper()
         asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reap)
-        for module, preload in self._zygote_preload.items():
-            self._zygotes[module] = ZygoteClient.start(preload, self._lifeline_r)
         self.channel.open()
+
+    def start_zygotes(self) -> None:
+        """Start every zygote that is not running yet.
+
+        A zygote also starts with the first child forked from it; starting the others when the
+        tree is up keeps their imports off its start and off the first cold start after it.
+        """
+        for module in self._zygote_preload:
+            self._zygote(module)
+
+    def _zygote(self, module: str | None) -> ZygoteClient | None:
+        zygote = self._zygotes.get(module or "")
+        if zygote is None and module in self._zygote_preload and module not in self._zygotes_lost:
+            zygote = ZygoteClient.start(self._zygote_preload[module], self._lifeline_r)
+            self._zygotes[module] = zygote
+        return zygote
 
     async def close(self) -> None:
         """Close the channel and zygotes; kill and reap every process still ours."""
@@ -218,8 +233,8 @@ class ProcessHost:
         self.kill(process, signal.SIGKILL)
 
     async def _launch(self, child_id: str, start: ProcessStart, env: dict[str, str]) -> int:
-        zygote = self._zygotes.get(start.module or "")
-        if zygote is not None and start.module is not None and not start.pass_fds:
+        zygote = None if start.pass_fds else self._zygote(start.module)
+        if zygote is not None and start.module is not None:
             title = " ".join([*start.argv, f"[{child_id}]"])
             self._forks_in_flight += 1
             try:
@@ -230,6 +245,7 @@ class ProcessHost:
                 log.warning("zygote_unavailable", error=str(exc), fallback="spawning a fresh interpreter")
                 if self._zygotes.get(start.module) is zygote:
                     del self._zygotes[start.module]
+                    self._zygotes_lost.add(start.module)
                     zygote.close()
             finally:
                 self._forks_in_flight -= 1
@@ -305,6 +321,7 @@ class ProcessHost:
                 "zygote_exited", module=module, returncode=returncode, fallback="spawning fresh interpreters"
             )
             self._zygotes.pop(module).close()
+            self._zygotes_lost.add(module)
             return
         log.info("orphan_reaped", pid=pid, returncode=returncode)
 

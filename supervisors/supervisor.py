@@ -168,6 +168,10 @@ class Supervisor:
         """Stop every child in reverse start order, each per its shutdown spec."""
         await self._stop_all()
 
+    def start_zygotes(self) -> None:
+        """Start the tree's zygotes that no child has needed yet (each starts on its first fork)."""
+        self._host.start_zygotes()
+
     def stop(self) -> None:
         """Ask the supervisor to stop all children (reverse order) and return from run()."""
         self._finish(SupervisorExit.SHUTDOWN)

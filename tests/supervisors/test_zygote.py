@@ -217,3 +217,38 @@ async def test_a_forked_child_ready_before_its_fork_is_answered_still_counts(
         await sup.shutdown()
         await sup.close()
         context.term()
+
+
+def zygote_processes() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children() if "supervisors.zygote" in " ".join(p.cmdline())]
+
+
+async def test_a_zygote_starts_with_its_first_child_or_when_asked(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Zygotes no child needs yet stay unstarted: their imports do not compete with the tree's start."""
+    context = zmq.asyncio.Context()
+    sup = Supervisor(
+        "test",
+        SupervisorFlags(),
+        [],
+        endpoint=f"ipc://{short_tmp}/sup.sock",
+        context=context,
+        zygotes={CHILD_MODULE: ("supervisors.child",), "tests.fixtures.other": ("json",)},
+    )
+    try:
+        monkeypatch.chdir(REPO)
+        await sup.start()
+        assert zygote_processes() == []
+        sup.start_zygotes()
+        preloads = sorted(
+            " ".join(p.cmdline()).split("supervisors.zygote")[-1].strip() for p in zygote_processes()
+        )
+        assert preloads == ["json", "supervisors.child"]
+        sup.start_zygotes()  # started once
+        assert len(zygote_processes()) == 2
+    finally:
+        await sup.shutdown()
+        await sup.close()
+        context.term()
+    assert zygote_processes() == []
