@@ -13,7 +13,8 @@ from hangar import __version__
 from hangar.config import describe, load_config
 from hangar.errors import EX_CONFIG, ConfigError, HangarError
 from hangar.paths import ENV_CTL_SOCKET
-from hangar.tree import ENV_HTTP_HOST  # the router reads the same variable
+from hangar.tree import ENV_HTTP_HOST, ROUTER_MODULE, ZYGOTES  # the router reads the same variable
+from supervisors import zygote
 from supervisors.logs import ENV_LOG_LEVEL, configure_logging
 
 ENV_CONFIG = "HANGAR_CONFIG"
@@ -107,6 +108,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.config:
         print(f"hangar serve: no config file; give --config PATH or set ${ENV_CONFIG}", file=sys.stderr)
         return EX_USAGE
+    if not args.http:  # the stdio router is forked from its zygote: let it import meanwhile
+        zygote.start_early({ROUTER_MODULE: ZYGOTES[ROUTER_MODULE]})
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -47,9 +47,10 @@ ENV_HTTP_FD = "HANGAR_HTTP_FD"
 ENV_HTTP_HOST = "HANGAR_HTTP_HOST"
 # imported once per zygote, so workers and routers start by fork in milliseconds (the router's
 # zygote imports what its main module imports, not the module itself, which runs as __main__)
+ROUTER_MODULE = "hangar.router_process"
 ZYGOTES = {
     "workers": ("workers.worker",),
-    "hangar.router_process": ("hangar.router", "hangar.fronts.stdio"),
+    ROUTER_MODULE: ("hangar.router", "hangar.fronts.stdio"),
 }
 
 
@@ -107,12 +108,12 @@ def stdio_router_spec(env: dict[str, str], stdin: int, stdout: int) -> ChildSpec
     return ChildSpec(
         id=ROUTER_ID,
         start=ProcessStart(
-            argv=(sys.executable, "-m", "hangar.router_process"),
+            argv=(sys.executable, "-m", ROUTER_MODULE),
             env=env,
             stdin=stdin,
             stdout=stdout,
             ready_timeout_s=ROUTER_READY_TIMEOUT_S,
-            module="hangar.router_process",
+            module=ROUTER_MODULE,
         ),
         restart=Restart.TRANSIENT,
         shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
@@ -126,7 +127,7 @@ def http_router_spec(env: dict[str, str], host: str, listener: int) -> ChildSpec
     return ChildSpec(
         id=ROUTER_ID,
         start=ProcessStart(
-            argv=(sys.executable, "-m", "hangar.router_process"),
+            argv=(sys.executable, "-m", ROUTER_MODULE),
             env=env,
             pass_fds=(listener,),
             ready_timeout_s=ROUTER_READY_TIMEOUT_S,

@@ -34,7 +34,7 @@ from supervisors.child import ENV_CHILD_ID, ENV_ENDPOINT, ENV_INCARNATION, ENV_L
 from supervisors.exits import Exit, classify_exit
 from supervisors.orphans import ORPHAN_GRACE_S, become_subreaper, kill_orphans, reap_orphans
 from supervisors.spec import ProcessStart, Shutdown, ShutdownKind
-from supervisors.zygote import ZygoteClient
+from supervisors.zygote import ZygoteClient, adopt_early
 
 ZYGOTE_EXIT_TIMEOUT_S = 2.0  # a zygote exits at once when its connection closes; else it is killed
 SPAWN_RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE)
@@ -103,12 +103,19 @@ class ProcessHost:
             endpoint, context, on_silent=self._kill_silent, on_request=on_request, clock=clock
         )
         self._zygote_preload = {module: tuple(preload) for module, preload in (zygotes or {}).items()}
+        lifeline, early = adopt_early()  # zygotes started before the program's imports
         self._zygotes: dict[str, ZygoteClient] = {}
+        for module, client in early.items():
+            if module in self._zygote_preload:
+                log.debug("zygote_adopted", pid=client.pid, module=module)
+                self._zygotes[module] = client
+            else:
+                client.close()
         self._zygotes_lost: set[str] = set()  # failed once: their children spawn fresh interpreters
         self._zygote_exits: dict[int, asyncio.Future[int]] = {}  # zygotes being closed, by pid
         self._processes: dict[int, ChildProcess] = {}  # by pid, until reaped
         self._incarnations = itertools.count(1)
-        self._lifeline_r, self._lifeline_w = os.pipe()  # children read EOF when we die
+        self._lifeline_r, self._lifeline_w = lifeline or os.pipe()  # children read EOF when we die
         # While a fork is in flight its child is already ours (reparented) but not yet known by
         # pid: orphan sweeps wait, and an exit reaped in that time is kept for the fork's caller.
         self._forks_in_flight = 0

@@ -34,7 +34,7 @@ import runpy
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import setproctitle
@@ -169,8 +169,11 @@ class ZygoteClient:
         self._requests: set[asyncio.Task[int]] = set()
 
     @classmethod
-    def start(cls, preload: Sequence[str], lifeline_r: int) -> ZygoteClient:
-        """Spawn a zygote that imports `preload` once (a posix_spawn: no socket I/O, ~1 ms)."""
+    def start(cls, preload: Sequence[str], lifeline_r: int, *, quiet: bool = False) -> ZygoteClient:
+        """Spawn a zygote that imports `preload` once (a posix_spawn: no socket I/O, ~1 ms).
+
+        `quiet`: log nothing (logging may not be set up yet, and stdout may be a client's).
+        """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [sys.executable, "-m", "supervisors.zygote", *preload]
         env = dict(os.environ)
@@ -193,7 +196,8 @@ class ZygoteClient:
             os.set_inheritable(lifeline_r, False)
             os.close(devnull)
             theirs.close()
-        log.debug("zygote_started", pid=pid, preload=list(preload))
+        if not quiet:
+            log.debug("zygote_started", pid=pid, preload=list(preload))
         return cls(pid, ours)
 
     async def fork(
@@ -296,3 +300,32 @@ def _kill_unwanted(request: asyncio.Task[int]) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ------------------------------------------------------------------ started early
+
+_early: dict[str, ZygoteClient] = {}
+_early_lifeline: tuple[int, int] | None = None
+
+
+def start_early(zygotes: Mapping[str, Sequence[str]]) -> None:
+    """Start zygotes now, before the program has imported the rest of itself.
+
+    Their imports then run beside the program's own instead of after them; the next
+    `ProcessHost` adopts them (and the lifeline pipe they hold).
+    """
+    global _early_lifeline
+    if _early_lifeline is None:
+        _early_lifeline = os.pipe()
+    for module, preload in zygotes.items():
+        if module not in _early:
+            _early[module] = ZygoteClient.start(preload, _early_lifeline[0], quiet=True)
+
+
+def adopt_early() -> tuple[tuple[int, int] | None, dict[str, ZygoteClient]]:
+    """The zygotes `start_early` started, and their lifeline pipe; handed over once."""
+    global _early_lifeline
+    lifeline, zygotes = _early_lifeline, dict(_early)
+    _early_lifeline = None
+    _early.clear()
+    return lifeline, zygotes

@@ -252,3 +252,31 @@ async def test_a_zygote_starts_with_its_first_child_or_when_asked(
         await sup.close()
         context.term()
     assert zygote_processes() == []
+
+
+async def test_a_zygote_started_early_is_adopted_by_the_next_host(
+    short_tmp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`start_early` before the program's own imports: the supervisor forks from that zygote."""
+    monkeypatch.chdir(REPO)
+    zygote.start_early({CHILD_MODULE: ("supervisors.child",)})
+    [early] = zygote_processes()
+    context = zmq.asyncio.Context()
+    sup = Supervisor(
+        "test",
+        SupervisorFlags(),
+        [forked("a", tmp_path / "marks")],
+        endpoint=f"ipc://{short_tmp}/sup.sock",
+        context=context,
+        zygotes={CHILD_MODULE: ("supervisors.child",)},
+    )
+    try:
+        await sup.start()
+        assert running_pid(sup, "a")
+        assert [p.pid for p in zygote_processes()] == [early.pid]  # no second zygote
+        assert zygote.adopt_early() == (None, {})  # handed over once
+    finally:
+        await sup.shutdown()
+        await sup.close()
+        context.term()
+    assert zygote_processes() == []
