@@ -91,7 +91,7 @@ async def main() -> None:
 
     async def on_command(op: str, args: dict[str, Any]) -> Any:
         if op == "summary":
-            return rates.summary()
+            return rates.summary(router.caller.limits.all_info())
         raise CommandError("unknown_command", f"router does not know the command {op!r}")
 
     async def sample() -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hangar.call_limits import LimitInfo
 from hangar.figures import CALL_BUCKETS_S, RouterFigures
 
 WINDOW_S = 10.0  # rates and percentiles cover the last this many seconds
@@ -77,8 +78,11 @@ class Rates:
         while len(self._samples) > 1 and now - self._samples[1][0] >= WINDOW_S:
             self._samples.popleft()
 
-    def summary(self) -> dict[str, Any]:
-        """Per provider: calls and errors (lifetime); calls_per_s, error_rate, p50/p95/p99_ms (window)."""
+    def summary(self, limits: Mapping[str, LimitInfo] | None = None) -> dict[str, Any]:
+        """Per provider: calls and errors (lifetime); calls_per_s, error_rate, p50/p95/p99_ms (window).
+
+        With `limits`, a provider (or group) that has a rate limit gets it as `rate_limit`.
+        """
         now = self._clock()
         current = totals(self._figures)
         base_at, base = self._samples[0] if self._samples else (now, {})
@@ -95,6 +99,8 @@ class Rates:
                 "error_rate": round((entry.errors - before.errors) / calls, 3) if calls else None,
                 **{f"p{round(q * 100)}_ms": _ms(quantile(q, window)) for q in (0.5, 0.95, 0.99)},
             }
+        for key, info in (limits or {}).items():
+            providers.setdefault(key, {})["rate_limit"] = info.as_dict()
         return {"window_s": round(span_s, 1), "providers": providers}
 
 
