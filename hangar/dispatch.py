@@ -419,6 +419,7 @@ class Dispatcher:
         if dead:
             status["state"] = "dead"
             status["reason"] = status["last_error"] = detail
+            status["restarts_in_window"] = view.status.get("restarts_in_window", 0)
         else:
             status["reason"] = "idle: no worker"
         view.worker_ended(status)
@@ -430,6 +431,7 @@ class Dispatcher:
         status = idle_status(old["id"], old["mode"], old["group"], len(view.lists.get("tools", [])))
         status["tools_source"] = old.get("tools_source", status["tools_source"])
         status["rev"] = old.get("rev", -1)
+        status["health_check"] = old.get("health_check")  # the last check stays a fact
         return status
 
     def _fail_pending(self, provider: str, detail: str) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from hangar import health
 from hangar.batch import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_TIMEOUT_S,
@@ -122,6 +123,19 @@ TOOLS: list[dict[str, Any]] = [
         "inputSchema": {"type": "object", "properties": {}},
     },
     {
+        "name": "hangar_health",
+        "description": "Health of one provider, or of every provider with a one-line verdict for the "
+        "whole tree: state, last health check, consecutive failures, breaker, calls, errors and "
+        "p50/p99 latency in the last minute, restarts in the current window, rate limit. "
+        "Starts nothing.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "provider": {"type": "string", "description": "A provider or group id; omit for all."}
+            },
+        },
+    },
+    {
         "name": "hangar_details",
         "description": "Everything about one provider: config, state history, server info, recent stderr.",
         "inputSchema": {"type": "object", "properties": _PROVIDER_ARG, "required": ["provider"]},
@@ -187,6 +201,9 @@ async def call(router: Router, exchange: Exchange, name: str, args: Any) -> None
             return
         elif name == "hangar_warm":
             payload = await _warm(router, exchange, args)
+        elif name == "hangar_health":
+            provider = args.get("provider")
+            payload = health.report(router, None if provider is None else require_provider(router, provider))
         else:
             payload = await _about_one(router, exchange, name, args)
     except BatchInvalid as exc:
