@@ -114,11 +114,11 @@ def _provider(router: Router, provider: str, last: dict[str, dict[str, Any]]) ->
         "last_error": status.get("last_error"),
         "rate_limit": None if info is None else info.as_dict(),
     }
-    row["health"], row["why"] = _judge(row)
+    row["health"], row["why"] = judge(row)
     return row
 
 
-def _judge(row: dict[str, Any]) -> tuple[str, str]:
+def judge(row: dict[str, Any]) -> tuple[str, str]:
     """(health, why) of one provider."""
     if row["state"] in DOWN_STATES:
         return DOWN, row["reason"] or row["state"]

@@ -56,7 +56,8 @@ TOOLS: list[dict[str, Any]] = [
         "description": (
             f"Run up to {MAX_CALLS} tool calls in parallel across providers and return every result in "
             "request order. Each call is {provider, tool, arguments, timeout_s?}; a failing call never "
-            "fails the batch: each result has ok and either result or error {type, message, hint}."
+            "fails the batch: each result has ok and either result or error {type, message, hint}. "
+            "Calls over a provider's rate limit wait for their turn (rate_limit_wait_ms)."
         ),
         "inputSchema": {
             "type": "object",
@@ -131,7 +132,10 @@ TOOLS: list[dict[str, Any]] = [
         "inputSchema": {
             "type": "object",
             "properties": {
-                "provider": {"type": "string", "description": "A provider or group id; omit for all."}
+                "provider": {
+                    "type": "string",
+                    "description": "A provider, group or group member id; omit for all.",
+                }
             },
         },
     },
@@ -203,7 +207,9 @@ async def call(router: Router, exchange: Exchange, name: str, args: Any) -> None
             payload = await _warm(router, exchange, args)
         elif name == "hangar_health":
             provider = args.get("provider")
-            payload = health.report(router, None if provider is None else require_provider(router, provider))
+            if provider is not None and provider not in router.specs:  # a group member is asked by id too
+                provider = require_provider(router, provider)
+            payload = health.report(router, provider)
         else:
             payload = await _about_one(router, exchange, name, args)
     except BatchInvalid as exc:
