@@ -115,11 +115,15 @@ class Caller:
         max_attempts = batch_retries + 1 if batch_retries is not None else policy.max_attempts
         attempts = retries = 0
         tried: set[str] = set()  # members that could not take this call
+        limited: CallError | None = None  # the last member over its own rate limit
         views = self.dispatcher.providers
         while True:
             target = entry
             if group is not None:
                 member = group.pick(views, self._in_flight(group), exclude=tried)
+                if member is None and limited is not None:
+                    limited.attempts = attempts
+                    raise limited  # every member that could take it is over its limit: say when to retry
                 if member is None:
                     error = CallError(
                         ErrorType.NO_MEMBER_AVAILABLE,
@@ -139,6 +143,8 @@ class Caller:
             except CallError as exc:
                 exc.attempts = attempts
                 if group is not None and exc.type in NEVER_REACHED:
+                    if exc.type is ErrorType.RATE_LIMITED:
+                        limited = exc
                     tried.add(target)  # the call never reached this member: another one takes it now
                     log.info("call_failover", group=group.id, member=target, error=str(exc.type))
                     continue

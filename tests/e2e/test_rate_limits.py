@@ -130,3 +130,41 @@ async def test_a_batch_call_whose_turn_would_come_after_its_timeout_is_refused_u
         assert len(ticks(log)) == 2
         refused = [r["error"] for r in batch["results"] if not r["ok"]]
         assert all("after its timeout" in e["message"] and e["retry_after_s"] > 0 for e in refused)
+
+
+async def test_a_group_call_over_a_members_limit_goes_to_another_and_over_all_of_them_is_refused(
+    write_config: Any, short_tmp: Path
+) -> None:
+    member = {"rate_limit": {"requests_per_s": 0.5, "burst": 1}}
+    config = write_config(
+        {
+            "pool": {
+                "mode": "group",
+                "members": [
+                    {"id": "pool-1", **fixture_provider(**member)},
+                    {"id": "pool-2", **fixture_provider(**member)},
+                ],
+            },
+            "capped": {
+                "mode": "group",
+                "rate_limit": {"requests_per_s": 0.5, "burst": 1},
+                "members": [{"id": "capped-1", **fixture_provider()}],
+            },
+        }
+    )
+    async with running_hangar(config, short_tmp / "ctl.sock") as h:
+        await h.client.call_tool("hangar_warm", {"providers": "pool,capped"})
+        answered = [await h.client.call_tool("pool__whoami", {}) for _ in range(2)]
+        assert not any(r.is_error for r in answered)  # the second went to the other member
+        assert len({r.structured_content["pid"] for r in answered}) == 2  # type: ignore[index]
+        refused = await h.client.call_tool("pool__whoami", {})
+        error = refused.structured_content["error"]  # type: ignore[index]
+        assert error["type"] == "rate_limited" and error["retry_after_s"] > 0
+
+        assert not (await h.client.call_tool("capped__echo", {"text": "first"})).is_error
+        over = (await h.client.call_tool("capped__echo", {"text": "second"})).structured_content
+        assert over is not None and over["error"]["type"] == "rate_limited"
+        assert "group capped is limited to 0.5 calls per second" in over["error"]["message"]
+        details = (await h.client.call_tool("hangar_details", {"provider": "capped"})).structured_content
+        assert details is not None and details["rate_limit"]["refused"] == 1
+        assert details["members"][0]["rate_limit"] is None
