@@ -124,6 +124,7 @@ class _Pending:
     on_progress: ProgressFn | None = None
     done: DoneFn | None = None
     timer: asyncio.TimerHandle | None = None
+    sent: bool = False  # handed to the worker; until then a worker's end does not concern it
 
     def settle(self, outcome: Any) -> None:
         if self.timer is not None:
@@ -250,7 +251,7 @@ class Dispatcher:
             self._channel.send(frames)
         except ChannelError:
             return False
-        pending = _Pending(provider, done=done)
+        pending = _Pending(provider, done=done, sent=True)
         pending.timer = asyncio.get_running_loop().call_later(backstop_s, self._backstop, call, backstop_s)
         self._pending[call] = pending
         self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
@@ -304,10 +305,11 @@ class Dispatcher:
         revive: bool = False,
     ) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[call] = _Pending(provider, future, on_progress)  # settled by _on_message
+        pending = self._pending[call] = _Pending(provider, future, on_progress)  # settled by _on_message
         self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
         try:
             await self._send(provider, message, revive=revive)
+            pending.sent = True
             try:
                 async with asyncio.timeout(wait_s):
                     return await future
@@ -333,13 +335,17 @@ class Dispatcher:
         """
         frames = [provider.encode(), *message]
         view = self.providers.get(provider)
+        retired = False
         if view is not None and view.retiring:
             await self._retired(view)
-        try:
-            self._channel.send(frames)
-            return
-        except ChannelError as exc:
-            error = exc
+            retired = not view.connected  # it ended (rather than stayed): the next worker takes this
+        error: Exception | str = "its worker retired"
+        if not retired:
+            try:
+                self._channel.send(frames)
+                return
+            except ChannelError as exc:
+                error = exc
         if view is not None:
             view.connected = False
             view.reachable.clear()
@@ -436,7 +442,7 @@ class Dispatcher:
 
     def _fail_pending(self, provider: str, detail: str) -> None:
         for call, pending in list(self._pending.items()):
-            if pending.provider == provider and not pending.settled:
+            if pending.provider == provider and pending.sent and not pending.settled:
                 self._finish(call)
                 pending.settle(
                     CallError(
