@@ -1,10 +1,13 @@
-"""One request on its way to a provider: group balancing, failover, retries, and its figures.
+"""One request on its way to a provider: rate limits, group balancing, failover, retries, figures.
 
 `Caller.call` sends a client's request (a tool call, a read, a prompt, a completion) to its
-provider, or, for a group, to the member the balancer picks among those that can take it. A
-request that could not reach a member (worker restarting, breaker open, provider not ready)
-goes to another member at once; one that reached a provider is tried again only as the retry
-policy or the batch says (`hangar.retry`). Its outcome and time are counted for `/metrics`.
+provider, or, for a group, to the member the balancer picks among those that can take it. Each
+attempt first takes a token of its provider's (and the group's) rate limit
+(`hangar.call_limits`): refused at once, or for a call that may `queue`, waited for within its
+timeout. A request that could not reach a member (worker restarting, breaker open, provider not
+ready, over the member's limit) goes to another member at once; one that reached a provider is
+tried again only as the retry policy or the batch says (`hangar.retry`). Its outcome and time
+are counted for `/metrics`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import structlog
 
 from hangar.call_audit import CallAudit, who_var
+from hangar.call_limits import CallLimits
 from hangar.dispatch import REPLY_MARGIN_S, Dispatcher, Reply
 from hangar.figures import RouterFigures
 from hangar.groups import Group
@@ -30,6 +34,7 @@ from workers.spec import ProviderSpec, RetrySpec
 log = structlog.get_logger("hangar.calls")
 
 ProgressFn = Callable[[dict[str, Any]], None] | None
+WaitFn = Callable[[float], None] | None  # told the seconds a call waited for a rate limit's token
 
 
 class Caller:
@@ -44,6 +49,7 @@ class Caller:
         self.specs = specs
         self.groups = groups
         self.figures = figures
+        self.limits = CallLimits(specs.values(), (group.spec for group in groups.values()))
         self.audit: CallAudit | None = None  # set when calls are audited (`audit.calls`)
 
     def default_timeout_s(self, entry: str) -> float:
@@ -67,20 +73,28 @@ class Caller:
         on_progress: ProgressFn = None,
         batch_retries: int | None = None,
         call: int | None = None,
+        queue: bool = False,
+        on_wait: WaitFn = None,
         **fields: Any,
     ) -> tuple[Reply, int]:
         """The provider's answer and the number of attempts it took.
+
+        `queue`: over a rate limit, wait for a token within the timeout (told to `on_wait`)
+        instead of failing at once; the time waited counts against the timeout.
 
         Raises:
             CallError: with `attempts` set, when no attempt produced an answer.
         """
         timeout = timeout_s if timeout_s is not None else self.default_timeout_s(entry)
         group = self.groups.get(entry)
+        admission = _Admission(self.limits, timeout, queue, on_wait)
+        if group is not None and self.limits.limits_group(entry):
+            await admission.enter(group=entry)
         if group is None and batch_retries is None and not self.specs[entry].retry.retry_on:
-            reply = await self._once(entry, method, params, era, timeout, label, on_progress, call, fields)
+            reply = await self._once(entry, method, params, era, admission, label, on_progress, call, fields)
             return reply, 1
         return await self._with_retries(
-            entry, group, method, params, era, timeout, label, on_progress, batch_retries, call, fields
+            entry, group, method, params, era, admission, label, on_progress, batch_retries, call, fields
         )
 
     async def _with_retries(
@@ -90,7 +104,7 @@ class Caller:
         method: str,
         params: bytes | None,
         era: Era,
-        timeout_s: float,
+        admission: _Admission,
         label: str,
         on_progress: ProgressFn,
         batch_retries: int | None,
@@ -101,11 +115,15 @@ class Caller:
         max_attempts = batch_retries + 1 if batch_retries is not None else policy.max_attempts
         attempts = retries = 0
         tried: set[str] = set()  # members that could not take this call
+        limited: CallError | None = None  # the last member over its own rate limit
         views = self.dispatcher.providers
         while True:
             target = entry
             if group is not None:
                 member = group.pick(views, self._in_flight(group), exclude=tried)
+                if member is None and limited is not None:
+                    limited.attempts = attempts
+                    raise limited  # every member that could take it is over its limit: say when to retry
                 if member is None:
                     error = CallError(
                         ErrorType.NO_MEMBER_AVAILABLE,
@@ -120,11 +138,13 @@ class Caller:
             attempts += 1
             try:
                 reply = await self._once(
-                    target, method, params, era, timeout_s, label, on_progress, call, fields
+                    target, method, params, era, admission, label, on_progress, call, fields
                 )
             except CallError as exc:
                 exc.attempts = attempts
                 if group is not None and exc.type in NEVER_REACHED:
+                    if exc.type is ErrorType.RATE_LIMITED:
+                        limited = exc
                     tried.add(target)  # the call never reached this member: another one takes it now
                     log.info("call_failover", group=group.id, member=target, error=str(exc.type))
                     continue
@@ -160,12 +180,15 @@ class Caller:
         method: str,
         params: bytes | None,
         era: Era,
-        timeout_s: float,
+        admission: _Admission,
         label: str,
         on_progress: ProgressFn,
         call: int | None,
         fields: dict[str, Any],
     ) -> Reply:
+        if self.limits.limits(target):
+            await admission.enter(provider=target)
+        timeout_s = admission.remaining_s()
         started = time.perf_counter()
         outcome = "ok"
         if tracing.tracer is not None:
@@ -213,3 +236,31 @@ class Caller:
                 )
             if logs.verbosity.debug:
                 log.debug("call_done", provider=target, method=method, name=label, outcome=outcome)
+
+
+class _Admission:
+    """One call's way past the rate limits: whether it may wait, and what is left of its timeout."""
+
+    def __init__(self, limits: CallLimits, timeout_s: float, queue: bool, on_wait: WaitFn) -> None:
+        self._limits = limits
+        self._timeout_s = timeout_s
+        self._queue = queue
+        self._on_wait = on_wait
+        self._waited_s = 0.0
+
+    def remaining_s(self) -> float:
+        """The call's timeout less what it waited for tokens."""
+        return self._timeout_s - self._waited_s
+
+    async def enter(self, *, provider: str | None = None, group: str | None = None) -> None:
+        """Take a token of the provider's or group's limit, waiting for it if the call may."""
+        wait_up_to_s = self.remaining_s() if self._queue else None
+        if group is not None:
+            waited_s = await self._limits.admit_group(group, wait_up_to_s=wait_up_to_s)
+        else:
+            assert provider is not None
+            waited_s = await self._limits.admit(provider, wait_up_to_s=wait_up_to_s)
+        if waited_s:
+            self._waited_s += waited_s
+            if self._on_wait is not None:
+                self._on_wait(waited_s)

@@ -84,6 +84,8 @@ def status_table(
         "CALLS",
         "CALLS/S",
         "P95",
+        "LIMIT",
+        "LIMITED",
         "LAST ERROR",
         plain=plain,
     )
@@ -104,9 +106,24 @@ def status_table(
             _cell(mine.get("calls", row.get("calls"))),
             _cell(mine.get("calls_per_s")),
             _cell(p95, "ms") if p95 is not None else DASH,
+            *_limit_cells(row, figures),
             Text(_cell(row.get("last_error")), style="" if not row.get("last_error") else "red"),
         )
     return table
+
+
+def _limit_cells(row: Mapping[str, Any], figures: Mapping[str, Any]) -> tuple[str, str]:
+    """LIMIT (the provider's rate limit, else its group's) and LIMITED (calls refused/waited)."""
+    own = row.get("rate_limit")
+    counted = (figures.get(row["id"]) or {}).get("rate_limit")
+    prefix = ""
+    if own is None and row.get("group"):
+        counted = (figures.get(row["group"]) or {}).get("rate_limit")
+        own, prefix = counted, "group:"
+    if own is None:
+        return DASH, DASH
+    limit = f"{prefix}{own['requests_per_s']:g}/s"
+    return limit, DASH if counted is None else f"{counted['refused']}/{counted['waited']}"
 
 
 def status_caption(rows: list[dict[str, Any]], instance: Mapping[str, Any] | None) -> Text:

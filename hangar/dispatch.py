@@ -123,6 +123,7 @@ class _Pending:
     on_progress: ProgressFn | None = None
     done: DoneFn | None = None
     timer: asyncio.TimerHandle | None = None
+    sent: bool = False  # handed to the worker; until then a worker's end does not concern it
 
     def settle(self, outcome: Any) -> None:
         if self.timer is not None:
@@ -249,7 +250,7 @@ class Dispatcher:
             self._channel.send(frames)
         except ChannelError:
             return False
-        pending = _Pending(provider, done=done)
+        pending = _Pending(provider, done=done, sent=True)
         pending.timer = asyncio.get_running_loop().call_later(backstop_s, self._backstop, call, backstop_s)
         self._pending[call] = pending
         self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
@@ -303,14 +304,11 @@ class Dispatcher:
         revive: bool = False,
     ) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._in_flight[provider] = (
-            self._in_flight.get(provider, 0) + 1
-        )  # a worker asking to retire is refused
+        pending = self._pending[call] = _Pending(provider, future, on_progress)  # settled by _on_message
+        self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
         try:
             await self._send(provider, message, revive=revive)
-            # pending once sent (no await between): a worker that ends while this waits for it to
-            # connect (or for a retiring one to go) fails only what it was given
-            self._pending[call] = _Pending(provider, future, on_progress)  # settled by _on_message
+            pending.sent = True
             try:
                 async with asyncio.timeout(wait_s):
                     return await future
@@ -336,13 +334,17 @@ class Dispatcher:
         """
         frames = [provider.encode(), *message]
         view = self.providers.get(provider)
+        retired = False
         if view is not None and view.retiring:
             await self._retired(view)
-        try:
-            self._channel.send(frames)
-            return
-        except ChannelError as exc:
-            error = exc
+            retired = not view.connected  # it ended (rather than stayed): the next worker takes this
+        error: Exception | str = "its worker retired"
+        if not retired:
+            try:
+                self._channel.send(frames)
+                return
+            except ChannelError as exc:
+                error = exc
         if view is not None:
             view.connected = False
             view.reachable.clear()
@@ -422,6 +424,7 @@ class Dispatcher:
         if dead:
             status["state"] = "dead"
             status["reason"] = status["last_error"] = detail
+            status["restarts_in_window"] = view.status.get("restarts_in_window", 0)
         else:
             status["reason"] = "idle: no worker"
         view.worker_ended(status)
@@ -433,11 +436,12 @@ class Dispatcher:
         status = idle_status(old["id"], old["mode"], old["group"], len(view.lists.get("tools", [])))
         status["tools_source"] = old.get("tools_source", status["tools_source"])
         status["rev"] = old.get("rev", -1)
+        status["health_check"] = old.get("health_check")  # the last check stays a fact
         return status
 
     def _fail_pending(self, provider: str, detail: str) -> None:
         for call, pending in list(self._pending.items()):
-            if pending.provider == provider and not pending.settled:
+            if pending.provider == provider and pending.sent and not pending.settled:
                 self._finish(call)
                 pending.settle(
                     CallError(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from hangar import health
 from hangar.batch import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_TIMEOUT_S,
@@ -21,6 +22,7 @@ from hangar.batch import (
     parse_batch,
     run_batch,
 )
+from hangar.call_limits import LimitInfo
 from hangar.dispatch import CONTROL_TIMEOUT_S, Reply
 from hangar.progress import BatchProgress
 from hangar.protocol import RpcFailure
@@ -54,7 +56,8 @@ TOOLS: list[dict[str, Any]] = [
         "description": (
             f"Run up to {MAX_CALLS} tool calls in parallel across providers and return every result in "
             "request order. Each call is {provider, tool, arguments, timeout_s?}; a failing call never "
-            "fails the batch: each result has ok and either result or error {type, message, hint}."
+            "fails the batch: each result has ok and either result or error {type, message, hint}. "
+            "Calls over a provider's rate limit wait for their turn (rate_limit_wait_ms)."
         ),
         "inputSchema": {
             "type": "object",
@@ -119,6 +122,22 @@ TOOLS: list[dict[str, Any]] = [
         "name": "hangar_status",
         "description": "A human-readable dashboard of every provider.",
         "inputSchema": {"type": "object", "properties": {}},
+    },
+    {
+        "name": "hangar_health",
+        "description": "Health of one provider, or of every provider with a one-line verdict for the "
+        "whole tree: state, last health check, consecutive failures, breaker, calls, errors and "
+        "p50/p99 latency in the last minute, restarts in the current window, rate limit. "
+        "Starts nothing.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "provider": {
+                    "type": "string",
+                    "description": "A provider, group or group member id; omit for all.",
+                }
+            },
+        },
     },
     {
         "name": "hangar_details",
@@ -186,6 +205,11 @@ async def call(router: Router, exchange: Exchange, name: str, args: Any) -> None
             return
         elif name == "hangar_warm":
             payload = await _warm(router, exchange, args)
+        elif name == "hangar_health":
+            provider = args.get("provider")
+            if provider is not None and provider not in router.specs:  # a group member is asked by id too
+                provider = require_provider(router, provider)
+            payload = health.report(router, provider)
         else:
             payload = await _about_one(router, exchange, name, args)
     except BatchInvalid as exc:
@@ -238,6 +262,8 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
     if exchange.envelope is not None:
         envelope = {k: v for k, v in exchange.envelope.meta.items() if k != "progressToken"}
 
+    waited_s: dict[int, float] = {}  # index -> seconds the call waited for a rate limit
+
     async def one(index: int, batch_call: BatchCall) -> tuple[Reply, int]:
         on_progress = None
         if progress is not None:
@@ -272,6 +298,8 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
                     on_progress=on_progress,
                     batch_retries=max_retries,
                     call=call_id,
+                    queue=True,
+                    on_wait=lambda seconds: waited_s.__setitem__(index, waited_s.get(index, 0.0) + seconds),
                     **fields,
                 )
         finally:
@@ -297,11 +325,16 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
             correlation_id=correlation_id,
             on_finished=finished,
         )
+        for index, seconds in waited_s.items():
+            payload["results"][index]["rate_limit_wait_ms"] = round(seconds * 1000, 3)
+        if waited_s:
+            payload["rate_limited"] = len(waited_s)  # calls that waited for their provider's limit
         log.info(
             "batch_done",
             succeeded=payload["succeeded"],
             failed=payload["failed"],
             elapsed_ms=payload["elapsed_ms"],
+            rate_limited=len(waited_s),
         )
     router.figures.batch_sizes.observe(len(calls))
     router.figures.batch_seconds.observe(payload["elapsed_ms"] / 1000)
@@ -352,11 +385,25 @@ async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[s
             answer["exposed_as"] = renamed
         return answer
     op = {"hangar_start": "start", "hangar_stop": "stop", "hangar_details": "details"}[name]
-    answers = [await _steer(router, exchange, member, op) for member in router.members_of(entry)]
+    members = router.members_of(entry)
+    answers = [await _steer(router, exchange, member, op) for member in members]
+    if op == "details":
+        limits = router.caller.limits
+        answers = [
+            {**answer, "rate_limit": _limit(limits.info(member))}
+            for member, answer in zip(members, answers, strict=True)
+        ]
     if entry in router.groups:
-        return {"provider": entry, "members": answers}
+        about: dict[str, Any] = {"provider": entry, "members": answers}
+        if op == "details":
+            about["rate_limit"] = _limit(router.caller.limits.group_info(entry))
+        return about
     result: dict[str, Any] = answers[0]
     return result
+
+
+def _limit(info: LimitInfo | None) -> dict[str, Any] | None:
+    return None if info is None else info.as_dict()
 
 
 async def _steer(router: Router, exchange: Exchange, provider: str, op: str) -> Any:

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from hangar import __version__
+from hangar.call_limits import LimitInfo
 from hangar.figures import Histogram, RouterFigures
 
 PROVIDER_STATES = ("cold", "starting", "ready", "degraded", "restarting", "stopping", "dead")
@@ -34,11 +35,13 @@ class TreeCollector(Collector):
         providers: Callable[[], dict[str, Any]],
         in_flight: Callable[[str], int],
         supervisor: Callable[[], dict[str, Any]],
+        limits: Callable[[], dict[str, LimitInfo]] = dict,
     ) -> None:
         self._router = router
         self._providers = providers
         self._in_flight = in_flight
         self._supervisor = supervisor
+        self._limits = limits
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily(
@@ -47,6 +50,7 @@ class TreeCollector(Collector):
         build.add_metric([__version__, platform.python_version()], 1.0)
         yield build
         yield from self._router_families()
+        yield from self._limit_families()
         yield from self._provider_families()
         yield from self._supervisor_families()
 
@@ -92,6 +96,29 @@ class TreeCollector(Collector):
         for reason, count in figures.rejected.items():
             rejected.add_metric([reason], float(count))
         yield from (tool_calls, requests, durations, in_flight, batch_calls, batch_seconds, rejected)
+
+    def _limit_families(self) -> Iterator[Metric]:
+        limited = CounterMetricFamily(
+            "hangar_rate_limited_calls",
+            "Calls over a provider's or group's rate_limit: refused, or waited for a token (batches)",
+            labels=["provider", "outcome"],
+        )
+        wait_seconds = CounterMetricFamily(
+            "hangar_rate_limit_wait_seconds",
+            "Seconds calls waited for a rate limit's token",
+            labels=["provider"],
+        )
+        waiting = GaugeMetricFamily(
+            "hangar_rate_limit_waiting_calls",
+            "Calls waiting for a rate limit's token now",
+            labels=["provider"],
+        )
+        for provider, info in self._limits().items():
+            limited.add_metric([provider, "refused"], float(info.refused))
+            limited.add_metric([provider, "waited"], float(info.waited))
+            wait_seconds.add_metric([provider], info.wait_s)
+            waiting.add_metric([provider], float(info.waiting))
+        yield from (limited, wait_seconds, waiting)
 
     def _provider_families(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(

@@ -46,6 +46,7 @@ from hangar.management import NAMES as MANAGEMENT_NAMES
 from hangar.protocol import RpcFailure
 from hangar.relay import Parked, RequestStates
 from hangar.session import ClientSession, Exchange
+from hangar.summary import Rates
 from workers import jsonrpc
 from workers import tracing as traces
 from workers.errors import CallError
@@ -79,6 +80,7 @@ class Router:
                 self.public.append(entry)
         self.server_info = {"name": name, "version": version}
         self.figures = RouterFigures()
+        self.rates = Rates(self.figures)  # sampled by the router process once a second
         self.dispatcher = dispatcher(
             initial_views(specs),
             on_announce=self.announced,

@@ -24,7 +24,7 @@ from hangar.call_audit import CallAudit
 from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
-from hangar.summary import SAMPLE_S, Rates
+from hangar.summary import SAMPLE_S
 from hangar.tree import ENV_INSTANCE_DIR, ENV_TRANSPORT, START_WORKER_TIMEOUT_S
 from supervisors.child import ChildLink, CommandError, run
 from supervisors.errors import SupervisorCommandError
@@ -88,11 +88,11 @@ async def main() -> None:
         elif event == "supervisor_figures":
             supervisor_figures.update(message.get("figures") or {})
 
-    rates = Rates(router.figures)
+    rates = router.rates
 
     async def on_command(op: str, args: dict[str, Any]) -> Any:
         if op == "summary":
-            return rates.summary()
+            return rates.summary(router.caller.limits.all_info())
         raise CommandError("unknown_command", f"router does not know the command {op!r}")
 
     async def sample() -> None:

@@ -1,24 +1,28 @@
-"""Calls per second and latency per provider, now: what `ctl status` and the dashboard show.
+"""Calls per second and latency per provider, now: what `ctl status`, the dashboard and
+`hangar_health` show.
 
 The router's counters (`hangar.figures`) only grow. `Rates` samples them once a second and
-keeps `WINDOW_S` of samples, so a summary compares now with the sample a window ago: calls per
-second over the window, and latency percentiles of the calls answered in it, estimated from the
-histogram buckets as Prometheus' `histogram_quantile` does (linear within a bucket). The
-lifetime totals come along. Sampling costs one pass over the counters per second, nothing per
-call.
+keeps a minute of samples, so a summary compares now with the sample a window ago (10 s for
+`ctl status`, a minute for `hangar_health`): calls per second over the window, and latency
+percentiles of the calls answered in it, estimated from the histogram buckets as Prometheus'
+`histogram_quantile` does (linear within a bucket). The lifetime totals come along. Sampling
+costs one pass over the counters per second, nothing per call.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hangar.call_limits import LimitInfo
 from hangar.figures import CALL_BUCKETS_S, RouterFigures
 
 WINDOW_S = 10.0  # rates and percentiles cover the last this many seconds
+MINUTE_S = 60.0  # what `hangar_health` covers
+KEEP_S = MINUTE_S  # samples are kept for the longest window asked for
 SAMPLE_S = 1.0
 TOOLS_CALL = "tools/call"
 
@@ -74,14 +78,42 @@ class Rates:
         """Take a sample now (the router does once every SAMPLE_S)."""
         now = self._clock()
         self._samples.append((now, totals(self._figures)))
-        while len(self._samples) > 1 and now - self._samples[1][0] >= WINDOW_S:
+        while len(self._samples) > 1 and now - self._samples[1][0] >= KEEP_S:
             self._samples.popleft()
 
-    def summary(self) -> dict[str, Any]:
-        """Per provider: calls and errors (lifetime); calls_per_s, error_rate, p50/p95/p99_ms (window)."""
+    def _base(self, now: float, window_s: float) -> tuple[float, dict[str, _Totals]]:
+        """The newest sample at least `window_s` old, else the oldest there is."""
+        chosen: tuple[float, dict[str, _Totals]] = (now, {})
+        for sample in reversed(self._samples):
+            chosen = sample
+            if now - sample[0] >= window_s:
+                break
+        return chosen
+
+    def last(self, window_s: float = MINUTE_S) -> tuple[float, dict[str, dict[str, Any]]]:
+        """The seconds covered, and per provider its calls, errors and p50/p99_ms in the last `window_s`."""
+        now = self._clock()
+        base_at, base = self._base(now, window_s)
+        providers: dict[str, dict[str, Any]] = {}
+        for provider, entry in totals(self._figures).items():
+            before = base.get(provider, _Totals())
+            window = [a - b for a, b in zip(entry.buckets, before.buckets, strict=True)]
+            providers[provider] = {
+                "calls": entry.calls - before.calls,
+                "errors": entry.errors - before.errors,
+                "p50_ms": _ms(quantile(0.5, window)),
+                "p99_ms": _ms(quantile(0.99, window)),
+            }
+        return round(now - base_at, 1), providers
+
+    def summary(self, limits: Mapping[str, LimitInfo] | None = None) -> dict[str, Any]:
+        """Per provider: calls and errors (lifetime); calls_per_s, error_rate, p50/p95/p99_ms (window).
+
+        With `limits`, a provider (or group) that has a rate limit gets it as `rate_limit`.
+        """
         now = self._clock()
         current = totals(self._figures)
-        base_at, base = self._samples[0] if self._samples else (now, {})
+        base_at, base = self._base(now, WINDOW_S)
         span_s = now - base_at
         providers: dict[str, dict[str, Any]] = {}
         for provider, entry in current.items():
@@ -95,6 +127,8 @@ class Rates:
                 "error_rate": round((entry.errors - before.errors) / calls, 3) if calls else None,
                 **{f"p{round(q * 100)}_ms": _ms(quantile(q, window)) for q in (0.5, 0.95, 0.99)},
             }
+        for key, info in (limits or {}).items():
+            providers.setdefault(key, {})["rate_limit"] = info.as_dict()
         return {"window_s": round(span_s, 1), "providers": providers}
 
 

@@ -58,6 +58,9 @@ def status_row(providers: ProviderTree, provider: str) -> dict[str, Any]:
         "worker_restarts": providers.worker_restarts.get(provider, 0),
         "in_flight": status.get("in_flight", 0),
         "calls": totals["calls"],
+        "rate_limit": None
+        if spec.rate_limit is None
+        else {"requests_per_s": spec.rate_limit.requests_per_s, "burst": spec.rate_limit.burst},
         "last_error": status.get("last_error"),
     }
 

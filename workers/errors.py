@@ -12,7 +12,7 @@ breaker, is decided here, once, by type.
 from __future__ import annotations
 
 import enum
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class ErrorType(enum.StrEnum):
@@ -24,6 +24,7 @@ class ErrorType(enum.StrEnum):
     OVERLOADED = "overloaded"
     PROVIDER_START_FAILED = "provider_start_failed"
     NO_MEMBER_AVAILABLE = "no_member_available"
+    RATE_LIMITED = "rate_limited"  # over the provider's (or group's) `rate_limit`: not sent
     # reached a provider, or may have
     TIMEOUT = "timeout"
     PROVIDER_CRASHED = "provider_crashed"
@@ -48,6 +49,7 @@ NEVER_REACHED = frozenset(
         ErrorType.PROVIDER_DEAD,
         ErrorType.OVERLOADED,
         ErrorType.PROVIDER_START_FAILED,
+        ErrorType.RATE_LIMITED,
     }
 )
 # failures that may pass: what `hangar_call(max_retries=N)` retries
@@ -77,27 +79,45 @@ class ErrorData(TypedDict):
     type: str
     message: str
     hint: str | None
+    retry_after_s: NotRequired[float]  # `rate_limited`: when the next call would pass
 
 
 class CallError(Exception):
     """A call that ended without a provider result; `data` is what the caller sees."""
 
-    def __init__(self, type_: ErrorType | str, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        type_: ErrorType | str,
+        message: str,
+        hint: str | None = None,
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.type = ErrorType(type_) if type_ in ErrorType._value2member_map_ else type_
         self.message = message
         self.hint = hint
+        self.retry_after_s = retry_after_s
         self.attempts = 1
 
     @property
     def data(self) -> ErrorData:
-        return {"type": str(self.type), "message": self.message, "hint": self.hint}
+        data: ErrorData = {"type": str(self.type), "message": self.message, "hint": self.hint}
+        if self.retry_after_s is not None:
+            data["retry_after_s"] = self.retry_after_s
+        return data
 
     @classmethod
     def from_data(cls, data: Any) -> CallError:
         if not isinstance(data, dict):
             return cls(ErrorType.INTERNAL_ERROR, f"malformed error {data!r}")
-        return cls(str(data.get("type")), str(data.get("message")), data.get("hint"))
+        retry_after_s = data.get("retry_after_s")
+        return cls(
+            str(data.get("type")),
+            str(data.get("message")),
+            data.get("hint"),
+            retry_after_s=retry_after_s if isinstance(retry_after_s, int | float) else None,
+        )
 
     def __repr__(self) -> str:
         return f"CallError({self.type!s}, {self.message!r})"

@@ -24,6 +24,7 @@ from workers.lifecycle import ProviderState
 from workers.protocol import Era
 from workers.provider import Provider
 from workers.session import RpcError, SessionClosed
+from workers.status import HealthCheckData
 
 HEALTH_CHECK_TIMEOUT_S = 10.0  # a check slower than this has failed
 HUNG_FACTOR = 3  # this many times max_consecutive_failures checks in a row without an answer: hung
@@ -41,6 +42,7 @@ class Health:
         self._timeouts = 0  # consecutive checks that got no answer at all
         self.last_check_at: float | None = None
         self.last_check_ok: bool | None = None
+        self.last_check: HealthCheckData | None = None  # as the status reports it
         self._log = log.bind(provider=spec.id)
 
     def due(self) -> bool:
@@ -52,6 +54,7 @@ class Health:
     async def check(self) -> None:
         """One health check of the running provider; its outcome moves it between ready and degraded."""
         self.last_check_at = self._clock()
+        started_at = time.time()
         connection = self.provider.primary()
         if connection is None:
             return
@@ -69,8 +72,11 @@ class Health:
                         raise
                     await session.request("tools/list", None, timeout_s)
         except (RpcError, SessionClosed, TimeoutError) as exc:
+            error = str(exc) or f"no answer within {timeout_s:g}s"
+            self.last_check = {"ok": False, "at": started_at, "error": error}
             self._failed(exc)
             return
+        self.last_check = {"ok": True, "at": started_at, "error": None}
         self.last_check_ok = True
         self._timeouts = 0
         if self.failures or self.provider.state is ProviderState.DEGRADED:

@@ -68,6 +68,14 @@ class ProtocolChoice(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: `requests_per_s` sustained, up to `burst` at once."""
+
+    requests_per_s: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class RetrySpec:
     """Retries of calls that failed; by default only failures that never reached the provider."""
 
@@ -106,6 +114,7 @@ class ProviderSpec:
     breaker_failure_threshold: int = DEFAULT_BREAKER_FAILURES
     breaker_reset_timeout_s: float = DEFAULT_BREAKER_RESET_S
     retry: RetrySpec = field(default_factory=RetrySpec)
+    rate_limit: RateLimit | None = None  # the router's, for calls to this provider from every client
     group: str | None = None  # the group this provider is a member of
     weight: int = 1  # in its group
     priority: int = 0  # in its group; lower is preferred

@@ -26,6 +26,14 @@ class FiguresData(TypedDict):
     cold_start_s: HistogramData
 
 
+class HealthCheckData(TypedDict):
+    """The last health check of a running provider."""
+
+    ok: bool
+    at: float  # when it ran: seconds since the epoch
+    error: str | None  # why it failed
+
+
 class ProviderStatus(TypedDict):
     id: str
     mode: str
@@ -43,7 +51,9 @@ class ProviderStatus(TypedDict):
     tools_source: str  # "config" (predefined), "live" (listed by the running provider) or "none"
     rev: int
     breaker: str  # a workers.breaker.BreakerState value
-    health_failures: int
+    health_failures: int  # consecutive failed health checks
+    health_check: HealthCheckData | None  # the last one, None before the first
+    restarts_in_window: int  # provider restarts within its `period_s` (past `intensity`: dead)
     figures: FiguresData
     uptime_s: float | None
     retiring: bool  # the worker is ending, its provider cold (a new one starts on the next need)
@@ -81,6 +91,8 @@ def idle_status(provider_id: str, mode: str, group: str | None, tools_count: int
         "rev": -1,
         "breaker": "closed",
         "health_failures": 0,
+        "health_check": None,
+        "restarts_in_window": 0,
         "figures": {
             "starts": 0,
             "crashes": 0,

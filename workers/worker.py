@@ -97,6 +97,8 @@ class Worker:
             "rev": self.rev,
             "breaker": self.health.breaker.state.value,
             "health_failures": self.health.failures,
+            "health_check": self.health.last_check,
+            "restarts_in_window": provider.restarts_in_window(),
             "figures": figures,
             "uptime_s": round(time.monotonic() - provider.started_at, 3) if provider.started_at else None,
             "retiring": self.retired.is_set(),
@@ -116,7 +118,6 @@ class Worker:
             "max_concurrency": spec.max_concurrency,
             "restart": spec.restart.value,
             "protocol": spec.protocol.value,
-            "restarts_in_window": provider.restarts_in_window(),
             "server_info": primary.session.server_info if primary else None,
             "protocol_version": primary.session.protocol_version if primary else None,
             "stderr_tail": provider.stderr_tail(),
@@ -196,6 +197,7 @@ class Worker:
             await provider.stop(f"idle for {spec.idle_ttl_s:g}s")
         elif self.health.due():
             await self.health.check()
+            self.changed()  # the router and the root see the check's result and time
         if not self._retire_asked and self._retirable():
             self._retire_asked = True
             self._send(Kind.RETIRE)

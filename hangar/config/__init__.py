@@ -31,13 +31,13 @@ from hangar.config.specs import (
     GroupSpec,
     HangarConfig,
     HttpSettings,
-    RateLimit,
     RootSupervision,
     TracingSettings,
     TreeSpec,
     read_tree_spec,
     write_tree_spec,
 )
+from workers.spec import RateLimit
 
 __all__ = [
     "AuditSettings",

@@ -42,7 +42,6 @@ from hangar.config.specs import (
     GroupSpec,
     HangarConfig,
     HttpSettings,
-    RateLimit,
     RootSupervision,
     TracingSettings,
 )
@@ -79,7 +78,15 @@ from hangar.config.values import (
     problem,
 )
 from supervisors.spec import BackoffPolicy, Restart
-from workers.spec import ProtocolChoice, ProviderMode, ProviderSpec, PullPolicy, RemoteTransport, RetrySpec
+from workers.spec import (
+    ProtocolChoice,
+    ProviderMode,
+    ProviderSpec,
+    PullPolicy,
+    RateLimit,
+    RemoteTransport,
+    RetrySpec,
+)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 GroupStrategy = Literal["round_robin", "weighted_round_robin", "random", "priority", "least_connections"]
@@ -164,6 +171,17 @@ class Retry(Subsection):
             jitter=self.backoff.jitter,
             retry_on=tuple(self.retry_on),
         )
+
+
+class RateLimits(Subsection):
+    """`rate_limit`: a token bucket, `requests_per_s` sustained and up to `burst` at once."""
+
+    missing_key: ClassVar[str] = "rate_limit needs {key}"
+    requests_per_s: Positive
+    burst: PositiveCount
+
+    def to_spec(self) -> RateLimit:
+        return RateLimit(self.requests_per_s, self.burst)
 
 
 class CircuitBreaker(Section):
@@ -256,6 +274,7 @@ class _Supervised(Section):
     max_consecutive_failures: PositiveCount = _PROVIDER.max_consecutive_failures
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
     retry: Retry = Field(default_factory=Retry)
+    rate_limit: RateLimits | None = None  # calls to this provider, from all clients together
     namespace: StrictBool = _PROVIDER.namespace  # false: tools and prompts under their own names
     protocol: Annotated[ProtocolChoice, Choice] = _PROVIDER.protocol
     warm: StrictBool = _PROVIDER.warm  # started with hangar instead of on first need
@@ -404,6 +423,7 @@ class Group(Section):
     min_healthy: Count = _GROUP.min_healthy
     tools: Tools = []
     retry: Retry = Field(default_factory=Retry)
+    rate_limit: RateLimits | None = None  # calls to the group, whichever member takes them
 
     @model_validator(mode="after")
     def _enough_members(self) -> Self:
@@ -429,6 +449,7 @@ class Group(Section):
             min_healthy=self.min_healthy,
             retry=self.retry.to_spec(),
             tools=tools,
+            rate_limit=self.rate_limit.to_spec() if self.rate_limit else None,
         )
         return group, members
 
@@ -545,14 +566,6 @@ class Supervisor(Subsection):
         return RootSupervision(self.intensity, self.period_s)
 
 
-class RateLimits(Section):
-    """`http.rate_limit`: a token bucket per client."""
-
-    missing_key: ClassVar[str] = "rate_limit needs {key}"
-    requests_per_s: Positive
-    burst: PositiveCount
-
-
 class Http(Subsection):
     """`http`: the HTTP front (`hangar serve --http`)."""
 
@@ -565,7 +578,7 @@ class Http(Subsection):
         limits = self.rate_limit
         return HttpSettings(
             tokens_file=self.tokens_file,
-            rate_limit=RateLimit(limits.requests_per_s, limits.burst) if limits else None,
+            rate_limit=limits.to_spec() if limits else None,
             allowed_hosts=tuple(self.allowed_hosts),
             allowed_origins=tuple(self.allowed_origins),
         )

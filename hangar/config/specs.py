@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from workers.spec import ProviderSpec, RetrySpec, decode_spec, encode_spec
+from workers.spec import ProviderSpec, RateLimit, RetrySpec, decode_spec, encode_spec
 
 TREE_SPEC_FILE = "tree.json"  # in the instance directory: written by the root, read by each router
 DEFAULT_ROOT_INTENSITY = 10  # worker-process restarts the root supervisor tolerates ...
@@ -29,19 +29,11 @@ class RootSupervision:
 
 
 @dataclass(frozen=True)
-class RateLimit:
-    """A token bucket per client: `requests_per_s` sustained, `burst` at once."""
-
-    requests_per_s: float
-    burst: int
-
-
-@dataclass(frozen=True)
 class HttpSettings:
     """The HTTP front (`hangar serve --http`); tokens may also come from $HANGAR_TOKENS."""
 
     tokens_file: str | None = None
-    rate_limit: RateLimit | None = None  # off unless configured
+    rate_limit: RateLimit | None = None  # a bucket per client; off unless configured
     allowed_hosts: tuple[str, ...] = ()  # Host header values ("name:port", "name:*"), beyond loopback
     allowed_origins: tuple[str, ...] = ()  # Origin values ("https://app.example:*"), beyond loopback
 
@@ -78,6 +70,7 @@ class GroupSpec:
     min_healthy: int = 1
     retry: RetrySpec = field(default_factory=RetrySpec)
     tools: tuple[dict[str, Any], ...] = ()
+    rate_limit: RateLimit | None = None  # for calls to the group, whichever member takes them
 
 
 @dataclass(frozen=True)

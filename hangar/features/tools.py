@@ -144,7 +144,7 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
     """Relay a plain tool call to a running standalone provider without a task; None: use `call_tool`.
 
     Most calls are this one: a handshake-era client, a tool the catalog knows, its provider up
-    and its worker connected, no progress asked for, no retry policy. The call goes to the
+    and its worker connected, no progress asked for, no retry policy, no rate limit. The call goes to the
     worker from the callback that read it, and its answer to the client from the callback that
     received it. Returns the call's cancel function.
     """
@@ -160,6 +160,8 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
     view = router.views[target.entry]
     if spec.retry.retry_on or not view.connected or view.state not in SERVING:
         return None
+    if router.caller.limits.limits(target.entry):
+        return None  # its rate limit is taken on the general path
     call = router.dispatcher.next_id()
     sent = (
         jsonrpc.with_members(params, {"name": target.name})

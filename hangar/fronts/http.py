@@ -748,6 +748,7 @@ async def serve_from_environment(
         lambda: {view.id: view.reported() for view in router.views.values()},
         router.dispatcher.in_flight,
         lambda: supervisor_figures,
+        router.caller.limits.all_info,
     )
     from hangar.fronts.admin import AdminApi
 

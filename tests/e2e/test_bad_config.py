@@ -179,7 +179,7 @@ def test_config_check_and_serve_report_every_mistake_at_once(tmp_path, short_tmp
         f"{path}:11: providers.p2.comand: unknown key 'comand'; allowed keys: mode, command, args, env, cwd, "
         "idle_ttl_s, max_concurrency, startup_timeout_s, call_timeout_s, shutdown_timeout_s, tools, "
         "restart, backoff, intensity, period_s, health_check_interval_s, max_consecutive_failures, "
-        "circuit_breaker, retry, namespace, protocol, warm, description, disabled, memory, cpus",
+        "circuit_breaker, retry, rate_limit, namespace, protocol, warm, description, disabled, memory, cpus",
     ]
     assert "hint: did you mean 'command'?" in checked.stderr
     assert not (short_tmp / "s.sock").exists()

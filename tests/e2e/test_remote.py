@@ -167,6 +167,39 @@ async def test_websocket_and_tcp_servers(write_config: Any, short_tmp: Path, kin
             assert result.content[0].text == f"over {kind}"  # type: ignore[union-attr]
 
 
+async def test_a_tcp_server_killed_while_idle_and_started_again_is_reconnected_and_its_health_shows_it(
+    write_config: Any, short_tmp: Path
+) -> None:
+    port = free_port()
+    server = Server(bridged("tcp", port), port, {}).start()
+    try:
+        config = write_config(
+            {"far": {"url": f"tcp://127.0.0.1:{port}", "backoff": FAST_BACKOFF, "intensity": 50}}
+        )
+        async with running_hangar(config, short_tmp / "ctl.sock") as h:
+            assert "far__echo" in [tool.name for tool in (await h.client.list_tools()).tools]
+            first = await h.client.call_tool("far__echo", {"text": "before"})
+            assert first.content[0].text == "before"  # type: ignore[union-attr]
+
+            server.kill()  # nothing in flight: the worker sees the connection end, and reconnects
+            await async_wait_until(lambda: h.status("far")["restarts"] >= 1, 10.0, "the loss noticed")
+            while_down = await h.client.call_tool("far__echo", {"text": "down"})
+            assert while_down.is_error  # at once, never hanging on a dead socket
+            error = while_down.structured_content["error"]  # type: ignore[index]
+            assert error["type"] in ("provider_start_failed", "provider_not_ready", "circuit_open")
+
+            server.start()
+            await async_wait_until(lambda: h.status("far")["state"] == "ready", 20.0, "reconnected")
+            assert "far__echo" in [tool.name for tool in (await h.client.list_tools()).tools]
+            again = await h.client.call_tool("far__echo", {"text": "after"})
+            assert again.content[0].text == "after"  # type: ignore[union-attr]
+            health = (await h.client.call_tool("hangar_health", {"provider": "far"})).structured_content
+            assert health is not None and health["state"] == "ready"
+            assert health["restarts_in_window"] >= 1 and health["mode"] == "remote"
+    finally:
+        server.kill()
+
+
 def server_for(kind: str, port: int) -> tuple[list[str], dict[str, str], str]:
     if kind in ("streamable-http", "sse"):
         argv, env = fixture_over(kind, port)

@@ -80,8 +80,8 @@ def test_container_problems_are_reported_together(tmp_path: Path) -> None:
         "6: providers.db.url: unknown key 'url'; allowed keys: mode, image, command, args, env, volumes, "
         "network, read_only, user, pids_limit, tmpfs, pull, runtime, idle_ttl_s, max_concurrency, "
         "startup_timeout_s, call_timeout_s, shutdown_timeout_s, tools, restart, backoff, intensity, "
-        "period_s, health_check_interval_s, max_consecutive_failures, circuit_breaker, retry, namespace, "
-        "protocol, warm, description, disabled, memory, cpus",
+        "period_s, health_check_interval_s, max_consecutive_failures, circuit_breaker, retry, rate_limit, "
+        "namespace, protocol, warm, description, disabled, memory, cpus",
     ]
 
 
@@ -119,8 +119,8 @@ def test_remote_problems(tmp_path: Path) -> None:
         "5: providers.web.command: unknown key 'command'; allowed keys: mode, url, transport, headers, "
         "bearer_token_env, verify_tls, ca_file, idle_ttl_s, max_concurrency, startup_timeout_s, "
         "call_timeout_s, shutdown_timeout_s, tools, restart, backoff, intensity, period_s, "
-        "health_check_interval_s, max_consecutive_failures, circuit_breaker, retry, namespace, protocol, "
-        "warm, description, disabled",
+        "health_check_interval_s, max_consecutive_failures, circuit_breaker, retry, rate_limit, namespace, "
+        "protocol, warm, description, disabled",
     ]
 
 

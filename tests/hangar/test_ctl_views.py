@@ -118,3 +118,18 @@ def test_the_tree_names_the_router_once_and_leaves_out_unknown_memory() -> None:
 
 def test_durations_read_at_a_glance() -> None:
     assert [views.duration(s) for s in (5, 125, 7300, 200000, None)] == ["5s", "2m05s", "2h01m", "2d07h", "-"]
+
+
+def test_status_shows_a_rate_limit_and_the_calls_it_refused_and_made_wait() -> None:
+    rows = [{**ROWS[0], "rate_limit": {"requests_per_s": 10.0, "burst": 5}}, ROWS[1]]
+    summary = {
+        "providers": {
+            "fx": {"rate_limit": {"requests_per_s": 10.0, "burst": 5, "refused": 3, "waited": 40}},
+            "search": {"rate_limit": {"requests_per_s": 2.5, "burst": 1, "refused": 0, "waited": 1}},
+        }
+    }
+    lines = render(views.status_table(rows, summary, plain=True)).rstrip("\n").splitlines()
+    header = lines[0].split()
+    fx, m1 = lines[1].split(), lines[2].split()
+    assert (fx[header.index("LIMIT")], fx[header.index("LIMITED")]) == ("10/s", "3/40")
+    assert (m1[header.index("LIMIT")], m1[header.index("LIMITED")]) == ("group:2.5/s", "0/1")

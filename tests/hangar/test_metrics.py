@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from hangar.call_limits import LimitInfo
 from hangar.figures import RouterFigures
 from hangar.metrics import TreeCollector, exposition
 from workers.status import idle_status
@@ -27,7 +28,10 @@ def scrape() -> str:
         "cold_start_s": {"bounds": [1.0], "counts": [1, 0], "sum": 0.5, "count": 1},
     }
     supervisor = {"children": {"fx": {"restarts": 1, "exits": {"abnormal": 1}}}, "escalations": 0}
-    collector = TreeCollector(figures, lambda: {"fx": status}, lambda _p: 0, lambda: supervisor)
+    limit = LimitInfo(10.0, 5, tokens=-2.0, refused=3, waited=40, wait_s=12.5, waiting=2)
+    collector = TreeCollector(
+        figures, lambda: {"fx": status}, lambda _p: 0, lambda: supervisor, lambda: {"fx": limit}
+    )
     return exposition(collector)[0].decode()
 
 
@@ -39,6 +43,14 @@ def test_no_created_series_and_a_build_info() -> None:
     text = scrape()
     assert "_created" not in text
     assert re.search(r'^hangar_build_info\{python="[^"]+",version="[^"]+"\} 1\.0$', text, re.M)
+
+
+def test_rate_limits_count_refused_and_waited_calls_per_provider() -> None:
+    text = scrape()
+    assert 'hangar_rate_limited_calls_total{outcome="refused",provider="fx"} 3.0' in text
+    assert 'hangar_rate_limited_calls_total{outcome="waited",provider="fx"} 40.0' in text
+    assert 'hangar_rate_limit_wait_seconds_total{provider="fx"} 12.5' in text
+    assert 'hangar_rate_limit_waiting_calls{provider="fx"} 2.0' in text
 
 
 def test_every_family_is_documented_in_docs_metrics() -> None:

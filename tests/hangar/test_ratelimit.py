@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hangar.ratelimit import RateLimiter
+from hangar.ratelimit import RateLimiter, TokenBucket
 from tests.conftest import FakeClock
 
 
@@ -45,3 +45,23 @@ def test_clients_have_separate_buckets() -> None:
 def test_nonsense_limits_are_refused(rate: float, burst: int) -> None:
     with pytest.raises(ValueError):
         RateLimiter(rate, burst)
+
+
+def test_reservations_queue_behind_each_other_one_token_apart() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(4.0, 2, clock)
+    assert [bucket.reserve() for _ in range(5)] == pytest.approx([0.0, 0.0, 0.25, 0.5, 0.75])
+    assert bucket.tokens == pytest.approx(-3.0)
+    assert not bucket.take()  # a request that may not wait finds the queue ahead of it
+    assert bucket.wait_s() == pytest.approx(1.0)
+
+
+def test_a_reservation_given_back_shortens_the_wait_of_the_next() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, 1, clock)
+    assert bucket.reserve() == 0.0
+    assert bucket.reserve() == pytest.approx(0.5)
+    bucket.give_back()
+    assert bucket.wait_s() == pytest.approx(0.5)
+    clock.now += 0.5
+    assert bucket.take()

@@ -61,3 +61,22 @@ def test_quantile_interpolates_within_a_bucket(q: float, buckets: list[int], exp
     buckets = buckets + [0] * (16 - len(buckets))
     result = quantile(q, buckets)
     assert result == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_the_last_minute_counts_calls_errors_and_percentiles_of_that_minute_only() -> None:
+    clock, figures = FakeClock(), RouterFigures()
+    rates = Rates(figures, clock)
+    for _ in range(30):
+        figures.record("fx", "tools/call", "slow", "ok", 2.0)  # more than a minute ago
+    for second in range(0, 75, 5):
+        clock.now = float(second)
+        rates.sample()
+        figures.record("fx", "tools/call", "echo", "ok", 0.003)
+        figures.record("fx", "tools/call", "echo", "timeout", 0.004)
+    clock.now = 75.0
+    span_s, last = rates.last(60.0)
+    assert span_s == 60.0
+    assert (last["fx"]["calls"], last["fx"]["errors"]) == (24, 12)
+    assert last["fx"]["p50_ms"] is not None and last["fx"]["p50_ms"] <= 5.0
+    assert last["fx"]["p99_ms"] is not None and last["fx"]["p99_ms"] <= 5.0
+    assert rates.summary()["window_s"] == 10.0  # the 10 s window of ctl status is unchanged
