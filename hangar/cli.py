@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from hangar import __version__
-from hangar.config import describe, load_config
+from hangar.config import describe, exposure_warnings, load_config
 from hangar.errors import EX_CONFIG, ConfigError, HangarError
 from hangar.paths import ENV_CTL_SOCKET
 from supervisors.logs import configure_logging
@@ -134,6 +134,8 @@ def _config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"hangar: bad config: {exc}", file=sys.stderr)
         return EX_CONFIG
+    for warning in exposure_warnings(config):
+        print(warning, file=sys.stderr)
     print(describe(config))
     return 0
 

@@ -245,7 +245,10 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
             def on_progress(update: dict[str, Any]) -> None:
                 progress.step(index, batch_call.provider, update)
 
-        request: dict[str, Any] = {"name": batch_call.tool, "arguments": batch_call.arguments}
+        view = router.catalog.views[batch_call.provider]
+        own = view.own_tool(batch_call.tool)  # the tool as listed (renamed) or as the provider names it
+        view.check_tool(batch_call.provider, own)
+        request: dict[str, Any] = {"name": own, "arguments": batch_call.arguments}
         if envelope is not None:
             request["_meta"] = envelope
         params = jsonrpc.dumps(request)
@@ -268,7 +271,7 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
                     params,
                     era=exchange.era,
                     timeout_s=batch_call.timeout_s,
-                    label=batch_call.tool,
+                    label=own,
                     on_progress=on_progress,
                     batch_retries=max_retries,
                     call=call_id,
@@ -339,7 +342,8 @@ async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[s
         from hangar.catalog import TOOL_SEPARATOR, exposed_name
 
         namespaced = router.namespaced(entry)
-        tools = lists.get("tools", [])
+        view = router.catalog.views[entry]
+        tools = [view.tool(t) for t in lists.get("tools", []) if view.shows_tool(str(t.get("name")))]
         answer: dict[str, Any] = {"provider": entry, "tools": tools}
         renamed = {}  # names not exposed as <provider>__<name>: shortened, or not namespaced
         for tool in tools:

@@ -50,7 +50,7 @@ from workers import jsonrpc
 from workers import tracing as traces
 from workers.errors import CallError
 from workers.protocol import Era
-from workers.spec import ProviderSpec
+from workers.spec import Exposure, ProviderSpec
 from workers.status import Lists
 
 log = structlog.get_logger("hangar.router")
@@ -86,7 +86,13 @@ class Router:
             on_ask=self._provider_request,
         )
         self.caller = Caller(self.dispatcher, self.specs, self.groups, self.figures)
-        self.catalog = Catalog(self.public, self.namespaced, self.lists_of, reserved=MANAGEMENT_NAMES)
+        self.catalog = Catalog(
+            self.public,
+            self.namespaced,
+            self.lists_of,
+            reserved=MANAGEMENT_NAMES,
+            exposure_of=self.exposure_of,
+        )
         self.sessions: weakref.WeakSet[ClientSession] = weakref.WeakSet()
         self.calls: dict[int, Exchange] = {}  # call id -> the exchange a forwarded request serves
         self.parked: dict[int, Parked] = {}  # 2026-07-28 calls waiting for the client's input
@@ -138,6 +144,10 @@ class Router:
         group = self.groups.get(entry)
         spec = group.members[0] if group else self.specs[entry]
         return spec.namespace
+
+    def exposure_of(self, entry: str) -> Exposure:
+        group = self.groups.get(entry)
+        return group.spec.exposure if group is not None else self.specs[entry].exposure
 
     def lists_of(self, entry: str) -> Lists:
         group = self.groups.get(entry)

@@ -79,7 +79,15 @@ from hangar.config.values import (
     problem,
 )
 from supervisors.spec import BackoffPolicy, Restart
-from workers.spec import ProtocolChoice, ProviderMode, ProviderSpec, PullPolicy, RemoteTransport, RetrySpec
+from workers.spec import (
+    Exposure,
+    ProtocolChoice,
+    ProviderMode,
+    ProviderSpec,
+    PullPolicy,
+    RemoteTransport,
+    RetrySpec,
+)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 GroupStrategy = Literal["round_robin", "weighted_round_robin", "random", "priority", "least_connections"]
@@ -239,6 +247,45 @@ def _spec_value(value: Any) -> Any:
     return value
 
 
+Pattern = Annotated[str, AfterValidator(nonempty("pattern"))]
+ToolName = Annotated[str, AfterValidator(nonempty("tool name"))]
+
+
+def _distinct_names(rename: dict[str, ToolName]) -> dict[str, ToolName]:
+    first: dict[str, str] = {}
+    for old, new in rename.items():
+        if new in first:
+            raise problem(f"'{first[new]}' and '{old}' are both renamed to '{new}'", at=(old,))
+        first[new] = old
+    return rename
+
+
+class _Exposed(Section):
+    """What clients see of an entry's lists (`hangar.exposure`): globs, renames, descriptions."""
+
+    include_tools: list[Pattern] = []
+    exclude_tools: list[Pattern] = []
+    include_prompts: list[Pattern] = []
+    exclude_prompts: list[Pattern] = []
+    include_resources: list[Pattern] = []
+    exclude_resources: list[Pattern] = []
+    rename: Annotated[dict[str, ToolName], AfterValidator(_distinct_names)] = {}
+    descriptions: dict[str, str] = {}
+
+    def exposure(self) -> Exposure:
+        return Exposure(
+            **{key: tuple(getattr(self, key)) for key in EXPOSURE_LISTS},
+            rename=dict(self.rename),
+            descriptions=dict(self.descriptions),
+        )
+
+
+EXPOSURE_LISTS = tuple(
+    f"{way}_{kind}" for kind in ("tools", "prompts", "resources") for way in ("include", "exclude")
+)
+EXPOSURE_KEYS = frozenset((*EXPOSURE_LISTS, "rename", "descriptions"))
+
+
 class _Supervised(Section):
     """What every kind of provider has: how its worker supervises it, and what clients see of it."""
 
@@ -262,6 +309,10 @@ class _Supervised(Section):
     description: str | None = None
     disabled: StrictBool = False  # kept in the file, but not run
 
+    def exposure(self) -> Exposure:
+        """What clients see of the provider (given with `_Exposed`)."""
+        return Exposure()
+
     def to_spec(self, config_dir: str, **given: Any) -> ProviderSpec:
         """The `ProviderSpec`: every key named like one of its fields, then the kind's own, then `given`."""
         values = {
@@ -271,6 +322,7 @@ class _Supervised(Section):
         values.update(
             breaker_failure_threshold=breaker.failure_threshold,
             breaker_reset_timeout_s=breaker.reset_timeout_s,
+            exposure=self.exposure(),
             **self._kind_values(config_dir),
         )
         return ProviderSpec(**{**values, **given})
@@ -291,7 +343,7 @@ class _SubprocessMode(Section):
     mode: MODES = "subprocess"
 
 
-class Provider(_Resources, _Supervised, _Launch, _SubprocessMode):
+class Provider(_Resources, _Exposed, _Supervised, _Launch, _SubprocessMode):
     """A provider under `providers:` run as a child process (`mode: subprocess`, the default)."""
 
     def _kind_values(self, config_dir: str) -> dict[str, Any]:
@@ -318,7 +370,7 @@ class _ContainerKeys(Section):
     runtime: str | None = None  # docker | podman | the engine's socket URL
 
 
-class ContainerProvider(_Resources, _Supervised, _ContainerKeys):
+class ContainerProvider(_Resources, _Exposed, _Supervised, _ContainerKeys):
     """`mode: container` (or `image:` given): a provider in a container, isolated by default."""
 
     def _kind_values(self, config_dir: str) -> dict[str, Any]:
@@ -335,7 +387,7 @@ class _RemoteKeys(Section):
     ca_file: TokensFile | None = None
 
 
-class RemoteProvider(_Supervised, _RemoteKeys):
+class RemoteProvider(_Exposed, _Supervised, _RemoteKeys):
     """`mode: remote` (or `url:` given): an MCP server reached over the network."""
 
     def _kind_values(self, config_dir: str) -> dict[str, Any]:
@@ -395,8 +447,11 @@ def _some_members(members: list[AnyMember]) -> list[AnyMember]:
     return members
 
 
-class Group(Section):
-    """`mode: group`: providers that look like one, calls balanced across `members`."""
+class Group(_Exposed):
+    """`mode: group`: providers that look like one, calls balanced across `members`.
+
+    Its filters and renames apply to the group's lists; members may not have their own.
+    """
 
     mode: Literal["group"]
     members: Annotated[list[AnyMember], AfterValidator(_some_members)]
@@ -404,6 +459,17 @@ class Group(Section):
     min_healthy: Count = _GROUP.min_healthy
     tools: Tools = []
     retry: Retry = Field(default_factory=Retry)
+
+    @model_validator(mode="after")
+    def _filtered_as_a_whole(self) -> Self:
+        for index, member in enumerate(self.members):
+            for key in sorted(EXPOSURE_KEYS & member.model_fields_set):
+                raise problem(
+                    f"a group member cannot have '{key}' of its own",
+                    at=("members", index, key),
+                    hint="give it to the group: clients see the group's lists",
+                )
+        return self
 
     @model_validator(mode="after")
     def _enough_members(self) -> Self:
@@ -429,6 +495,7 @@ class Group(Section):
             min_healthy=self.min_healthy,
             retry=self.retry.to_spec(),
             tools=tools,
+            exposure=self.exposure(),
         )
         return group, members
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from workers.spec import ProviderSpec, RetrySpec, decode_spec, encode_spec
+from workers.spec import Exposure, ProviderSpec, RetrySpec, decode_spec, encode_spec
 
 TREE_SPEC_FILE = "tree.json"  # in the instance directory: written by the root, read by each router
 DEFAULT_ROOT_INTENSITY = 10  # worker-process restarts the root supervisor tolerates ...
@@ -78,6 +78,7 @@ class GroupSpec:
     min_healthy: int = 1
     retry: RetrySpec = field(default_factory=RetrySpec)
     tools: tuple[dict[str, Any], ...] = ()
+    exposure: Exposure = field(default_factory=Exposure)  # filters and renames of the group's lists
 
 
 @dataclass(frozen=True)

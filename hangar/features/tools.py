@@ -25,6 +25,7 @@ from hangar import management, relay
 from hangar.call_audit import who_of
 from hangar.catalog import TOOL_SEPARATOR, Target
 from hangar.dispatch import REPLY_MARGIN_S, Reply
+from hangar.exposure import filtered
 from hangar.features.lifecycle import result_for
 from hangar.figures import UNKNOWN_NAME
 from hangar.protocol import RpcFailure
@@ -122,6 +123,10 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
     if target is None and router.discovery.pending():  # named before it was listed: learn the lists
         await router.discovery.wait(exchange.era)
         target = router.catalog.tool(name)
+    hidden = router.catalog.filtered_tool(name) if target is None else None
+    if hidden is not None:
+        exchange.result(error_result(router, exchange, filtered(hidden.entry, hidden.name).data))
+        return
     if target is None:
         raise RpcFailure(
             jsonrpc.INVALID_PARAMS,
@@ -129,6 +134,11 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
             f"providers: {', '.join(router.public)}",
         )
     label = target.name if router.catalog.tool(name) is not None else UNKNOWN_NAME
+    try:
+        router.catalog.views[target.entry].check_tool(target.entry, target.name)
+    except CallError as exc:
+        exchange.result(error_result(router, exchange, exc.data))
+        return
     if target.name != name:
         params = jsonrpc.with_members(exchange.params, {"name": target.name})
     else:
@@ -219,7 +229,7 @@ def _by_prefix(router: Router, name: str) -> Target | None:
     """`<provider>__<tool>` for a tool the provider did not list (yet): it may still have it."""
     entry, separator, tool = name.partition(TOOL_SEPARATOR)
     if separator and tool and entry in router.public and router.namespaced(entry):
-        return Target(entry, tool)
+        return Target(entry, router.catalog.views[entry].own_tool(tool))
     return None
 
 

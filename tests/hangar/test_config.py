@@ -20,9 +20,10 @@ from hangar.config import (
     read_tree_spec,
     write_tree_spec,
 )
+from hangar.config.schema import EXPOSURE_KEYS
 from hangar.errors import ConfigError
 from supervisors.spec import BackoffPolicy, Restart
-from workers.spec import ProviderMode, ProviderSpec, RetrySpec, decode_spec, encode_spec
+from workers.spec import Exposure, ProviderMode, ProviderSpec, RetrySpec, decode_spec, encode_spec
 
 
 def write(tmp_path: Path, text: str, name: str = "hangar.yaml") -> Path:
@@ -211,7 +212,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     exc = error(tmp_path, "providers:\n  p: {command: x}\nlog_levle: debug\n")
     assert str(exc) == (
         f"{tmp_path}/hangar.yaml:3: log_levle: unknown key 'log_levle'; "
-        "allowed keys: providers, mcpServers, supervisor, log_level, http\n"
+        "allowed keys: providers, mcpServers, supervisor, log_level, http, audit, tracing\n"
         "hint: did you mean 'log_level'?"
     )
 
@@ -456,7 +457,8 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
         (
             1,
             "log_levle",
-            "unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, log_level, http",
+            "unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, log_level, http, "
+            "audit, tracing",
         ),
         (2, "supervisor.intensity", "must be >= 0, got -1"),
         (5, "providers.time.command", "'npx -y server' is not a program name"),
@@ -485,7 +487,7 @@ def test_str_shows_each_problem_on_its_own_line_with_its_hint(tmp_path: Path) ->
     file = f"{tmp_path}/hangar.yaml"
     assert lines[:3] == [
         f"{file}:1: log_levle: unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, "
-        "log_level, http",
+        "log_level, http, audit, tracing",
         "hint: did you mean 'log_level'?",
         f"{file}:2: supervisor.intensity: must be >= 0, got -1",
     ]
@@ -696,7 +698,7 @@ def test_every_provider_key_reaches_the_spec() -> None:
     from hangar.config.schema import Member, Provider
 
     # args join `command`; the breaker's keys are `breaker_*`; a disabled provider has no spec
-    derived = {"args", "circuit_breaker", "disabled"}
+    derived = {"args", "circuit_breaker", "disabled", *EXPOSURE_KEYS}  # filters: `exposure`
     spec_fields = set(ProviderSpec.__dataclass_fields__)
     assert set(Member.model_fields) - derived <= spec_fields
     assert set(Provider.model_fields) - derived <= spec_fields
@@ -709,3 +711,39 @@ def test_the_tree_the_router_gets_comes_back_equal(tmp_path: Path) -> None:
     http = HttpSettings("/etc/tokens", RateLimit(5.0, 10), ("a:*",), ("https://b",))
     tree = TreeSpec(config.providers, config.groups, http)
     assert decode_spec(encode_spec(tree), TreeSpec) == tree
+
+
+def test_filters_and_renames_reach_the_provider_and_group_specs(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          time:
+            command: [mcp-server-time]
+            exclude_tools: ["convert_*"]
+            rename: {get_current_time: now}
+            descriptions: {get_current_time: Now.}
+          pool:
+            mode: group
+            include_prompts: [summarise]
+            exclude_resources: ["file:///private/*"]
+            members: [{id: a, command: [srv]}, {id: b, command: [srv]}]
+        """,
+    )
+    time, a, _b = config.providers
+    assert time.exposure == Exposure(
+        exclude_tools=("convert_*",),
+        rename={"get_current_time": "now"},
+        descriptions={"get_current_time": "Now."},
+    )
+    assert a.exposure == Exposure()  # a group is filtered as a whole
+    assert config.groups[0].exposure == Exposure(
+        include_prompts=("summarise",), exclude_resources=("file:///private/*",)
+    )
+
+
+def test_two_tools_renamed_to_one_name_is_a_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers:\n  p:\n    command: [srv]\n    rename: {a: x, b: x}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert "providers.p.rename.b: 'a' and 'b' are both renamed to 'x'" in str(raised.value)

@@ -1,0 +1,136 @@
+"""What an agent sees: filters, renames and descriptions, over stdio, with providers not written here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, npm_bin, running_hangar
+
+pytestmark = pytest.mark.anyio
+
+
+def time_provider(**keys: Any) -> dict[str, Any]:
+    return {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"], **keys}
+
+
+def everything_provider(**keys: Any) -> dict[str, Any]:
+    return {"command": "node", "args": [str(npm_bin("mcp-server-everything"))], **keys}
+
+
+def filtered_providers() -> dict[str, Any]:
+    return {
+        "time": time_provider(
+            exclude_tools=["convert_time"],
+            rename={"get_current_time": "now"},
+            descriptions={"get_current_time": "The current time in an IANA timezone."},
+        ),
+        "everything": everything_provider(
+            include_tools=["get-*", "echo"], exclude_tools=["get-env"], exclude_prompts=["*"]
+        ),
+    }
+
+
+def error_of(result: Any) -> dict[str, Any]:
+    assert result.is_error
+    error: dict[str, Any] = result.structured_content["error"]
+    return error
+
+
+async def test_filtered_tools_are_not_listed_and_renamed_ones_are(write_config: Any, short_tmp: Path) -> None:
+    config = write_config(filtered_providers())
+    async with running_hangar(config, short_tmp / "ctl.sock") as h:
+        tools = {tool.name: tool for tool in (await h.client.list_tools()).tools}
+        prompts = [prompt.name for prompt in (await h.client.list_prompts()).prompts]
+    provider_tools = {name for name in tools if "__" in name}
+    assert {"time__now", "everything__echo", "everything__get-sum"} <= provider_tools
+    assert not provider_tools & {"time__get_current_time", "time__convert_time", "everything__get-env"}
+    assert all(
+        name.split("__")[1] == "echo" or name.startswith("everything__get-")
+        for name in provider_tools - {"time__now"}
+    )
+    assert tools["time__now"].description == "The current time in an IANA timezone."
+    assert tools["time__now"].input_schema["properties"]["timezone"]["type"] == "string"
+    assert not [name for name in prompts if name.startswith("everything__")]
+
+
+async def test_renamed_tool_is_called_by_its_new_name(write_config: Any, short_tmp: Path) -> None:
+    config = write_config(filtered_providers())
+    async with running_hangar(config, short_tmp / "ctl.sock") as h:
+        direct = await h.client.call_tool("time__now", {"timezone": "UTC"})
+        batch = await h.client.call_tool(
+            "hangar_call",
+            {"calls": [{"provider": "time", "tool": "now", "arguments": {"timezone": "Europe/Paris"}}]},
+        )
+    assert not direct.is_error
+    assert json.loads(direct.content[0].text)["timezone"] == "UTC"  # type: ignore[union-attr]
+    assert batch.structured_content is not None
+    [one] = batch.structured_content["results"]
+    assert one["ok"], one
+    assert json.loads(one["result"]["content"][0]["text"])["timezone"] == "Europe/Paris"
+
+
+async def test_call_to_a_filtered_tool_is_refused_as_filtered(write_config: Any, short_tmp: Path) -> None:
+    config = write_config(filtered_providers())
+    async with running_hangar(config, short_tmp / "ctl.sock") as h:
+        await h.client.list_tools()
+        converted = await h.client.call_tool(
+            "time__convert_time", {"source_timezone": "UTC", "time": "12:00", "target_timezone": "UTC"}
+        )
+        env = await h.client.call_tool("everything__get-env", {})
+        batch = await h.client.call_tool(
+            "hangar_call", {"calls": [{"provider": "everything", "tool": "get-env", "arguments": {}}]}
+        )
+        unknown = await h.client.call_tool("everything__get-nothing", {})  # included, but no such tool
+    assert error_of(converted)["type"] == "tool_filtered"
+    assert "convert_time" in error_of(converted)["message"]
+    assert error_of(env)["type"] == "tool_filtered"
+    assert batch.structured_content is not None
+    assert batch.structured_content["results"][0]["error"]["type"] == "tool_filtered"
+    assert unknown.is_error and "tool_filtered" not in str(unknown.structured_content)
+
+
+def config_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hangar", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def test_config_check_warns_of_patterns_matching_no_predefined_tool(tmp_path: Path) -> None:
+    path = tmp_path / "hangar.yaml"
+    predefined = [{"name": "get_current_time"}, {"name": "convert_time"}]
+    providers = {
+        "time": time_provider(tools=predefined, include_tools=["get_*", "set_*"], rename={"get_time": "now"}),
+        "live": time_provider(include_tools=["anything_*"]),  # no predefined tools: nothing to check
+    }
+    path.write_text(yaml.safe_dump({"providers": providers}))
+    checked = config_check(path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("ok: 2 providers")
+    assert checked.stderr.splitlines() == [
+        f"warning: {path}: providers.time.include_tools: pattern 'set_*' matches none of the predefined "
+        "tools (get_current_time, convert_time)",
+        f"warning: {path}: providers.time.rename: tool 'get_time' matches none of the predefined tools "
+        "(get_current_time, convert_time)",
+    ]
+
+
+def test_group_members_cannot_filter_on_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "hangar.yaml"
+    group = {"mode": "group", "members": [{"id": "a", **time_provider(exclude_tools=["x"])}]}
+    path.write_text(yaml.safe_dump({"providers": {"g": group}}))
+    checked = config_check(path)
+    assert checked.returncode != 0
+    assert (
+        "providers.g.members[0].exclude_tools: a group member cannot have 'exclude_tools'" in checked.stderr
+    )
