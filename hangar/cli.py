@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve a non-loopback address without bearer tokens",
     )
+    serve.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="show the stdio client only what this profile of the config holds (default: everything)",
+    )
     serve.set_defaults(handler=_serve)
 
     config = commands.add_parser("config", help="work with config files")
@@ -112,13 +117,26 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"hangar: bad config: {exc}", file=sys.stderr)
         return EX_CONFIG
+    profiles = [profile.name for profile in config.profiles]
+    if args.profile is not None and args.http:
+        print("hangar serve: --profile is for stdio; over HTTP, tokens name their profiles", file=sys.stderr)
+        return EX_USAGE
+    if args.profile is not None and args.profile not in profiles:
+        known = ", ".join(profiles) or "none configured"
+        print(
+            f"hangar: bad config: {config.path}: no profile {args.profile!r} (profiles: {known})",
+            file=sys.stderr,
+        )
+        return EX_CONFIG
     configure_logging("root", args.log_level or config.log_level)
     os.environ.setdefault("HANGAR_LOG_LEVEL", args.log_level or config.log_level)
     from hangar.root import HttpOptions, Root  # keeps `hangar ctl` and `config check` light
 
     http = HttpOptions(args.host, args.port, args.allow_unauthenticated) if args.http else None
     try:
-        root = Root(config, Path(args.socket) if args.socket else None, http, name=args.name)
+        root = Root(
+            config, Path(args.socket) if args.socket else None, http, name=args.name, profile=args.profile
+        )
         return asyncio.run(root.run())
     except ConfigError as exc:
         print(f"hangar: {exc}", file=sys.stderr)

@@ -21,7 +21,9 @@ from hangar.batch import (
     parse_batch,
     run_batch,
 )
+from hangar.catalog import TOOL_SEPARATOR, exposed_name
 from hangar.dispatch import CONTROL_TIMEOUT_S, Reply
+from hangar.profiles import Profile
 from hangar.progress import BatchProgress
 from hangar.protocol import RpcFailure
 from hangar.session import Exchange
@@ -179,9 +181,9 @@ async def call(router: Router, exchange: Exchange, name: str, args: Any) -> None
         if name == "hangar_call":
             payload = await _hangar_call(router, exchange, args)
         elif name == "hangar_list":
-            payload = {"providers": list_rows(router)}
+            payload = {"providers": list_rows(router, exchange.session.profile)}
         elif name == "hangar_status":
-            text = dashboard(list_rows(router))
+            text = dashboard(list_rows(router, exchange.session.profile))
             exchange.result(_result(router, exchange, {"content": [{"type": "text", "text": text}]}))
             return
         elif name == "hangar_warm":
@@ -247,6 +249,14 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
 
         view = router.catalog.views[batch_call.provider]
         own = view.own_tool(batch_call.tool)  # the tool as listed (renamed) or as the provider names it
+        profile = exchange.session.profile
+        if profile is not None:
+            listed = exposed_name(
+                batch_call.provider, view.tool_name(own), namespaced=router.namespaced(batch_call.provider)
+            )
+            if not profile.holds_tool(batch_call.provider, listed):
+                router.figures.refused(profile.name, batch_call.provider)
+                raise profile.refusal(f"tool {listed!r}")
         view.check_tool(batch_call.provider, own)
         request: dict[str, Any] = {"name": own, "arguments": batch_call.arguments}
         if envelope is not None:
@@ -313,7 +323,8 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
 
 async def _warm(router: Router, exchange: Exchange, args: dict[str, Any]) -> dict[str, Any]:
     entries = parse_provider_list(args.get("providers"))
-    targets = [t for entry in entries for t in router.members_of(require_provider(router, entry))]
+    profile = exchange.session.profile
+    targets = [t for entry in entries for t in router.members_of(require_provider(router, entry, profile))]
     results = await asyncio.gather(
         *(router.dispatcher.control(t, "start", {"era": exchange.era.value}) for t in targets),
         return_exceptions=True,
@@ -330,7 +341,7 @@ async def _warm(router: Router, exchange: Exchange, args: dict[str, Any]) -> dic
 
 
 async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    entry = require_provider(router, args.get("provider"))
+    entry = require_provider(router, args.get("provider"), exchange.session.profile)
     if name == "hangar_tools":
         group = router.groups.get(entry)
         target = group.members[0].id if group else entry
@@ -339,8 +350,6 @@ async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[s
             lists = await router.dispatcher.control(
                 target, "lists", {"start": True, "era": exchange.era.value}, timeout_s=CONTROL_TIMEOUT_S
             )
-        from hangar.catalog import TOOL_SEPARATOR, exposed_name
-
         namespaced = router.namespaced(entry)
         view = router.catalog.views[entry]
         tools = [view.tool(t) for t in lists.get("tools", []) if view.shows_tool(str(t.get("name")))]
@@ -372,9 +381,19 @@ async def _steer(router: Router, exchange: Exchange, provider: str, op: str) -> 
     )
 
 
-def require_provider(router: Router, provider: Any) -> str:
+def require_provider(router: Router, provider: Any, profile: Profile | None = None) -> str:
+    """`provider` if it is a provider or group id (held by `profile`, if given).
+
+    Raises:
+        ValueError: it is none.
+        CallError: `not_in_profile`.
+    """
     if not isinstance(provider, str) or provider not in router.public:
-        raise ValueError(f"unknown provider {provider!r}; known: {', '.join(router.public)}")
+        known = profile.entries(router.public) if profile is not None else router.public
+        raise ValueError(f"unknown provider {provider!r}; known: {', '.join(known)}")
+    if profile is not None and not profile.holds_entry(provider):
+        router.figures.refused(profile.name, provider)
+        raise profile.refusal(f"provider {provider!r}")
     return provider
 
 
@@ -396,11 +415,11 @@ def _row(router: Router, provider_id: str) -> dict[str, Any]:
     }
 
 
-def list_rows(router: Router) -> list[dict[str, Any]]:
-    """`hangar_list`: one row per provider, a group with its members."""
+def list_rows(router: Router, profile: Profile | None = None) -> list[dict[str, Any]]:
+    """`hangar_list`: one row per provider (of the profile's), a group with its members."""
     rows = []
     views = router.views
-    for entry in router.public:
+    for entry in profile.entries(router.public) if profile is not None else router.public:
         group = router.groups.get(entry)
         if group is None:
             rows.append(_row(router, entry))

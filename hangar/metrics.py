@@ -91,7 +91,23 @@ class TreeCollector(Collector):
         )
         for reason, count in figures.rejected.items():
             rejected.add_metric([reason], float(count))
-        yield from (tool_calls, requests, durations, in_flight, batch_calls, batch_seconds, rejected)
+        refusals = CounterMetricFamily(
+            "hangar_profile_refusals",
+            "Calls and reads refused as outside the client's profile (not_in_profile)",
+            labels=["profile", "provider"],
+        )
+        for (profile, provider), count in figures.refusals.items():
+            refusals.add_metric([profile, provider], float(count))
+        yield from (
+            tool_calls,
+            requests,
+            durations,
+            in_flight,
+            batch_calls,
+            batch_seconds,
+            rejected,
+            refusals,
+        )
 
     def _provider_families(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(

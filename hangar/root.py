@@ -34,6 +34,7 @@ from hangar.paths import Instance, default_control_socket, instance_dir, remove_
 from hangar.provider_tree import ProviderTree
 from hangar.systemd import Notifier
 from hangar.tree import (
+    ENV_PROFILE,
     PROVIDERS_ID,
     ROUTER_ID,
     WORKER_READY_TIMEOUT_S,
@@ -72,9 +73,11 @@ class Root:
         control_socket: Path | None,
         http: HttpOptions | None = None,
         name: str | None = None,
+        profile: str | None = None,
     ) -> None:
         self.config = config
         self.http = http
+        self.profile = profile  # the stdio client's (`hangar serve --profile`)
         self.name = name or Path(config.path).stem
         self.logbook = Logbook()  # each provider's recent log lines, for `ctl logs` and the admin API
         self.audit = AuditTrail(config.audit)
@@ -95,12 +98,14 @@ class Root:
         write_tree_spec(self.instance, self.config.tree)
         env = router_env(router_endpoint, self.instance)
         if self.http is None:
+            if self.profile is not None:
+                env[ENV_PROFILE] = self.profile
             client_in, client_out = _take_stdio()
             return stdio_router_spec(env, client_in, client_out), client_in
         from hangar.fronts.access import load_tokens
         from hangar.fronts.http import bind_socket, is_loopback
 
-        tokens = load_tokens(self.config.http)
+        tokens = load_tokens(self.config.http, profiles=[p.name for p in self.config.profiles])
         if not tokens and not is_loopback(self.http.host) and not self.http.allow_unauthenticated:
             raise ConfigError(
                 f"refusing to serve {self.http.host}:{self.http.port} without authentication",

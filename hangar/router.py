@@ -28,7 +28,7 @@ from hangar import __version__, protocol
 from hangar.call_audit import who_of, who_var
 from hangar.calls import Caller
 from hangar.catalog import Catalog
-from hangar.config import GroupSpec
+from hangar.config import GroupSpec, ProfileSpec
 from hangar.dispatch import Dispatcher, ProviderView, initial_views
 from hangar.features import (
     client_requests,
@@ -43,6 +43,7 @@ from hangar.features import (
 from hangar.figures import RouterFigures
 from hangar.groups import Group
 from hangar.management import NAMES as MANAGEMENT_NAMES
+from hangar.profiles import Profile
 from hangar.protocol import RpcFailure
 from hangar.relay import Parked, RequestStates
 from hangar.session import ClientSession, Exchange
@@ -69,8 +70,10 @@ class Router:
         *,
         name: str = "hangar",
         version: str = __version__,
+        profiles: Sequence[ProfileSpec] = (),
     ) -> None:
         self.specs = {spec.id: spec for spec in specs}
+        self.profiles = {profile.name: Profile(profile) for profile in profiles}
         self.groups = {group.id: Group(group, self.specs) for group in groups}
         self.public: list[str] = []  # what clients address: standalone providers and groups, in order
         for spec in specs:

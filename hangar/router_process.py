@@ -25,7 +25,13 @@ from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
 from hangar.summary import SAMPLE_S, Rates
-from hangar.tree import ENV_INSTANCE_DIR, ENV_ROUTER_ENDPOINT, ENV_TRANSPORT, START_WORKER_TIMEOUT_S
+from hangar.tree import (
+    ENV_INSTANCE_DIR,
+    ENV_PROFILE,
+    ENV_ROUTER_ENDPOINT,
+    ENV_TRANSPORT,
+    START_WORKER_TIMEOUT_S,
+)
 from supervisors.child import ChildLink, CommandError, run
 from supervisors.errors import SupervisorCommandError
 from supervisors.logs import configure_logging
@@ -72,6 +78,7 @@ async def main() -> None:
         lambda views, **callbacks: Dispatcher(
             context, endpoint, views, start_worker=start_worker, **callbacks
         ),
+        profiles=tree.profiles,
     )
     dispatcher = router.dispatcher
     supervisor_figures: dict[str, Any] = {}
@@ -118,7 +125,7 @@ async def main() -> None:
     async def serve_stdio() -> None:
         from hangar.fronts.stdio import StdioFront
 
-        await StdioFront(router, instance=instance).serve()
+        await StdioFront(router, instance=instance, profile=os.environ.get(ENV_PROFILE) or None).serve()
 
     async def serve_http() -> None:
         from hangar.fronts import http

@@ -42,6 +42,7 @@ from hangar.config.specs import (
     GroupSpec,
     HangarConfig,
     HttpSettings,
+    ProfileSpec,
     RateLimit,
     RootSupervision,
     TracingSettings,
@@ -670,6 +671,27 @@ class Tracing(Subsection):
         )
 
 
+def _profile_name(name: str) -> str:
+    if not name or any(c.isspace() or c in ",:=#" for c in name):
+        raise problem(f"a profile name has no spaces, ',', ':', '=' or '#', got '{name}'")
+    return name
+
+
+ProfileName = Annotated[str, AfterValidator(_profile_name)]
+
+
+class Profile(Section):
+    """A profile under `profiles:`: what one client sees (`hangar.profiles`)."""
+
+    providers: list[ProviderId] | None = None  # default: every provider and group
+    include_tools: list[Pattern] = []  # globs on the names the client sees (time__now, hangar_call)
+    exclude_tools: list[Pattern] = []
+
+    def to_spec(self, name: str) -> ProfileSpec:
+        providers = tuple(self.providers) if self.providers is not None else None
+        return ProfileSpec(name, providers, tuple(self.include_tools), tuple(self.exclude_tools))
+
+
 class ConfigFile(Section):
     """The whole file; top-level keys starting with `x-` are ignored (a home for YAML anchors)."""
 
@@ -680,6 +702,7 @@ class ConfigFile(Section):
     http: Http = Field(default_factory=Http)
     audit: Audit | None = None
     tracing: Tracing | None = None
+    profiles: dict[ProfileName, Profile] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -714,6 +737,15 @@ class ConfigFile(Section):
                         f"duplicate provider id '{provider_id}'", at=where, first=first[provider_id]
                     )
                 first[provider_id] = where
+        entries = {entry_id for _, entry_id, _ in self._entries()}
+        for name, profile in self.profiles.items():
+            for index, entry_id in enumerate(profile.providers or []):
+                if entry_id not in entries:
+                    raise problem(
+                        f"profile '{name}' names '{entry_id}', which is no provider or group",
+                        at=("profiles", name, "providers", index),
+                        hint=f"providers and groups: {', '.join(sorted(entries))}",
+                    )
         return self
 
     def _entries(self) -> Iterator[tuple[Loc, str, Supervised | Group | McpServer]]:
@@ -750,6 +782,7 @@ class ConfigFile(Section):
             groups=tuple(groups),
             audit=self.audit.to_spec(config_dir) if self.audit else AuditSettings(),
             tracing=self.tracing.to_spec() if self.tracing else TracingSettings(),
+            profiles=tuple(profile.to_spec(name) for name, profile in self.profiles.items()),
         )
 
 

@@ -82,6 +82,16 @@ class GroupSpec:
 
 
 @dataclass(frozen=True)
+class ProfileSpec:
+    """A per-client view (`hangar.profiles`): the entries it holds, globs on the names listed."""
+
+    name: str
+    providers: tuple[str, ...] | None = None  # provider and group ids; None: every one
+    include_tools: tuple[str, ...] = ()
+    exclude_tools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TreeSpec:
     """What the router needs to know of the whole tree."""
 
@@ -90,6 +100,7 @@ class TreeSpec:
     http: HttpSettings = HttpSettings()
     audit: AuditSettings = AuditSettings()
     tracing: TracingSettings = TracingSettings()
+    profiles: tuple[ProfileSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,10 +115,11 @@ class HangarConfig:
     groups: tuple[GroupSpec, ...] = ()
     audit: AuditSettings = AuditSettings()
     tracing: TracingSettings = TracingSettings()
+    profiles: tuple[ProfileSpec, ...] = ()
 
     @property
     def tree(self) -> TreeSpec:
-        return TreeSpec(self.providers, self.groups, self.http, self.audit, self.tracing)
+        return TreeSpec(self.providers, self.groups, self.http, self.audit, self.tracing, self.profiles)
 
 
 def write_tree_spec(directory: Path, tree: TreeSpec) -> None:

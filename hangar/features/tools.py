@@ -28,6 +28,7 @@ from hangar.dispatch import REPLY_MARGIN_S, Reply
 from hangar.exposure import filtered
 from hangar.features.lifecycle import result_for
 from hangar.figures import UNKNOWN_NAME
+from hangar.profiles import HANGAR_ENTRY, Profile
 from hangar.protocol import RpcFailure
 from hangar.session import Exchange
 from workers import jsonrpc
@@ -103,11 +104,33 @@ class Discovery:
 
 async def list_tools(router: Router, exchange: Exchange) -> None:
     await router.discovery.wait(exchange.era)
-    key = f"tools/list:{exchange.era.value}"
+    profile = exchange.session.profile
+    key = f"tools/list:{exchange.era.value}:{profile.name if profile else ''}"
     body = router.catalog.encoded(
-        key, lambda: result_for(router, exchange, {"tools": [*router.catalog.tools(), *management.TOOLS]})
+        key, lambda: result_for(router, exchange, {"tools": listed_tools(router, profile)})
     )
     exchange.result(body)
+
+
+def listed_tools(router: Router, profile: Profile | None) -> list[dict[str, Any]]:
+    """The tools a client with `profile` sees: its providers' (as the catalog lists them) and hangar's."""
+    tools = [*router.catalog.tools(), *management.TOOLS]
+    if profile is None:
+        return tools
+    return [tool for tool in tools if profile.holds_tool(_entry_of(router, tool["name"]), tool["name"])]
+
+
+def _entry_of(router: Router, name: str) -> str | None:
+    target = router.catalog.tool(name)
+    return target.entry if target is not None else None
+
+
+def refuse_outside(
+    router: Router, exchange: Exchange, profile: Profile, entry: str | None, name: str
+) -> None:
+    """Answer a call to `name`, which is outside the client's profile, with `not_in_profile`."""
+    router.figures.refused(profile.name, entry or HANGAR_ENTRY)
+    exchange.result(error_result(router, exchange, profile.refusal(f"tool {name!r}").data))
 
 
 async def call_tool(router: Router, exchange: Exchange) -> None:
@@ -115,7 +138,11 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
     name = jsonrpc.value(raw_name) if raw_name is not None else None
     if not isinstance(name, str) or not name:
         raise RpcFailure(jsonrpc.INVALID_PARAMS, "Invalid params: tools/call needs a tool name")
+    profile = exchange.session.profile
     if name in management.NAMES:
+        if profile is not None and not profile.holds_tool(None, name):
+            refuse_outside(router, exchange, profile, None, name)
+            return
         arguments = exchange.params.get("arguments")
         await management.call(router, exchange, name, jsonrpc.value(arguments) if arguments else {})
         return
@@ -124,6 +151,10 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
         await router.discovery.wait(exchange.era)
         target = router.catalog.tool(name)
     hidden = router.catalog.filtered_tool(name) if target is None else None
+    found = target or hidden
+    if profile is not None and found is not None and not profile.holds_tool(found.entry, name):
+        refuse_outside(router, exchange, profile, found.entry, name)
+        return
     if hidden is not None:
         exchange.result(error_result(router, exchange, filtered(hidden.entry, hidden.name).data))
         return
@@ -131,7 +162,7 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
         raise RpcFailure(
             jsonrpc.INVALID_PARAMS,
             f"unknown tool {name!r}: tools are named <provider>__<tool>; "
-            f"providers: {', '.join(router.public)}",
+            f"providers: {', '.join(profile.entries(router.public) if profile else router.public)}",
         )
     label = target.name if router.catalog.tool(name) is not None else UNKNOWN_NAME
     try:
@@ -159,7 +190,7 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
     """
     params = exchange.params
     raw_name = params.get("name")
-    if raw_name is None or "_meta" in params:
+    if raw_name is None or "_meta" in params or exchange.session.profile is not None:
         return None
     name = jsonrpc.value(raw_name)
     target = router.catalog.tool(name) if isinstance(name, str) else None

@@ -134,3 +134,95 @@ def test_group_members_cannot_filter_on_their_own(tmp_path: Path) -> None:
     assert (
         "providers.g.members[0].exclude_tools: a group member cannot have 'exclude_tools'" in checked.stderr
     )
+
+
+# ---------------------------------------------------------------------------- profiles
+
+PROFILES = {
+    "timekeeper": {"providers": ["time"], "exclude_tools": ["hangar_stop"]},
+    "echoer": {"include_tools": ["*__echo", "hangar_call", "hangar_list"]},
+}
+
+
+def profiled_config(write_config: Any) -> Path:
+    path: Path = write_config(
+        {"time": time_provider(), "everything": everything_provider()}, profiles=PROFILES
+    )
+    return path
+
+
+def tool_names(listed: Any) -> set[str]:
+    return {tool.name for tool in listed.tools}
+
+
+async def test_stdio_client_with_a_profile_sees_and_calls_only_what_it_holds(
+    write_config: Any, short_tmp: Path
+) -> None:
+    config = profiled_config(write_config)
+    async with running_hangar(config, short_tmp / "ctl.sock", serve_args=["--profile", "timekeeper"]) as h:
+        names = tool_names(await h.client.list_tools())
+        now = await h.client.call_tool("time__get_current_time", {"timezone": "UTC"})
+        outside = await h.client.call_tool("everything__echo", {"message": "hi"})
+        stop = await h.client.call_tool("hangar_stop", {"provider": "time"})
+        batch = await h.client.call_tool(
+            "hangar_call",
+            {"calls": [{"provider": "everything", "tool": "echo", "arguments": {"message": "x"}}]},
+        )
+        listed = await h.client.call_tool("hangar_list", {})
+        resources = (await h.client.list_resources()).resources
+    assert {"time__get_current_time", "time__convert_time", "hangar_call"} <= names
+    assert not [name for name in names if name.startswith("everything__")] and "hangar_stop" not in names
+    assert not now.is_error
+    assert error_of(outside)["type"] == "not_in_profile"
+    assert "timekeeper" in error_of(outside)["message"]
+    assert error_of(stop)["type"] == "not_in_profile"
+    assert batch.structured_content is not None
+    assert batch.structured_content["results"][0]["error"]["type"] == "not_in_profile"
+    assert listed.structured_content is not None
+    assert [row["id"] for row in listed.structured_content["providers"]] == ["time"]
+    assert resources == []  # everything's resources are outside the profile
+
+
+def test_serve_refuses_a_profile_the_config_does_not_have(write_config: Any, short_tmp: Path) -> None:
+    config = profiled_config(write_config)
+    argv = [sys.executable, "-m", "hangar", "serve", "--config", str(config), "--profile", "nope"]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, cwd=REPO, check=False, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 78
+    assert "no profile 'nope' (profiles: timekeeper, echoer)" in done.stderr
+
+
+async def test_two_http_tokens_with_two_profiles_see_two_tool_lists(
+    write_config: Any, short_tmp: Path
+) -> None:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.e2e.test_http import get, http_hangar
+
+    config = profiled_config(write_config)
+    env = {"HANGAR_TOKENS": "tok-time:timekeeper,tok-echo:echoer,tok-all"}
+
+    async def session(h: Any, token: str) -> tuple[set[str], Any]:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http_client,
+            Client(streamable_http_client(h.url, http_client=http_client)) as client,
+        ):
+            names = tool_names(await client.list_tools())
+            outside = await client.call_tool("time__get_current_time", {"timezone": "UTC"})
+            return names, outside
+
+    with http_hangar(config, short_tmp / "ctl.sock", env=env) as h:
+        time_names, time_call = await session(h, "tok-time")
+        echo_names, echo_call = await session(h, "tok-echo")
+        all_names, all_call = await session(h, "tok-all")
+        status, _, metrics = get(f"{h.base}/metrics", "tok-all")
+    assert {n for n in time_names if "__" in n} == {"time__get_current_time", "time__convert_time"}
+    assert echo_names == {"everything__echo", "hangar_call", "hangar_list"}
+    assert time_names | echo_names <= all_names
+    assert not time_call.is_error and not all_call.is_error
+    assert error_of(echo_call)["type"] == "not_in_profile"
+    assert status == 200
+    assert 'hangar_profile_refusals_total{profile="echoer",provider="time"} 1.0' in metrics.decode()
