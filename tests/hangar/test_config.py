@@ -11,6 +11,7 @@ import pytest
 from hangar.config import (
     HangarConfig,
     HttpSettings,
+    ProfileSpec,
     RateLimit,
     RootSupervision,
     TreeSpec,
@@ -747,3 +748,28 @@ def test_two_tools_renamed_to_one_name_is_a_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert "providers.p.rename.b: 'a' and 'b' are both renamed to 'x'" in str(raised.value)
+
+
+def test_profiles_reach_the_tree_and_name_only_known_entries(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          time: {command: [mcp-server-time]}
+        profiles:
+          ops: {providers: [time], exclude_tools: ["hangar_*"]}
+          all: {}
+        """,
+    )
+    assert config.tree.profiles == (
+        ProfileSpec("ops", ("time",), (), ("hangar_*",)),
+        ProfileSpec("all"),
+    )
+    path = write(
+        tmp_path, "providers:\n  time: {command: [srv]}\nprofiles:\n  ops: {providers: [time, fs]}\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert "4: profiles.ops.providers[1]: profile 'ops' names 'fs', which is no provider or group" in str(
+        raised.value
+    )
