@@ -68,6 +68,7 @@ class _Built:
     prompt_targets: dict[str, Target] = field(default_factory=dict)
     template_targets: dict[str, Target] = field(default_factory=dict)  # exposed template -> its own
     filtered_tools: dict[str, Target] = field(default_factory=dict)  # the names hidden tools would have
+    input_schemas: dict[str, Any] = field(default_factory=dict)  # a listed tool's name -> its inputSchema
     uri_owners: dict[str, list[str]] = field(default_factory=dict)  # a provider's own URI -> entries
     template_patterns: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
     capabilities: dict[str, Any] = field(default_factory=dict)
@@ -137,6 +138,10 @@ class Catalog:
     def tool(self, name: str) -> Target | None:
         return self.built.tool_targets.get(name)
 
+    def input_schema(self, name: str) -> Any:
+        """The `inputSchema` a tool was listed with (None: not listed, or listed without one)."""
+        return self.built.input_schemas.get(name)
+
     def filtered_tool(self, name: str) -> Target | None:
         """The tool a listed name would lead to, had the config not hidden it."""
         return self.built.filtered_tools.get(name)
@@ -199,7 +204,11 @@ class Catalog:
                     built.filtered_tools.setdefault(hidden, Target(entry, own))
                     continue
                 listed = view.tool(tool)
-                self._add_named(built.tools, built.tool_targets, entry, listed, namespaced, "tool", own)
+                added = self._add_named(
+                    built.tools, built.tool_targets, entry, listed, namespaced, "tool", own
+                )
+                if added is not None:
+                    built.input_schemas[added] = tool.get("inputSchema")
             for prompt in lists.get("prompts", []):
                 if isinstance(prompt.get("name"), str) and not view.shows_prompt(prompt["name"]):
                     continue
@@ -231,19 +240,23 @@ class Catalog:
         namespaced: bool,
         kind: str,
         own: str | None = None,
-    ) -> None:
-        """Add `item` under its exposed name, leading to `own` (default: its name) at `entry`."""
+    ) -> str | None:
+        """Add `item` under its exposed name, leading to `own` (default: its name) at `entry`.
+
+        Returns the exposed name (None: not added).
+        """
         name = item.get("name")
         if not isinstance(name, str) or not name:
-            return
+            return None
         exposed = exposed_name(entry, name, namespaced=namespaced)
         taken = targets.get(exposed)
         if taken is not None or exposed in self._reserved:
             owner = taken.entry if taken is not None else "hangar"
             log.warning(f"{kind}_name_clash", name=exposed, kept=owner, dropped=entry)
-            return
+            return None
         targets[exposed] = Target(entry, own or name)
         items.append({**item, "name": exposed})
+        return exposed
 
 
 def _signatures(built: _Built) -> dict[str, bytes]:

@@ -21,7 +21,7 @@ from hangar.batch import (
     parse_batch,
     run_batch,
 )
-from hangar.catalog import TOOL_SEPARATOR, exposed_name
+from hangar.catalog import TOOL_SEPARATOR, Target, exposed_name
 from hangar.dispatch import CONTROL_TIMEOUT_S, Reply
 from hangar.profiles import Profile
 from hangar.progress import BatchProgress
@@ -250,14 +250,17 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
         view = router.catalog.views[batch_call.provider]
         own = view.own_tool(batch_call.tool)  # the tool as listed (renamed) or as the provider names it
         profile = exchange.session.profile
-        if profile is not None:
-            listed = exposed_name(
-                batch_call.provider, view.tool_name(own), namespaced=router.namespaced(batch_call.provider)
-            )
-            if not profile.holds_tool(batch_call.provider, listed):
-                router.figures.refused(profile.name, batch_call.provider)
-                raise profile.refusal(f"tool {listed!r}")
+        listed = exposed_name(
+            batch_call.provider, view.tool_name(own), namespaced=router.namespaced(batch_call.provider)
+        )
+        if profile is not None and not profile.holds_tool(batch_call.provider, listed):
+            router.figures.refused(profile.name, batch_call.provider)
+            raise profile.refusal(f"tool {listed!r}")
         view.check_tool(batch_call.provider, own)
+        if router.validates(batch_call.provider):
+            from hangar.features.tools import check_arguments
+
+            check_arguments(router, Target(batch_call.provider, own), listed, batch_call.arguments)
         request: dict[str, Any] = {"name": own, "arguments": batch_call.arguments}
         if envelope is not None:
             request["_meta"] = envelope

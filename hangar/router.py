@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -54,6 +54,9 @@ from workers.protocol import Era
 from workers.spec import Exposure, ProviderSpec
 from workers.status import Lists
 
+if TYPE_CHECKING:
+    from hangar.arguments import ArgumentChecks
+
 log = structlog.get_logger("hangar.router")
 
 Handler = Callable[[Exchange], Awaitable[None]]
@@ -71,9 +74,12 @@ class Router:
         name: str = "hangar",
         version: str = __version__,
         profiles: Sequence[ProfileSpec] = (),
+        validate_arguments: bool = False,
     ) -> None:
         self.specs = {spec.id: spec for spec in specs}
         self.profiles = {profile.name: Profile(profile) for profile in profiles}
+        self._validate_default = validate_arguments
+        self._argument_checks: ArgumentChecks | None = None
         self.groups = {group.id: Group(group, self.specs) for group in groups}
         self.public: list[str] = []  # what clients address: standalone providers and groups, in order
         for spec in specs:
@@ -151,6 +157,19 @@ class Router:
     def exposure_of(self, entry: str) -> Exposure:
         group = self.groups.get(entry)
         return group.spec.exposure if group is not None else self.specs[entry].exposure
+
+    def validates(self, entry: str) -> bool:
+        """Whether calls to `entry`'s tools are checked against their inputSchema first."""
+        setting = self.exposure_of(entry).validate_arguments
+        return self._validate_default if setting is None else setting
+
+    @property
+    def argument_checks(self) -> ArgumentChecks:
+        if self._argument_checks is None:  # jsonschema: imported only where arguments are checked
+            from hangar.arguments import ArgumentChecks
+
+            self._argument_checks = ArgumentChecks()
+        return self._argument_checks
 
     def lists_of(self, entry: str) -> Lists:
         group = self.groups.get(entry)

@@ -79,6 +79,7 @@ async def main() -> None:
             context, endpoint, views, start_worker=start_worker, **callbacks
         ),
         profiles=tree.profiles,
+        validate_arguments=tree.validate_arguments,
     )
     dispatcher = router.dispatcher
     supervisor_figures: dict[str, Any] = {}

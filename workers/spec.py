@@ -81,7 +81,9 @@ class RetrySpec:
 
 @dataclass(frozen=True)
 class Exposure:
-    """What clients see of a provider's (or group's) lists; the router applies it, workers ignore it.
+    """What clients see of a provider's (or group's) lists, and what their calls must hold.
+
+    The router applies it; workers ignore it.
 
     Patterns are shell-style globs (`fnmatch`) on the provider's own names (resources: on their
     URIs, templates on their URI templates). No include patterns: everything is included;
@@ -97,6 +99,7 @@ class Exposure:
     exclude_resources: tuple[str, ...] = ()
     rename: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
+    validate_arguments: bool | None = None  # check calls against inputSchema; None: the config's default
 
 
 @dataclass(frozen=True)

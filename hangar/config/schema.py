@@ -262,7 +262,8 @@ def _distinct_names(rename: dict[str, ToolName]) -> dict[str, ToolName]:
 
 
 class _Exposed(Section):
-    """What clients see of an entry's lists (`hangar.exposure`): globs, renames, descriptions."""
+    """What clients see of an entry's lists (`hangar.exposure`): globs, renames, descriptions; and
+    whether their calls' arguments are checked first (`hangar.arguments`)."""
 
     include_tools: list[Pattern] = []
     exclude_tools: list[Pattern] = []
@@ -272,19 +273,21 @@ class _Exposed(Section):
     exclude_resources: list[Pattern] = []
     rename: Annotated[dict[str, ToolName], AfterValidator(_distinct_names)] = {}
     descriptions: dict[str, str] = {}
+    validate_arguments: StrictBool | None = None  # default: the top-level key's
 
     def exposure(self) -> Exposure:
         return Exposure(
             **{key: tuple(getattr(self, key)) for key in EXPOSURE_LISTS},
             rename=dict(self.rename),
             descriptions=dict(self.descriptions),
+            validate_arguments=self.validate_arguments,
         )
 
 
 EXPOSURE_LISTS = tuple(
     f"{way}_{kind}" for kind in ("tools", "prompts", "resources") for way in ("include", "exclude")
 )
-EXPOSURE_KEYS = frozenset((*EXPOSURE_LISTS, "rename", "descriptions"))
+EXPOSURE_KEYS = frozenset((*EXPOSURE_LISTS, "rename", "descriptions", "validate_arguments"))
 
 
 class _Supervised(Section):
@@ -703,6 +706,7 @@ class ConfigFile(Section):
     audit: Audit | None = None
     tracing: Tracing | None = None
     profiles: dict[ProfileName, Profile] = {}
+    validate_arguments: StrictBool = False  # every provider's calls checked against inputSchema
 
     @model_validator(mode="before")
     @classmethod
@@ -783,6 +787,7 @@ class ConfigFile(Section):
             audit=self.audit.to_spec(config_dir) if self.audit else AuditSettings(),
             tracing=self.tracing.to_spec() if self.tracing else TracingSettings(),
             profiles=tuple(profile.to_spec(name) for name, profile in self.profiles.items()),
+            validate_arguments=self.validate_arguments,
         )
 
 

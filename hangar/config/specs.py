@@ -101,6 +101,7 @@ class TreeSpec:
     audit: AuditSettings = AuditSettings()
     tracing: TracingSettings = TracingSettings()
     profiles: tuple[ProfileSpec, ...] = ()
+    validate_arguments: bool = False  # the default of providers and groups that do not say
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,19 @@ class HangarConfig:
     audit: AuditSettings = AuditSettings()
     tracing: TracingSettings = TracingSettings()
     profiles: tuple[ProfileSpec, ...] = ()
+    validate_arguments: bool = False
 
     @property
     def tree(self) -> TreeSpec:
-        return TreeSpec(self.providers, self.groups, self.http, self.audit, self.tracing, self.profiles)
+        return TreeSpec(
+            self.providers,
+            self.groups,
+            self.http,
+            self.audit,
+            self.tracing,
+            self.profiles,
+            self.validate_arguments,
+        )
 
 
 def write_tree_spec(directory: Path, tree: TreeSpec) -> None:

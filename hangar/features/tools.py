@@ -167,6 +167,8 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
     label = target.name if router.catalog.tool(name) is not None else UNKNOWN_NAME
     try:
         router.catalog.views[target.entry].check_tool(target.entry, target.name)
+        if router.validates(target.entry):
+            check_arguments(router, target, name, exchange.params.get("arguments"))
     except CallError as exc:
         exchange.result(error_result(router, exchange, exc.data))
         return
@@ -200,6 +202,12 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
     view = router.views[target.entry]
     if spec.retry.retry_on or not view.connected or view.state not in SERVING:
         return None
+    if router.validates(target.entry):
+        try:
+            check_arguments(router, target, name, params.get("arguments"))
+        except CallError as exc:
+            exchange.result(error_result(router, exchange, exc.data))
+            return _nothing_to_cancel
     call = router.dispatcher.next_id()
     sent = (
         jsonrpc.with_members(params, {"name": target.name})
@@ -254,6 +262,25 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
         router.dispatcher.cancel(call)
 
     return cancel
+
+
+def check_arguments(router: Router, target: Target, name: str, arguments: jsonrpc.Raw | Any) -> None:
+    """Check a call's arguments against the inputSchema `name` was listed with.
+
+    Raises:
+        CallError: `invalid_arguments` (counted as the call's outcome); the call is not sent.
+    """
+    if isinstance(arguments, jsonrpc.Raw | bytes):  # as the client sent it (a batch's: decoded)
+        arguments = jsonrpc.value(arguments)
+    try:
+        router.argument_checks.check(name, router.catalog.input_schema(name), arguments)
+    except CallError:
+        router.figures.record(target.entry, TOOLS_CALL, target.name, "invalid_arguments", 0.0)
+        raise
+
+
+def _nothing_to_cancel() -> None:
+    """The cancel function of a call answered before it was sent."""
 
 
 def _by_prefix(router: Router, name: str) -> Target | None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, npm_bin, running_hangar
+from tests.conftest import REPO, fixture_provider, npm_bin, running_hangar
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +226,51 @@ async def test_two_http_tokens_with_two_profiles_see_two_tool_lists(
     assert error_of(echo_call)["type"] == "not_in_profile"
     assert status == 200
     assert 'hangar_profile_refusals_total{profile="echoer",provider="time"} 1.0' in metrics.decode()
+
+
+# ---------------------------------------------------------------------------- argument validation
+
+
+async def test_invalid_arguments_are_refused_before_the_provider_sees_them(
+    write_config: Any, short_tmp: Path, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls.log"
+    config = write_config(
+        {
+            "fx": fixture_provider(env={"CALL_LOG": str(calls)}),
+            "time": time_provider(),
+            "unchecked": fixture_provider(validate_arguments=False),
+        },
+        validate_arguments=True,
+    )
+    async with running_hangar(config, short_tmp / "ctl.sock") as h:
+        await h.client.list_tools()
+        wrong_type = await h.client.call_tool("fx__tally", {"key": 7})
+        missing = await h.client.call_tool("fx__tally", {"times": 2})
+        valid = await h.client.call_tool("fx__tally", {"key": "ok"})
+        batch = await h.client.call_tool(
+            "hangar_call",
+            {
+                "calls": [
+                    {"provider": "fx", "tool": "tally", "arguments": {"key": "batched", "times": "2"}},
+                    {"provider": "fx", "tool": "tally", "arguments": {"key": "batched"}},
+                ]
+            },
+        )
+        time_wrong = await h.client.call_tool("time__get_current_time", {"timezone": 5})
+        unchecked = await h.client.call_tool("unchecked__echo", {"text": 5})
+    assert error_of(wrong_type)["type"] == "invalid_arguments"
+    assert (
+        "at $.key: 7 is not of type 'string' (rule type: properties/key/type)"
+        in error_of(wrong_type)["message"]
+    )
+    assert "at $: 'key' is a required property (rule required" in error_of(missing)["message"]
+    assert not valid.is_error and valid.content[0].text == "ok #1"  # type: ignore[union-attr]
+    assert batch.structured_content is not None
+    first, second = batch.structured_content["results"]
+    assert first["error"]["type"] == "invalid_arguments" and "$.times" in first["error"]["message"]
+    assert second["ok"]
+    assert error_of(time_wrong)["type"] == "invalid_arguments"
+    assert "$.timezone" in error_of(time_wrong)["message"]
+    assert unchecked.is_error and unchecked.structured_content is None  # the provider's own answer
+    assert calls.read_text().split() == ["ok", "batched"]  # the invalid calls never reached it

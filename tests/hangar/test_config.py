@@ -213,7 +213,8 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     exc = error(tmp_path, "providers:\n  p: {command: x}\nlog_levle: debug\n")
     assert str(exc) == (
         f"{tmp_path}/hangar.yaml:3: log_levle: unknown key 'log_levle'; "
-        "allowed keys: providers, mcpServers, supervisor, log_level, http, audit, tracing, profiles\n"
+        "allowed keys: providers, mcpServers, supervisor, log_level, http, audit, tracing, profiles, "
+        "validate_arguments\n"
         "hint: did you mean 'log_level'?"
     )
 
@@ -459,7 +460,7 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
             1,
             "log_levle",
             "unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, log_level, http, "
-            "audit, tracing, profiles",
+            "audit, tracing, profiles, validate_arguments",
         ),
         (2, "supervisor.intensity", "must be >= 0, got -1"),
         (5, "providers.time.command", "'npx -y server' is not a program name"),
@@ -488,7 +489,7 @@ def test_str_shows_each_problem_on_its_own_line_with_its_hint(tmp_path: Path) ->
     file = f"{tmp_path}/hangar.yaml"
     assert lines[:3] == [
         f"{file}:1: log_levle: unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, "
-        "log_level, http, audit, tracing, profiles",
+        "log_level, http, audit, tracing, profiles, validate_arguments",
         "hint: did you mean 'log_level'?",
         f"{file}:2: supervisor.intensity: must be >= 0, got -1",
     ]
@@ -773,3 +774,20 @@ def test_profiles_reach_the_tree_and_name_only_known_entries(tmp_path: Path) -> 
     assert "4: profiles.ops.providers[1]: profile 'ops' names 'fs', which is no provider or group" in str(
         raised.value
     )
+
+
+def test_validate_arguments_has_a_default_that_providers_and_groups_override(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        validate_arguments: true
+        providers:
+          a: {command: [srv]}
+          b: {command: [srv], validate_arguments: false}
+          g: {mode: group, validate_arguments: true, members: [{id: m, command: [srv]}]}
+        """,
+    )
+    a, b, _m = config.providers
+    assert config.tree.validate_arguments is True
+    assert (a.exposure.validate_arguments, b.exposure.validate_arguments) == (None, False)
+    assert config.groups[0].exposure.validate_arguments is True
