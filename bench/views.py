@@ -1,5 +1,11 @@
 """Scenario 7: what an agent sees and sends.
 
+Tool search: `tools/list` with 50 lazy providers (ten copies of five real servers' predefined
+tool lists: server-everything, -memory, -filesystem, mcp-server-time, mcp-server-git, captured
+in tests/fixtures/tool_lists/), in full and in `tool_listing: search`, in bytes of JSON and an
+approximate token count (bytes / 4); then recall@5 of `hangar_search` through hangar over the
+five servers' tools, on the fixed query set of tests/fixtures/search_queries.json.
+
 Argument validation: the same `echo` through hangar to two copies of the bench provider, one
 with `validate_arguments: true`, interleaved in blocks; the difference of the medians is what
 checking the arguments adds to a call end to end. Next to it the check alone, in process: a
@@ -9,11 +15,13 @@ compiled validator (`hangar.arguments`) on the bench `echo` schema and on a larg
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from typing import Any
 
 from bench.harness import (
     BENCH_TOOLS,
+    REPO,
     Context,
     bench_provider,
     call_text,
@@ -26,7 +34,12 @@ from bench.harness import (
 )
 from bench.overhead import interleaved
 
-TITLE = "7. What an agent sees and sends (argument validation)"
+TITLE = "7. What an agent sees and sends (tool search, argument validation)"
+FIXTURES = REPO / "tests" / "fixtures"
+SERVERS = ("everything", "time", "memory", "filesystem", "git")
+COPIES = 10  # of the five servers: 50 providers
+BYTES_PER_TOKEN = 4  # the usual rough figure for English and JSON
+TARGET_RECALL = 0.9
 CHECKS = 20_000  # in-process checks per schema
 LARGE_SCHEMA = {  # a tool with many typed and constrained parameters (as filesystem or git servers list)
     "type": "object",
@@ -73,7 +86,84 @@ def check_cost_us(schema: dict[str, Any], arguments: dict[str, Any]) -> list[flo
     return per_batch
 
 
+def real_tools(server: str) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = json.loads((FIXTURES / "tool_lists" / f"{server}.json").read_text())[
+        "tools"
+    ]
+    return tools
+
+
+def listing_bytes(listed: Any) -> int:
+    """The JSON size of a tools/list result's tools, as the client holds them."""
+    tools = [tool.model_dump(by_alias=True, exclude_none=True, mode="json") for tool in listed.tools]
+    return len(json.dumps({"tools": tools}, separators=(",", ":")).encode())
+
+
+async def listing_sizes(ctx: Context) -> list[dict[str, Any]]:
+    providers = {
+        f"{server}{copy}": bench_provider(tools=real_tools(server))
+        for copy in range(COPIES)
+        for server in SERVERS
+    }
+    sizes: dict[str, tuple[int, int]] = {}
+    for mode in ("full", "search"):
+        config = write_config(ctx.new_dir(f"views-{mode}"), providers, tool_listing=mode)
+        async with hangar_session(ctx, f"views-list-{mode}", config) as h:
+            listed = await h.client.list_tools()
+            sizes[mode] = (listing_bytes(listed), len(listed.tools))
+            if mode == "search":
+                found = await h.client.call_tool("hangar_search", {"query": "read a text file"})
+                check_ok(found, "hangar_search")
+                sizes["result"] = (len(call_text(found).encode()), len(found.structured_content["tools"]))
+    rows = []
+    for key, label in (
+        ("full", "tools/list, 50 providers, tool_listing: full"),
+        ("search", "tools/list, 50 providers, tool_listing: search"),
+        ("result", "one hangar_search result (limit 8)"),
+    ):
+        size, count = sizes[key]
+        rows.append(
+            row(
+                label,
+                unit="bytes",
+                median_value=float(size),
+                baseline_name="none",
+                ratio=size / sizes["full"][0] if key != "full" else None,
+                ratio_of="bytes / the full listing's" if key != "full" else None,
+                measured=f"{size:,} bytes, ~{size // BYTES_PER_TOKEN:,} tokens, {count} tools",
+            )
+        )
+    return rows
+
+
+async def search_recall(ctx: Context) -> dict[str, Any]:
+    providers = {server: bench_provider(tools=real_tools(server)) for server in SERVERS}
+    queries = json.loads((FIXTURES / "search_queries.json").read_text())["queries"]
+    config = write_config(ctx.new_dir("views-recall"), providers, tool_listing="search")
+    missed = []
+    async with hangar_session(ctx, "views-recall", config) as h:
+        for case in queries:
+            result = await h.client.call_tool("hangar_search", {"query": case["query"], "limit": 5})
+            check_ok(result, "hangar_search")
+            found = {tool["name"] for tool in result.structured_content["tools"]}
+            if not found & set(case["tools"]):
+                missed.append(case["query"])
+    recall = 1 - len(missed) / len(queries)
+    return row(
+        f"hangar_search recall@5, {len(queries)} fixed queries over 5 real servers' 50 tools",
+        unit="",
+        median_value=recall,
+        baseline_name="none",
+        ratio_of=None,
+        target=f"recall@5 ≥ {TARGET_RECALL}",
+        met=recall >= TARGET_RECALL,
+        measured=f"{recall:.3f} ({len(queries) - len(missed)} of {len(queries)})",
+        notes=("missed: " + "; ".join(missed)) if missed else "",
+    )
+
+
 async def run(ctx: Context) -> dict[str, Any]:
+    search_rows = [*(await listing_sizes(ctx)), await search_recall(ctx)]
     n = 100 if ctx.quick else 1000
     directory = ctx.new_dir("views")
     providers = {
@@ -100,11 +190,13 @@ async def run(ctx: Context) -> dict[str, Any]:
     return {
         "title": TITLE,
         "description": (
-            f"{n} sequential `echo` calls per path through one hangar (after 50 warm-up calls), "
+            "Listing sizes: the tools of the client's tools/list as JSON (~tokens: bytes / 4). "
+            f"Validation: {n} sequential `echo` calls per path through one hangar (after 50 warm-up calls), "
             "interleaved; and the check alone in process, "
             f"{CHECKS} times per schema (batches of 1000; µs per check)."
         ),
         "rows": [
+            *search_rows,
             row(
                 "echo through hangar with validate_arguments: true",
                 unit="ms",

@@ -26,6 +26,7 @@ from hangar.dispatch import CONTROL_TIMEOUT_S, Reply
 from hangar.profiles import Profile
 from hangar.progress import BatchProgress
 from hangar.protocol import RpcFailure
+from hangar.search import SEARCH_TOOL, parse_limit
 from hangar.session import Exchange
 from workers import jsonrpc, tracing
 from workers.errors import CallError
@@ -129,7 +130,7 @@ TOOLS: list[dict[str, Any]] = [
     },
 ]
 
-NAMES = frozenset(tool["name"] for tool in TOOLS)
+NAMES = frozenset(tool["name"] for tool in [*TOOLS, SEARCH_TOOL])  # hangar_search: listed when searching
 
 
 def dashboard(rows: list[dict[str, Any]]) -> str:
@@ -188,6 +189,8 @@ async def call(router: Router, exchange: Exchange, name: str, args: Any) -> None
             return
         elif name == "hangar_warm":
             payload = await _warm(router, exchange, args)
+        elif name == "hangar_search":
+            payload = await _search(router, exchange, args)
         else:
             payload = await _about_one(router, exchange, name, args)
     except BatchInvalid as exc:
@@ -322,6 +325,17 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
     router.figures.batch_sizes.observe(len(calls))
     router.figures.batch_seconds.observe(payload["elapsed_ms"] / 1000)
     return payload
+
+
+async def _search(router: Router, exchange: Exchange, args: dict[str, Any]) -> dict[str, Any]:
+    query = args.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("query is required: a few words saying what the tool should do")
+    limit = parse_limit(args.get("limit"))
+    await router.discovery.wait(exchange.era)
+    index = router.search_index(exchange.session.profile)
+    found = index.search(query, limit)
+    return {"query": query, "tools": found, "searched": len(index.tools)}
 
 
 async def _warm(router: Router, exchange: Exchange, args: dict[str, Any]) -> dict[str, Any]:

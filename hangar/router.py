@@ -56,6 +56,7 @@ from workers.status import Lists
 
 if TYPE_CHECKING:
     from hangar.arguments import ArgumentChecks
+    from hangar.search import ToolIndex
 
 log = structlog.get_logger("hangar.router")
 
@@ -75,11 +76,16 @@ class Router:
         version: str = __version__,
         profiles: Sequence[ProfileSpec] = (),
         validate_arguments: bool = False,
+        tool_listing: str = "full",
+        pinned: Sequence[str] = (),
     ) -> None:
         self.specs = {spec.id: spec for spec in specs}
         self.profiles = {profile.name: Profile(profile) for profile in profiles}
         self._validate_default = validate_arguments
         self._argument_checks: ArgumentChecks | None = None
+        self.tool_listing = tool_listing
+        self.pinned = tuple(pinned)
+        self._indexes: dict[str | None, tuple[int, ToolIndex]] = {}  # per profile: catalog version, index
         self.groups = {group.id: Group(group, self.specs) for group in groups}
         self.public: list[str] = []  # what clients address: standalone providers and groups, in order
         for spec in specs:
@@ -170,6 +176,23 @@ class Router:
 
             self._argument_checks = ArgumentChecks()
         return self._argument_checks
+
+    def searching(self, profile: Profile | None) -> bool:
+        """Whether a client with `profile` lists tools by search (`hangar.search`)."""
+        listing = profile.spec.tool_listing if profile is not None else None
+        return (listing or self.tool_listing) == "search"
+
+    def search_index(self, profile: Profile | None) -> ToolIndex:
+        """The index of the provider tools a client with `profile` holds, built once per catalog."""
+        key = profile.name if profile is not None else None
+        cached = self._indexes.get(key)
+        if cached is not None and cached[0] == self.catalog.version:
+            return cached[1]
+        from hangar.search import ToolIndex
+
+        index = ToolIndex(tools.provider_tools(self, profile))
+        self._indexes[key] = (self.catalog.version, index)
+        return index
 
     def lists_of(self, entry: str) -> Lists:
         group = self.groups.get(entry)

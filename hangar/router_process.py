@@ -80,6 +80,8 @@ async def main() -> None:
         ),
         profiles=tree.profiles,
         validate_arguments=tree.validate_arguments,
+        tool_listing=tree.tool_listing,
+        pinned=tree.pinned,
     )
     dispatcher = router.dispatcher
     supervisor_figures: dict[str, Any] = {}

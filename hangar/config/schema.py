@@ -681,6 +681,7 @@ def _profile_name(name: str) -> str:
 
 
 ProfileName = Annotated[str, AfterValidator(_profile_name)]
+ToolListing = Literal["full", "search"]
 
 
 class Profile(Section):
@@ -689,10 +690,13 @@ class Profile(Section):
     providers: list[ProviderId] | None = None  # default: every provider and group
     include_tools: list[Pattern] = []  # globs on the names the client sees (time__now, hangar_call)
     exclude_tools: list[Pattern] = []
+    tool_listing: ToolListing | None = None  # default: the top-level key's
 
     def to_spec(self, name: str) -> ProfileSpec:
         providers = tuple(self.providers) if self.providers is not None else None
-        return ProfileSpec(name, providers, tuple(self.include_tools), tuple(self.exclude_tools))
+        return ProfileSpec(
+            name, providers, tuple(self.include_tools), tuple(self.exclude_tools), self.tool_listing
+        )
 
 
 class ConfigFile(Section):
@@ -707,6 +711,8 @@ class ConfigFile(Section):
     tracing: Tracing | None = None
     profiles: dict[ProfileName, Profile] = {}
     validate_arguments: StrictBool = False  # every provider's calls checked against inputSchema
+    tool_listing: ToolListing = "full"  # search: tools/list holds hangar_search instead (hangar.search)
+    pinned: list[Pattern] = []  # tools listed in search mode too (globs on the names clients see)
 
     @model_validator(mode="before")
     @classmethod
@@ -788,6 +794,8 @@ class ConfigFile(Section):
             tracing=self.tracing.to_spec() if self.tracing else TracingSettings(),
             profiles=tuple(profile.to_spec(name) for name, profile in self.profiles.items()),
             validate_arguments=self.validate_arguments,
+            tool_listing=self.tool_listing,
+            pinned=tuple(self.pinned),
         )
 
 

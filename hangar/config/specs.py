@@ -89,6 +89,7 @@ class ProfileSpec:
     providers: tuple[str, ...] | None = None  # provider and group ids; None: every one
     include_tools: tuple[str, ...] = ()
     exclude_tools: tuple[str, ...] = ()
+    tool_listing: str | None = None  # "full" | "search"; None: the config's
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class TreeSpec:
     tracing: TracingSettings = TracingSettings()
     profiles: tuple[ProfileSpec, ...] = ()
     validate_arguments: bool = False  # the default of providers and groups that do not say
+    tool_listing: str = "full"  # "search": tools/list holds hangar's tools, hangar_search, the pinned
+    pinned: tuple[str, ...] = ()  # globs of tools listed in search mode too
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ class HangarConfig:
     tracing: TracingSettings = TracingSettings()
     profiles: tuple[ProfileSpec, ...] = ()
     validate_arguments: bool = False
+    tool_listing: str = "full"
+    pinned: tuple[str, ...] = ()
 
     @property
     def tree(self) -> TreeSpec:
@@ -129,6 +134,8 @@ class HangarConfig:
             self.tracing,
             self.profiles,
             self.validate_arguments,
+            self.tool_listing,
+            self.pinned,
         )
 
 

@@ -25,11 +25,12 @@ from hangar import management, relay
 from hangar.call_audit import who_of
 from hangar.catalog import TOOL_SEPARATOR, Target
 from hangar.dispatch import REPLY_MARGIN_S, Reply
-from hangar.exposure import filtered
+from hangar.exposure import filtered, matches
 from hangar.features.lifecycle import result_for
 from hangar.figures import UNKNOWN_NAME
 from hangar.profiles import HANGAR_ENTRY, Profile
 from hangar.protocol import RpcFailure
+from hangar.search import SEARCH_TOOL
 from hangar.session import Exchange
 from workers import jsonrpc
 from workers.errors import CallError, ErrorData
@@ -113,8 +114,23 @@ async def list_tools(router: Router, exchange: Exchange) -> None:
 
 
 def listed_tools(router: Router, profile: Profile | None) -> list[dict[str, Any]]:
-    """The tools a client with `profile` sees: its providers' (as the catalog lists them) and hangar's."""
-    tools = [*router.catalog.tools(), *management.TOOLS]
+    """The tools a client with `profile` sees: its providers' (as the catalog lists them) and hangar's.
+
+    In search mode: hangar's, `hangar_search`, and the provider tools `pinned:` names.
+    """
+    own = management.TOOLS
+    held = provider_tools(router, profile)
+    if router.searching(profile):
+        own = [*own, SEARCH_TOOL]
+        held = [tool for tool in held if matches(tool["name"], router.pinned)]
+    if profile is not None:
+        own = [tool for tool in own if profile.holds_tool(None, tool["name"])]
+    return [*held, *own]
+
+
+def provider_tools(router: Router, profile: Profile | None) -> list[dict[str, Any]]:
+    """The provider tools (as the catalog lists them) a client with `profile` holds."""
+    tools = router.catalog.tools()
     if profile is None:
         return tools
     return [tool for tool in tools if profile.holds_tool(_entry_of(router, tool["name"]), tool["name"])]

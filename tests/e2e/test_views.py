@@ -274,3 +274,37 @@ async def test_invalid_arguments_are_refused_before_the_provider_sees_them(
     assert "$.timezone" in error_of(time_wrong)["message"]
     assert unchecked.is_error and unchecked.structured_content is None  # the provider's own answer
     assert calls.read_text().split() == ["ok", "batched"]  # the invalid calls never reached it
+
+
+# ---------------------------------------------------------------------------- tool search
+
+
+async def test_search_mode_lists_hangar_search_and_the_pinned_and_finds_the_rest(
+    write_config: Any, short_tmp: Path
+) -> None:
+    config = write_config(
+        {"time": time_provider(), "everything": everything_provider()},
+        tool_listing="search",
+        pinned=["time__get_current_time"],
+        profiles={"everything-listed": {"tool_listing": "full"}},
+    )
+    async with running_hangar(config, short_tmp / "ctl.sock") as h:
+        names = tool_names(await h.client.list_tools())
+        found = await h.client.call_tool("hangar_search", {"query": "add two numbers", "limit": 3})
+        summed = await h.client.call_tool("everything__get-sum", {"a": 2, "b": 3})
+        nothing = await h.client.call_tool("hangar_search", {"query": "zzz"})
+    assert {name for name in names if "__" in name} == {"time__get_current_time"}
+    assert {"hangar_search", "hangar_call", "hangar_list"} <= names
+    assert found.structured_content is not None
+    tools = found.structured_content["tools"]
+    assert tools[0]["name"] == "everything__get-sum" and len(tools) <= 3
+    assert set(tools[0]["inputSchema"]["properties"]) == {"a", "b"}
+    assert found.structured_content["searched"] >= 10
+    assert not summed.is_error and "5" in summed.content[0].text  # type: ignore[union-attr]
+    assert nothing.structured_content is not None and nothing.structured_content["tools"] == []
+
+    async with running_hangar(
+        config, short_tmp / "ctl2.sock", serve_args=["--profile", "everything-listed"]
+    ) as h:
+        full = tool_names(await h.client.list_tools())
+    assert {"time__convert_time", "everything__get-sum"} <= full and "hangar_search" not in full
