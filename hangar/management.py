@@ -21,11 +21,13 @@ from hangar.batch import (
     parse_batch,
     run_batch,
 )
+from hangar.cache import canonical
 from hangar.catalog import TOOL_SEPARATOR, Target, exposed_name
 from hangar.dispatch import CONTROL_TIMEOUT_S, Reply
 from hangar.profiles import Profile
 from hangar.progress import BatchProgress
 from hangar.protocol import RpcFailure
+from hangar.relay import INPUT_REQUIRED
 from hangar.search import SEARCH_TOOL, parse_limit
 from hangar.session import Exchange
 from workers import jsonrpc, tracing
@@ -264,6 +266,13 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
             from hangar.features.tools import check_arguments
 
             check_arguments(router, Target(batch_call.provider, own), listed, batch_call.arguments)
+        cache = router.caches.get(batch_call.provider)
+        key = canonical(own, batch_call.arguments) if cache is not None and cache.holds(own) else None
+        if cache is not None and key is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                router.figures.record(batch_call.provider, "tools/call", own, "cached", 0.0)
+                return Reply(hit.era, hit.body, False, cached=True), 0
         request: dict[str, Any] = {"name": own, "arguments": batch_call.arguments}
         if envelope is not None:
             request["_meta"] = envelope
@@ -281,7 +290,7 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
         )
         try:
             with span:
-                return await router.caller.call(
+                reply, attempts = await router.caller.call(
                     batch_call.provider,
                     "tools/call",
                     params,
@@ -295,6 +304,9 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
                 )
         finally:
             router.untrack(call_id)
+        if cache is not None and key is not None and not reply.rpc_error and INPUT_REQUIRED not in reply.body:
+            cache.put(key, reply.body, reply.era)
+        return reply, attempts
 
     def finished(index: int, batch_call: BatchCall, ok: bool) -> None:
         if progress is not None:

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from hangar import __version__
+from hangar.cache import CacheStatistics
 from hangar.figures import Histogram, RouterFigures
 
 PROVIDER_STATES = ("cold", "starting", "ready", "degraded", "restarting", "stopping", "dead")
@@ -34,11 +35,13 @@ class TreeCollector(Collector):
         providers: Callable[[], dict[str, Any]],
         in_flight: Callable[[str], int],
         supervisor: Callable[[], dict[str, Any]],
+        caches: Callable[[], dict[str, CacheStatistics]] = dict,
     ) -> None:
         self._router = router
         self._providers = providers
         self._in_flight = in_flight
         self._supervisor = supervisor
+        self._caches = caches
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily(
@@ -49,6 +52,25 @@ class TreeCollector(Collector):
         yield from self._router_families()
         yield from self._provider_families()
         yield from self._supervisor_families()
+        yield from self._cache_families()
+
+    def _cache_families(self) -> Iterator[Metric]:
+        hits = CounterMetricFamily(
+            "hangar_cache_hits", "Tool calls answered from the result cache", labels=["provider"]
+        )
+        misses = CounterMetricFamily(
+            "hangar_cache_misses", "Calls to cached tools that went to the provider", labels=["provider"]
+        )
+        entries = GaugeMetricFamily("hangar_cache_entries", "Results in the cache now", labels=["provider"])
+        size = GaugeMetricFamily(
+            "hangar_cache_bytes", "Bytes of results in the cache now", labels=["provider"]
+        )
+        for provider, figures in self._caches().items():
+            hits.add_metric([provider], float(figures.hits))
+            misses.add_metric([provider], float(figures.misses))
+            entries.add_metric([provider], float(figures.entries))
+            size.add_metric([provider], float(figures.bytes))
+        yield from (hits, misses, entries, size)
 
     def _router_families(self) -> Iterator[Metric]:
         figures = self._router

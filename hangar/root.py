@@ -345,6 +345,18 @@ class Root:
                 return await supervisor.request(ROUTER_ID, "summary", timeout_s=5.0)
             except (SupervisorError, CommandError, TimeoutError) as exc:
                 raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
+        if command == "cache_clear":  # the router keeps the results
+            target = args.get("id")
+            try:
+                result = await supervisor.request(ROUTER_ID, "cache_clear", timeout_s=5.0, id=target)
+            except CommandError as exc:
+                raise ControlError(
+                    exc.message, hint="hangar ctl status lists the ids", type=exc.type
+                ) from exc
+            except (SupervisorError, TimeoutError) as exc:
+                raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
+            self.audit.record("command", command=command, id=target, actor=actor, outcome="ok")
+            return result
         if command in ("start", "stop", "restart"):
             child_id = self._known(providers, args.get("id"))
             try:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hangar import __version__, protocol
+from hangar.cache import ResultCache
 from hangar.call_audit import who_of, who_var
 from hangar.calls import Caller
 from hangar.catalog import Catalog
@@ -108,6 +109,11 @@ class Router:
             reserved=MANAGEMENT_NAMES,
             exposure_of=self.exposure_of,
         )
+        self.caches = {  # per provider or group with `cache:`
+            entry: ResultCache(kept)
+            for entry in self.public
+            if (kept := self.exposure_of(entry).cache) is not None
+        }
         self.sessions: weakref.WeakSet[ClientSession] = weakref.WeakSet()
         self.calls: dict[int, Exchange] = {}  # call id -> the exchange a forwarded request serves
         self.parked: dict[int, Parked] = {}  # 2026-07-28 calls waiting for the client's input
@@ -193,6 +199,13 @@ class Router:
         index = ToolIndex(tools.provider_tools(self, profile))
         self._indexes[key] = (self.catalog.version, index)
         return index
+
+    def clear_caches(self, entry: str | None = None) -> dict[str, int]:
+        """Empty the result cache of `entry` (None: every one); the results forgotten, per entry."""
+        if entry is not None and entry not in self.public:
+            raise ValueError(f"unknown provider {entry!r}; known: {', '.join(self.public)}")
+        chosen = [entry] if entry is not None else list(self.caches)
+        return {e: self.caches[e].clear() for e in chosen if e in self.caches}
 
     def lists_of(self, entry: str) -> Lists:
         group = self.groups.get(entry)

@@ -102,6 +102,11 @@ async def main() -> None:
     async def on_command(op: str, args: dict[str, Any]) -> Any:
         if op == "summary":
             return rates.summary()
+        if op == "cache_clear":
+            try:
+                return {"cleared": router.clear_caches(args.get("id"))}
+            except ValueError as exc:
+                raise CommandError("unknown_id", str(exc)) from None
         raise CommandError("unknown_command", f"router does not know the command {op!r}")
 
     async def sample() -> None:

@@ -79,6 +79,20 @@ class RetrySpec:
     retry_on: tuple[str, ...] = ()  # error types retried even after reaching the provider
 
 
+DEFAULT_CACHE_ENTRIES = 1000  # results kept per provider at most ...
+DEFAULT_CACHE_BYTES = 16 * 2**20  # ... and bytes of them: the least recently used go first
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Results of idempotent tools kept by the router (`hangar.cache`)."""
+
+    ttl_s: float
+    tools: tuple[str, ...]  # globs on the provider's own tool names
+    max_entries: int = DEFAULT_CACHE_ENTRIES
+    max_bytes: int = DEFAULT_CACHE_BYTES
+
+
 @dataclass(frozen=True)
 class Exposure:
     """What clients see of a provider's (or group's) lists, and what their calls must hold.
@@ -100,6 +114,7 @@ class Exposure:
     rename: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
     validate_arguments: bool | None = None  # check calls against inputSchema; None: the config's default
+    cache: CacheSpec | None = None  # results of these tools kept; None: nothing cached
 
 
 @dataclass(frozen=True)

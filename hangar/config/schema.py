@@ -53,6 +53,7 @@ from hangar.config.values import (
     ENVIRON,
     EXTENSION_PREFIX,
     REMOTE_TYPES,
+    ByteSize,
     Choice,
     Command,
     Count,
@@ -81,6 +82,7 @@ from hangar.config.values import (
 )
 from supervisors.spec import BackoffPolicy, Restart
 from workers.spec import (
+    CacheSpec,
     Exposure,
     ProtocolChoice,
     ProviderMode,
@@ -249,6 +251,28 @@ def _spec_value(value: Any) -> Any:
 
 
 Pattern = Annotated[str, AfterValidator(nonempty("pattern"))]
+_CACHE = CacheSpec(ttl_s=0, tools=())
+
+
+def _some_patterns(tools: list[str]) -> list[str]:
+    if not tools:
+        raise problem("name the tools whose results may be kept (globs); nothing is cached by default")
+    return tools
+
+
+class Cache(Subsection):
+    """`cache`: results of idempotent tools kept for `ttl_s` (`hangar.cache`)."""
+
+    missing_key: ClassVar[str] = "cache needs {key}"
+    ttl_s: Positive
+    tools: Annotated[list[Pattern], AfterValidator(_some_patterns)]
+    max_entries: PositiveCount = _CACHE.max_entries
+    max_bytes: ByteSize = _CACHE.max_bytes
+
+    def to_spec(self) -> CacheSpec:
+        return CacheSpec(self.ttl_s, tuple(self.tools), self.max_entries, self.max_bytes)
+
+
 ToolName = Annotated[str, AfterValidator(nonempty("tool name"))]
 
 
@@ -274,6 +298,7 @@ class _Exposed(Section):
     rename: Annotated[dict[str, ToolName], AfterValidator(_distinct_names)] = {}
     descriptions: dict[str, str] = {}
     validate_arguments: StrictBool | None = None  # default: the top-level key's
+    cache: Cache | None = None
 
     def exposure(self) -> Exposure:
         return Exposure(
@@ -281,13 +306,14 @@ class _Exposed(Section):
             rename=dict(self.rename),
             descriptions=dict(self.descriptions),
             validate_arguments=self.validate_arguments,
+            cache=self.cache.to_spec() if self.cache is not None else None,
         )
 
 
 EXPOSURE_LISTS = tuple(
     f"{way}_{kind}" for kind in ("tools", "prompts", "resources") for way in ("include", "exclude")
 )
-EXPOSURE_KEYS = frozenset((*EXPOSURE_LISTS, "rename", "descriptions", "validate_arguments"))
+EXPOSURE_KEYS = frozenset((*EXPOSURE_LISTS, "rename", "descriptions", "validate_arguments", "cache"))
 
 
 class _Supervised(Section):

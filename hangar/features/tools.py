@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hangar import management, relay
+from hangar.cache import canonical
 from hangar.call_audit import who_of
 from hangar.catalog import TOOL_SEPARATOR, Target
 from hangar.dispatch import REPLY_MARGIN_S, Reply
@@ -192,8 +193,23 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
         params = jsonrpc.with_members(exchange.params, {"name": target.name})
     else:
         params = bytes(exchange.raw_params)
+    keep = None
+    cache = router.caches.get(target.entry)
+    if cache is not None and cache.holds(target.name):
+        arguments = exchange.params.get("arguments")
+        key = canonical(target.name, jsonrpc.value(arguments) if arguments is not None else {})
+        hit = cache.get(key)
+        if hit is not None:
+            router.figures.record(target.entry, TOOLS_CALL, target.name, "cached", 0.0)
+            relay.answer(exchange, hit.body, False, hit.era)
+            return
+
+        def keep(reply: Reply) -> None:
+            if not reply.rpc_error:
+                cache.put(key, reply.body, reply.era)
+
     try:
-        await relay.forward(router, exchange, target.entry, "tools/call", params, label=label)
+        await relay.forward(router, exchange, target.entry, "tools/call", params, label=label, on_reply=keep)
     except CallError as exc:
         exchange.result(error_result(router, exchange, exc.data))
 
@@ -212,7 +228,7 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
         return None
     name = jsonrpc.value(raw_name)
     target = router.catalog.tool(name) if isinstance(name, str) else None
-    if target is None or target.entry in router.groups:
+    if target is None or target.entry in router.groups or target.entry in router.caches:
         return None
     spec = router.specs[target.entry]
     view = router.views[target.entry]

@@ -762,6 +762,7 @@ async def serve_from_environment(
         lambda: {view.id: view.reported() for view in router.views.values()},
         router.dispatcher.in_flight,
         lambda: supervisor_figures,
+        lambda: {entry: cache.statistics() for entry, cache in router.caches.items()},
     )
     from hangar.fronts.admin import AdminApi
 

@@ -182,7 +182,7 @@ def test_config_check_and_serve_report_every_mistake_at_once(tmp_path, short_tmp
         "restart, backoff, intensity, period_s, health_check_interval_s, max_consecutive_failures, "
         "circuit_breaker, retry, namespace, protocol, warm, description, disabled, include_tools, "
         "exclude_tools, include_prompts, exclude_prompts, include_resources, exclude_resources, rename, "
-        "descriptions, validate_arguments, memory, cpus",
+        "descriptions, validate_arguments, cache, memory, cpus",
     ]
     assert "hint: did you mean 'command'?" in checked.stderr
     assert not (short_tmp / "s.sock").exists()

@@ -96,6 +96,11 @@ async def test_call_to_a_filtered_tool_is_refused_as_filtered(write_config: Any,
     assert unknown.is_error and "tool_filtered" not in str(unknown.structured_content)
 
 
+def ctl(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "hangar", "ctl", "--socket", str(socket), *args]
+    return subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
+
+
 def config_check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hangar", "config", "check", str(path)],
@@ -308,3 +313,43 @@ async def test_search_mode_lists_hangar_search_and_the_pinned_and_finds_the_rest
     ) as h:
         full = tool_names(await h.client.list_tools())
     assert {"time__convert_time", "everything__get-sum"} <= full and "hangar_search" not in full
+
+
+# ---------------------------------------------------------------------------- result cache
+
+
+def text_of(result: Any) -> str:
+    return str(result.content[0].text)
+
+
+async def test_cached_tool_results_are_answered_without_the_provider(
+    write_config: Any, short_tmp: Path, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls.log"
+    config = write_config(
+        {"fx": fixture_provider(env={"CALL_LOG": str(calls)}, cache={"ttl_s": 3600, "tools": ["tally"]})}
+    )
+    async with running_hangar(config, short_tmp / "ctl.sock") as h:
+        first = await h.client.call_tool("fx__tally", {"key": "a", "times": 1})
+        again = await h.client.call_tool("fx__tally", {"times": 1, "key": "a"})  # the same, reordered
+        other = await h.client.call_tool("fx__tally", {"key": "b"})
+        failed = [await h.client.call_tool("fx__tally", {"key": "f", "fail": True}) for _ in range(2)]
+        repeat = {"provider": "fx", "tool": "tally", "arguments": {"key": "a", "times": 1}}
+        new = {"provider": "fx", "tool": "tally", "arguments": {"key": "c"}}
+        batch = await h.client.call_tool("hangar_call", {"calls": [repeat, new]})
+        uncached = [await h.client.call_tool("fx__echo", {"text": "x"}) for _ in range(2)]
+        cleared = ctl(h.socket, "cache", "clear", "fx", "--json")
+        unknown = ctl(h.socket, "cache", "clear", "nope")
+        after_clear = await h.client.call_tool("fx__tally", {"key": "a", "times": 1})
+    assert (text_of(first), text_of(again), text_of(other)) == ("a #1", "a #1", "b #1")
+    assert all(result.is_error for result in failed)  # an isError result is never kept
+    assert batch.structured_content is not None
+    from_cache, fresh = batch.structured_content["results"]
+    assert from_cache["cached"] is True and from_cache["result"]["content"][0]["text"] == "a #1"
+    assert "cached" not in fresh and fresh["result"]["content"][0]["text"] == "c #1"
+    assert [text_of(result) for result in uncached] == ["x", "x"]
+    assert cleared.returncode == 0, cleared.stderr
+    assert json.loads(cleared.stdout) == {"cleared": {"fx": 3}}  # a, b and c
+    assert unknown.returncode == 65 and "unknown provider 'nope'" in unknown.stderr
+    assert text_of(after_clear) == "a #2"
+    assert calls.read_text().split() == ["a", "b", "f", "f", "c", "a"]

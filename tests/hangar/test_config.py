@@ -24,7 +24,7 @@ from hangar.config import (
 from hangar.config.schema import EXPOSURE_KEYS
 from hangar.errors import ConfigError
 from supervisors.spec import BackoffPolicy, Restart
-from workers.spec import Exposure, ProviderMode, ProviderSpec, RetrySpec, decode_spec, encode_spec
+from workers.spec import CacheSpec, Exposure, ProviderMode, ProviderSpec, RetrySpec, decode_spec, encode_spec
 
 
 def write(tmp_path: Path, text: str, name: str = "hangar.yaml") -> Path:
@@ -792,3 +792,22 @@ def test_validate_arguments_has_a_default_that_providers_and_groups_override(tmp
     assert config.tree.validate_arguments is True
     assert (a.exposure.validate_arguments, b.exposure.validate_arguments) == (None, False)
     assert config.groups[0].exposure.validate_arguments is True
+
+
+def test_cache_reaches_the_spec_with_its_bounds_and_needs_ttl_and_tools(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          time:
+            command: [srv]
+            cache: {ttl_s: 30, tools: ["get_*"], max_entries: 10, max_bytes: 1m}
+        """,
+    )
+    assert config.providers[0].exposure.cache == CacheSpec(30, ("get_*",), 10, 2**20)
+    path = write(tmp_path, "providers:\n  p:\n    command: [srv]\n    cache: {tools: []}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    text = str(raised.value)
+    assert "providers.p.cache: cache needs ttl_s" in text
+    assert "providers.p.cache.tools: name the tools whose results may be kept" in text

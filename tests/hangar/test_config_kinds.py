@@ -90,7 +90,7 @@ def test_container_problems_are_reported_together(tmp_path: Path) -> None:
         "protocol, warm, description, disabled, "
         "include_tools, exclude_tools, include_prompts, exclude_prompts, include_resources, "
         "exclude_resources, "
-        "rename, descriptions, validate_arguments, memory, cpus",
+        "rename, descriptions, validate_arguments, cache, memory, cpus",
     ]
 
 
@@ -132,7 +132,7 @@ def test_remote_problems(tmp_path: Path) -> None:
         "warm, description, disabled, "
         "include_tools, exclude_tools, include_prompts, exclude_prompts, include_resources, "
         "exclude_resources, "
-        "rename, descriptions, validate_arguments",
+        "rename, descriptions, validate_arguments, cache",
     ]
 
 
