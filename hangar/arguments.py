@@ -10,7 +10,7 @@ Validators are built once per schema, when the first call needs one, and kept un
 listing changes. Two of them: `jsonschema`, the authority, which knows every dialect and says
 where and why arguments fail; and, where the schema reads the same in draft-07 (no keyword of
 the later drafts, no `$ref` with siblings or outside the schema), `fastjsonschema`'s generated
-code, which answers a valid call in ~2 µs where `jsonschema` takes 15-90 µs
+code, which answers a valid call in a few µs where `jsonschema` takes 15-160 µs
 (docs/performance.md). Only what the fast one rejects is checked again by the authority, so a
 call is refused exactly when `jsonschema` says so. Neither fills in defaults, checks formats
 or fetches anything.
