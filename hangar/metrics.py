@@ -56,12 +56,14 @@ class TreeCollector(Collector):
 
     def _cache_families(self) -> Iterator[Metric]:
         hits = CounterMetricFamily(
-            "hangar_cache_hits", "Tool calls answered from the result cache", labels=["provider"]
+            "hangar_cache_hit_calls", "Tool calls answered from the result cache", labels=["provider"]
         )
         misses = CounterMetricFamily(
-            "hangar_cache_misses", "Calls to cached tools that went to the provider", labels=["provider"]
+            "hangar_cache_missed_calls",
+            "Calls to cached tools that went to the provider",
+            labels=["provider"],
         )
-        entries = GaugeMetricFamily("hangar_cache_entries", "Results in the cache now", labels=["provider"])
+        entries = GaugeMetricFamily("hangar_cache_results", "Results in the cache now", labels=["provider"])
         size = GaugeMetricFamily(
             "hangar_cache_bytes", "Bytes of results in the cache now", labels=["provider"]
         )
@@ -114,7 +116,7 @@ class TreeCollector(Collector):
         for reason, count in figures.rejected.items():
             rejected.add_metric([reason], float(count))
         refusals = CounterMetricFamily(
-            "hangar_profile_refusals",
+            "hangar_profile_refused_calls",
             "Calls and reads refused as outside the client's profile (not_in_profile)",
             labels=["profile", "provider"],
         )

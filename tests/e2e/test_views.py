@@ -230,7 +230,7 @@ async def test_two_http_tokens_with_two_profiles_see_two_tool_lists(
     assert not time_call.is_error and not all_call.is_error
     assert error_of(echo_call)["type"] == "not_in_profile"
     assert status == 200
-    assert 'hangar_profile_refusals_total{profile="echoer",provider="time"} 1.0' in metrics.decode()
+    assert 'hangar_profile_refused_calls_total{profile="echoer",provider="time"} 1.0' in metrics.decode()
 
 
 # ---------------------------------------------------------------------------- argument validation
