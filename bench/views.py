@@ -40,7 +40,7 @@ SERVERS = ("everything", "time", "memory", "filesystem", "git")
 COPIES = 10  # of the five servers: 50 providers
 BYTES_PER_TOKEN = 4  # the usual rough figure for English and JSON
 TARGET_RECALL = 0.9
-CHECKS = 20_000  # in-process checks per schema
+CHECKS = 20_000  # in-process checks per schema (a tenth in quick mode)
 LARGE_SCHEMA = {  # a tool with many typed and constrained parameters (as filesystem or git servers list)
     "type": "object",
     "properties": {
@@ -70,7 +70,7 @@ LARGE_ARGUMENTS = {
 
 
 def check_cost_us(
-    schema: dict[str, Any], arguments: dict[str, Any], *, authority_only: bool = False
+    schema: dict[str, Any], arguments: dict[str, Any], checks_n: int, *, authority_only: bool = False
 ) -> list[float]:
     """Microseconds per check, in batches of 1000, with the validators built once beforehand.
 
@@ -91,7 +91,7 @@ def check_cost_us(
             checks.check("tool", schema, arguments)
 
     per_batch = []
-    for _ in range(CHECKS // 1000):
+    for _ in range(checks_n // 1000):
         started = time.perf_counter()
         for _ in range(1000):
             once()
@@ -176,17 +176,33 @@ def name_match_recall(queries: list[dict[str, Any]], k: int) -> float:
 
 
 async def search_recall(ctx: Context) -> dict[str, Any]:
-    providers = {server: bench_provider(tools=real_tools(server)) for server in SERVERS}
+    """recall@5 through hangar's hangar_search (quick mode: the same index, in process)."""
     queries = json.loads((FIXTURES / "search_queries.json").read_text())["queries"]
-    config = write_config(ctx.new_dir("views-recall"), providers, tool_listing="search")
     missed = []
-    async with hangar_session(ctx, "views-recall", config) as h:
+    if ctx.quick:
+        from hangar.catalog import exposed_name
+        from hangar.search import ToolIndex
+
+        index = ToolIndex(
+            [
+                {**tool, "name": exposed_name(server, tool["name"], namespaced=True)}
+                for server in SERVERS
+                for tool in real_tools(server)
+            ]
+        )
         for case in queries:
-            result = await h.client.call_tool("hangar_search", {"query": case["query"], "limit": 5})
-            check_ok(result, "hangar_search")
-            found = {tool["name"] for tool in result.structured_content["tools"]}
-            if not found & set(case["tools"]):
+            if not {tool["name"] for tool in index.search(case["query"], 5)} & set(case["tools"]):
                 missed.append(case["query"])
+    else:
+        providers = {server: bench_provider(tools=real_tools(server)) for server in SERVERS}
+        config = write_config(ctx.new_dir("views-recall"), providers, tool_listing="search")
+        async with hangar_session(ctx, "views-recall", config) as h:
+            for case in queries:
+                result = await h.client.call_tool("hangar_search", {"query": case["query"], "limit": 5})
+                check_ok(result, "hangar_search")
+                found = {tool["name"] for tool in result.structured_content["tools"]}
+                if not found & set(case["tools"]):
+                    missed.append(case["query"])
     recall = 1 - len(missed) / len(queries)
     return row(
         f"hangar_search recall@5, {len(queries)} fixed queries over 5 real servers' 50 tools",
@@ -224,12 +240,13 @@ async def run(ctx: Context) -> dict[str, Any]:
         lat = await interleaved({"checked": via("checked__echo"), "unchecked": via("echo__echo")}, n)
     checked, unchecked = lat["checked"]["ms"], lat["unchecked"]["ms"]
     echo_schema, bad = BENCH_TOOLS[0]["inputSchema"], {**LARGE_ARGUMENTS, "limit": 0}
-    small = check_cost_us(echo_schema, {"text": "x"})
-    small_alone = check_cost_us(echo_schema, {"text": "x"}, authority_only=True)
-    large = check_cost_us(LARGE_SCHEMA, LARGE_ARGUMENTS)
-    large_alone = check_cost_us(LARGE_SCHEMA, LARGE_ARGUMENTS, authority_only=True)
-    invalid = check_cost_us(LARGE_SCHEMA, bad)
-    invalid_alone = check_cost_us(LARGE_SCHEMA, bad, authority_only=True)
+    checks_n = CHECKS // 10 if ctx.quick else CHECKS
+    small = check_cost_us(echo_schema, {"text": "x"}, checks_n)
+    small_alone = check_cost_us(echo_schema, {"text": "x"}, checks_n, authority_only=True)
+    large = check_cost_us(LARGE_SCHEMA, LARGE_ARGUMENTS, checks_n)
+    large_alone = check_cost_us(LARGE_SCHEMA, LARGE_ARGUMENTS, checks_n, authority_only=True)
+    invalid = check_cost_us(LARGE_SCHEMA, bad, checks_n)
+    invalid_alone = check_cost_us(LARGE_SCHEMA, bad, checks_n, authority_only=True)
     added = median(checked) - median(unchecked) if checked and unchecked else None
     return {
         "title": TITLE,
@@ -237,7 +254,7 @@ async def run(ctx: Context) -> dict[str, Any]:
             "Listing sizes: the tools of the client's tools/list as JSON (~tokens: bytes / 4). "
             f"Validation: {n} sequential `echo` calls per path through one hangar (after 50 warm-up calls), "
             "interleaved; and the check alone in process, "
-            f"{CHECKS} times per schema (batches of 1000; µs per check)."
+            f"{checks_n} times per schema (batches of 1000; µs per check)."
         ),
         "rows": [
             *search_rows,
