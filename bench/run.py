@@ -2,7 +2,7 @@
 
     python bench/run.py [--quick] [--only SCENARIO ...] [--peer | --no-peer] [--out bench/results]
 
-Scenarios: overhead, batch, cold_start, throughput, startup_memory, peer. `--quick` takes
+Scenarios: overhead, batch, cold_start, throughput, startup_memory, peer, views. `--quick` takes
 fewer samples and skips the peer unless `--peer` is given (full: the peer runs unless
 `--no-peer`). Every number is measured in this run against a baseline measured in this run.
 """
@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:
 
 import anyio  # noqa: E402
 
-from bench import batch, cold_start, harness, overhead, peer, startup_memory, throughput  # noqa: E402
+from bench import batch, cold_start, harness, overhead, peer, startup_memory, throughput, views  # noqa: E402
 
 SCENARIOS = {
     "overhead": overhead,
@@ -32,6 +32,7 @@ SCENARIOS = {
     "throughput": throughput,
     "startup_memory": startup_memory,
     "peer": peer,
+    "views": views,
 }
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"

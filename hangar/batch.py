@@ -116,6 +116,8 @@ async def run_batch(
                 entry.update(ok=False, error=exc.data, attempts=exc.attempts)
             else:
                 entry["attempts"] = attempts
+                if reply.cached:
+                    entry["cached"] = True
                 if reply.rpc_error:
                     entry.update(ok=False, error=_rpc_error(call, reply.body))
                 else:

@@ -7,6 +7,10 @@ reachable; a `namespace: false` provider's URIs are passed through. Names longer
 characters (clients reject them) are shortened deterministically: their first 57 characters,
 `_`, and 6 hex digits of their SHA-1.
 
+What an entry's `Exposure` hides is left out (`hangar.exposure`), and its renamed tools are
+listed under their new names; the names hidden tools would have are kept, so a call to one is
+told `tool_filtered` rather than that no such tool exists.
+
 The catalog is rebuilt, lazily, whenever a provider's lists change; it also keeps the encoded
 list results, so a `tools/list` is answered from bytes.
 """
@@ -23,6 +27,8 @@ import msgspec
 import structlog
 
 from hangar.config.values import TOOL_SEPARATOR
+from hangar.exposure import View
+from workers.spec import Exposure
 from workers.status import Lists
 
 MAX_NAME_LENGTH = 64  # what clients accept (SEP-986)
@@ -61,6 +67,8 @@ class _Built:
     tool_targets: dict[str, Target] = field(default_factory=dict)
     prompt_targets: dict[str, Target] = field(default_factory=dict)
     template_targets: dict[str, Target] = field(default_factory=dict)  # exposed template -> its own
+    filtered_tools: dict[str, Target] = field(default_factory=dict)  # the names hidden tools would have
+    input_schemas: dict[str, Any] = field(default_factory=dict)  # a listed tool's name -> its inputSchema
     uri_owners: dict[str, list[str]] = field(default_factory=dict)  # a provider's own URI -> entries
     template_patterns: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
     capabilities: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +83,7 @@ class Catalog:
         namespaced: whether an entry's names are prefixed.
         lists_of: the current lists of an entry.
         reserved: names that belong to hangar itself (its management tools).
+        exposure_of: what clients may see of an entry (default: everything).
     """
 
     def __init__(
@@ -83,8 +92,13 @@ class Catalog:
         namespaced: Callable[[str], bool],
         lists_of: Callable[[str], Lists],
         reserved: frozenset[str] = frozenset(),
+        exposure_of: Callable[[str], Exposure] | None = None,
     ) -> None:
         self.entries = list(entries)
+        everything = View(Exposure())
+        self.views = {
+            entry: View(exposure_of(entry)) if exposure_of is not None else everything for entry in entries
+        }
         self._namespaced = namespaced
         self._lists_of = lists_of
         self._reserved = reserved
@@ -124,6 +138,14 @@ class Catalog:
     def tool(self, name: str) -> Target | None:
         return self.built.tool_targets.get(name)
 
+    def input_schema(self, name: str) -> Any:
+        """The `inputSchema` a tool was listed with (None: not listed, or listed without one)."""
+        return self.built.input_schemas.get(name)
+
+    def filtered_tool(self, name: str) -> Target | None:
+        """The tool a listed name would lead to, had the config not hidden it."""
+        return self.built.filtered_tools.get(name)
+
     def prompt(self, name: str) -> Target | None:
         return self.built.prompt_targets.get(name)
 
@@ -150,7 +172,7 @@ class Catalog:
         built = self.built
         if uri.startswith(URI_SCHEME):
             entry, _, own = uri[len(URI_SCHEME) :].partition("/")
-            if entry in self.entries and own:
+            if entry in self.entries and own and self.views[entry].shows_resource(own):
                 return Target(entry, own)
         owners = built.uri_owners.get(uri)
         if owners:
@@ -159,7 +181,7 @@ class Catalog:
             if pattern.fullmatch(uri):
                 return Target(entry, uri)
         offering = [e for e in self.entries if "resources" in (self._lists_of(e).get("capabilities") or {})]
-        if len(offering) == 1:
+        if len(offering) == 1 and self.views[offering[0]].shows_resource(uri):
             return Target(offering[0], uri)
         return None
 
@@ -174,19 +196,32 @@ class Catalog:
         for entry in self.entries:
             lists = self._lists_of(entry)
             namespaced = self._namespaced(entry)
+            view = self.views[entry]
             for tool in lists.get("tools", []):
-                self._add_named(built.tools, built.tool_targets, entry, tool, namespaced, "tool")
+                own = tool.get("name") if isinstance(tool.get("name"), str) else None
+                if own is not None and not view.shows_tool(own):
+                    hidden = exposed_name(entry, view.tool_name(own), namespaced=namespaced)
+                    built.filtered_tools.setdefault(hidden, Target(entry, own))
+                    continue
+                listed = view.tool(tool)
+                added = self._add_named(
+                    built.tools, built.tool_targets, entry, listed, namespaced, "tool", own
+                )
+                if added is not None:
+                    built.input_schemas[added] = tool.get("inputSchema")
             for prompt in lists.get("prompts", []):
+                if isinstance(prompt.get("name"), str) and not view.shows_prompt(prompt["name"]):
+                    continue
                 self._add_named(built.prompts, built.prompt_targets, entry, prompt, namespaced, "prompt")
             for resource in lists.get("resources", []):
                 uri = resource.get("uri")
-                if not isinstance(uri, str):
+                if not isinstance(uri, str) or not view.shows_resource(uri):
                     continue
                 built.uri_owners.setdefault(uri, []).append(entry)
                 built.resources.append({**resource, "uri": exposed_uri(entry, uri, namespaced=namespaced)})
             for template in lists.get("resource_templates", []):
                 uri_template = template.get("uriTemplate")
-                if not isinstance(uri_template, str):
+                if not isinstance(uri_template, str) or not view.shows_resource(uri_template):
                     continue
                 if not namespaced:
                     built.template_patterns.append((template_pattern(uri_template), entry))
@@ -204,18 +239,24 @@ class Catalog:
         item: dict[str, Any],
         namespaced: bool,
         kind: str,
-    ) -> None:
+        own: str | None = None,
+    ) -> str | None:
+        """Add `item` under its exposed name, leading to `own` (default: its name) at `entry`.
+
+        Returns the exposed name (None: not added).
+        """
         name = item.get("name")
         if not isinstance(name, str) or not name:
-            return
+            return None
         exposed = exposed_name(entry, name, namespaced=namespaced)
         taken = targets.get(exposed)
         if taken is not None or exposed in self._reserved:
             owner = taken.entry if taken is not None else "hangar"
             log.warning(f"{kind}_name_clash", name=exposed, kept=owner, dropped=entry)
-            return
-        targets[exposed] = Target(entry, name)
+            return None
+        targets[exposed] = Target(entry, own or name)
         items.append({**item, "name": exposed})
+        return exposed
 
 
 def _signatures(built: _Built) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from hangar import __version__
-from hangar.config import describe, load_config
+from hangar.config import describe, exposure_warnings, load_config
 from hangar.errors import EX_CONFIG, ConfigError, HangarError
 from hangar.paths import ENV_CTL_SOCKET
 from hangar.tree import ENV_HTTP_HOST, ROUTER_MODULE, ZYGOTES  # the router reads the same variable
@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve a non-loopback address without bearer tokens",
     )
+    serve.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="show the stdio client only what this profile of the config holds (default: everything)",
+    )
     serve.set_defaults(handler=_serve)
 
     config = commands.add_parser("config", help="work with config files")
@@ -115,13 +120,26 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"hangar: bad config: {exc}", file=sys.stderr)
         return EX_CONFIG
+    profiles = [profile.name for profile in config.profiles]
+    if args.profile is not None and args.http:
+        print("hangar serve: --profile is for stdio; over HTTP, tokens name their profiles", file=sys.stderr)
+        return EX_USAGE
+    if args.profile is not None and args.profile not in profiles:
+        known = ", ".join(profiles) or "none configured"
+        print(
+            f"hangar: bad config: {config.path}: no profile {args.profile!r} (profiles: {known})",
+            file=sys.stderr,
+        )
+        return EX_CONFIG
     configure_logging("root", args.log_level or config.log_level)
     os.environ.setdefault(ENV_LOG_LEVEL, args.log_level or config.log_level)
     from hangar.root import HttpOptions, Root  # keeps `hangar ctl` and `config check` light
 
     http = HttpOptions(args.host, args.port, args.allow_unauthenticated) if args.http else None
     try:
-        root = Root(config, Path(args.socket) if args.socket else None, http, name=args.name)
+        root = Root(
+            config, Path(args.socket) if args.socket else None, http, name=args.name, profile=args.profile
+        )
         return asyncio.run(root.run())
     except ConfigError as exc:
         print(f"hangar: {exc}", file=sys.stderr)
@@ -137,6 +155,8 @@ def _config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"hangar: bad config: {exc}", file=sys.stderr)
         return EX_CONFIG
+    for warning in exposure_warnings(config):
+        print(warning, file=sys.stderr)
     print(describe(config))
     return 0
 
@@ -189,6 +209,9 @@ def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
         action(name, help_text).add_argument("ids", nargs="+", metavar="ID", help="provider or group ids")
     warm = action("warm", "start providers in parallel, so their first calls are fast")
     warm.add_argument("ids", nargs="*", metavar="ID", help="provider or group ids (default: every provider)")
+    cache = action("cache", "the router's cached tool results (`cache:` in the config)")
+    cache.add_argument("op", choices=["clear"], help="clear: forget cached results")
+    cache.add_argument("id", nargs="?", metavar="ID", help="a provider or group (default: every one)")
     logs = action("logs", "a provider's recent stderr and hangar's log lines about it")
     logs.add_argument("id", metavar="ID", help="a provider id, or 'router'")
     logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="how many lines (default 50)")

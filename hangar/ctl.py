@@ -337,6 +337,23 @@ def steer(ctl: Ctl) -> int:
     return _many(ctl, command, targets, lambda target: ctl.ask(command, socket, id=target), concurrency=1)
 
 
+def cache(ctl: Ctl) -> int:
+    """`cache clear [ID]`: forget the router's cached results of one provider or group, or all."""
+    result = ctl.ask("cache_clear", id=ctl.args.id)
+    if ctl.json:
+        ctl.print_json(result)
+        return EX_OK
+    cleared: dict[str, int] = result.get("cleared") or {}
+    if not cleared:
+        ctl.print(
+            Text(f"no cache{' for ' + ctl.args.id if ctl.args.id else ''} (see `cache:` in the config)")
+        )
+        return EX_OK
+    for entry, count in cleared.items():
+        ctl.print(Text(f"{entry}: {count} cached result{'' if count == 1 else 's'} cleared"))
+    return EX_OK
+
+
 def warm(ctl: Ctl) -> int:
     socket = ctl.socket()
     ids: list[str] = ctl.args.ids or [row["id"] for row in ctl.ask("status", socket)]
@@ -478,6 +495,7 @@ ACTIONS: dict[str, Callable[[Ctl], int]] = {
     "stop": steer,
     "restart": steer,
     "warm": warm,
+    "cache": cache,
     "logs": logs,
     "audit": audit,
 }

@@ -48,6 +48,7 @@ class Reply:
     era: Era
     body: bytes
     rpc_error: bool
+    cached: bool = False  # from the router's cache (`hangar.cache`), not the provider
 
 
 @dataclass(eq=False)

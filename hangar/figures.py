@@ -41,6 +41,11 @@ class RouterFigures:
     batch_sizes: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
     batch_seconds: Histogram = field(default_factory=lambda: Histogram(CALL_BUCKETS_S))
     rejected: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))  # HTTP, by reason
+    # (profile, provider) -> requests refused as outside the client's profile
+    refusals: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+
+    def refused(self, profile: str, provider: str) -> None:
+        self.refusals[(profile, provider)] += 1
 
     def record(self, provider: str, method: str, name: str, outcome: str, elapsed_s: float) -> None:
         self.calls[(provider, method, name, outcome)] += 1

@@ -22,10 +22,16 @@ from hangar.batch import (
     parse_batch,
     run_batch,
 )
+from hangar.cache import canonical
 from hangar.call_limits import LimitInfo
+from hangar.catalog import Target, exposed_name
+from hangar.config.values import TOOL_SEPARATOR
 from hangar.dispatch import CONTROL_TIMEOUT_S, Reply
+from hangar.profiles import Profile
 from hangar.progress import BatchProgress
 from hangar.protocol import RpcFailure
+from hangar.relay import INPUT_REQUIRED
+from hangar.search import SEARCH_TOOL, parse_limit
 from hangar.session import Exchange
 from workers import jsonrpc, tracing
 from workers.errors import CallError
@@ -146,7 +152,7 @@ TOOLS: list[dict[str, Any]] = [
     },
 ]
 
-NAMES = frozenset(tool["name"] for tool in TOOLS)
+NAMES = frozenset(tool["name"] for tool in [*TOOLS, SEARCH_TOOL])  # hangar_search: listed when searching
 
 
 def dashboard(rows: list[dict[str, Any]]) -> str:
@@ -198,9 +204,9 @@ async def call(router: Router, exchange: Exchange, name: str, args: Any) -> None
         if name == "hangar_call":
             payload = await _hangar_call(router, exchange, args)
         elif name == "hangar_list":
-            payload = {"providers": list_rows(router)}
+            payload = {"providers": list_rows(router, exchange.session.profile)}
         elif name == "hangar_status":
-            text = dashboard(list_rows(router))
+            text = dashboard(list_rows(router, exchange.session.profile))
             exchange.result(_result(router, exchange, {"content": [{"type": "text", "text": text}]}))
             return
         elif name == "hangar_warm":
@@ -210,6 +216,8 @@ async def call(router: Router, exchange: Exchange, name: str, args: Any) -> None
             if provider is not None and provider not in router.specs:  # a group member is asked by id too
                 provider = require_provider(router, provider)
             payload = health.report(router, provider)
+        elif name == "hangar_search":
+            payload = await _search(router, exchange, args)
         else:
             payload = await _about_one(router, exchange, name, args)
     except BatchInvalid as exc:
@@ -271,7 +279,28 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
             def on_progress(update: dict[str, Any]) -> None:
                 progress.step(index, batch_call.provider, update)
 
-        request: dict[str, Any] = {"name": batch_call.tool, "arguments": batch_call.arguments}
+        view = router.catalog.views[batch_call.provider]
+        own = view.own_tool(batch_call.tool)  # the tool as listed (renamed) or as the provider names it
+        profile = exchange.session.profile
+        listed = exposed_name(
+            batch_call.provider, view.tool_name(own), namespaced=router.namespaced(batch_call.provider)
+        )
+        if profile is not None and not profile.holds_tool(batch_call.provider, listed):
+            router.figures.refused(profile.name, batch_call.provider)
+            raise profile.refusal(f"tool {listed!r}")
+        view.check_tool(batch_call.provider, own)
+        if router.validates(batch_call.provider):
+            from hangar.features.tools import check_arguments
+
+            check_arguments(router, Target(batch_call.provider, own), listed, batch_call.arguments)
+        cache = router.caches.get(batch_call.provider)
+        key = canonical(own, batch_call.arguments) if cache is not None and cache.holds(own) else None
+        if cache is not None and key is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                router.figures.record(batch_call.provider, "tools/call", own, "cached", 0.0)
+                return Reply(hit.era, hit.body, False, cached=True), 0
+        request: dict[str, Any] = {"name": own, "arguments": batch_call.arguments}
         if envelope is not None:
             request["_meta"] = envelope
         params = jsonrpc.dumps(request)
@@ -288,13 +317,13 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
         )
         try:
             with span:
-                return await router.caller.call(
+                reply, attempts = await router.caller.call(
                     batch_call.provider,
                     "tools/call",
                     params,
                     era=exchange.era,
                     timeout_s=batch_call.timeout_s,
-                    label=batch_call.tool,
+                    label=own,
                     on_progress=on_progress,
                     batch_retries=max_retries,
                     call=call_id,
@@ -304,6 +333,9 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
                 )
         finally:
             router.untrack(call_id)
+        if cache is not None and key is not None and not reply.rpc_error and INPUT_REQUIRED not in reply.body:
+            cache.put(key, reply.body, reply.era)
+        return reply, attempts
 
     def finished(index: int, batch_call: BatchCall, ok: bool) -> None:
         if progress is not None:
@@ -341,9 +373,21 @@ async def _hangar_call(router: Router, exchange: Exchange, args: dict[str, Any])
     return payload
 
 
+async def _search(router: Router, exchange: Exchange, args: dict[str, Any]) -> dict[str, Any]:
+    query = args.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("query is required: a few words saying what the tool should do")
+    limit = parse_limit(args.get("limit"))
+    await router.discovery.wait(exchange.era)
+    index = router.search_index(exchange.session.profile)
+    found = index.search(query, limit)
+    return {"query": query, "tools": found, "searched": len(index.tools)}
+
+
 async def _warm(router: Router, exchange: Exchange, args: dict[str, Any]) -> dict[str, Any]:
     entries = parse_provider_list(args.get("providers"))
-    targets = [t for entry in entries for t in router.members_of(require_provider(router, entry))]
+    profile = exchange.session.profile
+    targets = [t for entry in entries for t in router.members_of(require_provider(router, entry, profile))]
     results = await asyncio.gather(
         *(router.dispatcher.control(t, "start", {"era": exchange.era.value}) for t in targets),
         return_exceptions=True,
@@ -360,7 +404,7 @@ async def _warm(router: Router, exchange: Exchange, args: dict[str, Any]) -> dic
 
 
 async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    entry = require_provider(router, args.get("provider"))
+    entry = require_provider(router, args.get("provider"), exchange.session.profile)
     if name == "hangar_tools":
         group = router.groups.get(entry)
         target = group.members[0].id if group else entry
@@ -369,11 +413,9 @@ async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[s
             lists = await router.dispatcher.control(
                 target, "lists", {"start": True, "era": exchange.era.value}, timeout_s=CONTROL_TIMEOUT_S
             )
-        from hangar.catalog import exposed_name
-        from hangar.config.values import TOOL_SEPARATOR
-
         namespaced = router.namespaced(entry)
-        tools = lists.get("tools", [])
+        view = router.catalog.views[entry]
+        tools = [view.tool(t) for t in lists.get("tools", []) if view.shows_tool(str(t.get("name")))]
         answer: dict[str, Any] = {"provider": entry, "tools": tools}
         renamed = {}  # names not exposed as <provider>__<name>: shortened, or not namespaced
         for tool in tools:
@@ -416,9 +458,19 @@ async def _steer(router: Router, exchange: Exchange, provider: str, op: str) -> 
     )
 
 
-def require_provider(router: Router, provider: Any) -> str:
+def require_provider(router: Router, provider: Any, profile: Profile | None = None) -> str:
+    """`provider` if it is a provider or group id (held by `profile`, if given).
+
+    Raises:
+        ValueError: it is none.
+        CallError: `not_in_profile`.
+    """
     if not isinstance(provider, str) or provider not in router.public:
-        raise ValueError(f"unknown provider {provider!r}; known: {', '.join(router.public)}")
+        known = profile.entries(router.public) if profile is not None else router.public
+        raise ValueError(f"unknown provider {provider!r}; known: {', '.join(known)}")
+    if profile is not None and not profile.holds_entry(provider):
+        router.figures.refused(profile.name, provider)
+        raise profile.refusal(f"provider {provider!r}")
     return provider
 
 
@@ -440,11 +492,11 @@ def _row(router: Router, provider_id: str) -> dict[str, Any]:
     }
 
 
-def list_rows(router: Router) -> list[dict[str, Any]]:
-    """`hangar_list`: one row per provider, a group with its members."""
+def list_rows(router: Router, profile: Profile | None = None) -> list[dict[str, Any]]:
+    """`hangar_list`: one row per provider (of the profile's), a group with its members."""
     rows = []
     views = router.views
-    for entry in router.public:
+    for entry in profile.entries(router.public) if profile is not None else router.public:
         group = router.groups.get(entry)
         if group is None:
             rows.append(_row(router, entry))

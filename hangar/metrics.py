@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from hangar import __version__
+from hangar.cache import CacheStatistics
 from hangar.call_limits import LimitInfo
 from hangar.figures import Histogram, RouterFigures
 
@@ -36,12 +37,14 @@ class TreeCollector(Collector):
         in_flight: Callable[[str], int],
         supervisor: Callable[[], dict[str, Any]],
         limits: Callable[[], dict[str, LimitInfo]] = dict,
+        caches: Callable[[], dict[str, CacheStatistics]] = dict,
     ) -> None:
         self._router = router
         self._providers = providers
         self._in_flight = in_flight
         self._supervisor = supervisor
         self._limits = limits
+        self._caches = caches
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily(
@@ -53,6 +56,27 @@ class TreeCollector(Collector):
         yield from self._limit_families()
         yield from self._provider_families()
         yield from self._supervisor_families()
+        yield from self._cache_families()
+
+    def _cache_families(self) -> Iterator[Metric]:
+        hits = CounterMetricFamily(
+            "hangar_cache_hit_calls", "Tool calls answered from the result cache", labels=["provider"]
+        )
+        misses = CounterMetricFamily(
+            "hangar_cache_missed_calls",
+            "Calls to cached tools that went to the provider",
+            labels=["provider"],
+        )
+        entries = GaugeMetricFamily("hangar_cache_results", "Results in the cache now", labels=["provider"])
+        size = GaugeMetricFamily(
+            "hangar_cache_bytes", "Bytes of results in the cache now", labels=["provider"]
+        )
+        for provider, figures in self._caches().items():
+            hits.add_metric([provider], float(figures.hits))
+            misses.add_metric([provider], float(figures.misses))
+            entries.add_metric([provider], float(figures.entries))
+            size.add_metric([provider], float(figures.bytes))
+        yield from (hits, misses, entries, size)
 
     def _router_families(self) -> Iterator[Metric]:
         figures = self._router
@@ -95,7 +119,23 @@ class TreeCollector(Collector):
         )
         for reason, count in figures.rejected.items():
             rejected.add_metric([reason], float(count))
-        yield from (tool_calls, requests, durations, in_flight, batch_calls, batch_seconds, rejected)
+        refusals = CounterMetricFamily(
+            "hangar_profile_refused_calls",
+            "Calls and reads refused as outside the client's profile (not_in_profile)",
+            labels=["profile", "provider"],
+        )
+        for (profile, provider), count in figures.refusals.items():
+            refusals.add_metric([profile, provider], float(count))
+        yield from (
+            tool_calls,
+            requests,
+            durations,
+            in_flight,
+            batch_calls,
+            batch_seconds,
+            rejected,
+            refusals,
+        )
 
     def _limit_families(self) -> Iterator[Metric]:
         limited = CounterMetricFamily(

@@ -23,6 +23,7 @@ import hmac
 import itertools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from workers.jsonrpc import Raw
 from workers.protocol import Era
 
 if TYPE_CHECKING:
+    from hangar.dispatch import Reply
     from hangar.router import Router
 
 INPUT_REQUIRED = b'"input_required"'
@@ -109,8 +111,11 @@ async def forward(
     *,
     label: str = "",
     timeout_s: float | None = None,
+    on_reply: Callable[[Reply], None] | None = None,
 ) -> None:
     """Forward the request, answer the exchange with the provider's answer.
+
+    `on_reply` sees the provider's complete answer to a handshake-era client (to keep it).
 
     Raises:
         CallError: the request ended without an answer from the provider.
@@ -150,6 +155,8 @@ async def forward(
     if reply.era is Era.MODERN and not reply.rpc_error and INPUT_REQUIRED in reply.body:
         await _fulfil_for_handshake_client(router, exchange, entry, method, params, reply.body, label, fields)
         return
+    if on_reply is not None:
+        on_reply(reply)
     answer(exchange, reply.body, reply.rpc_error, reply.era)
 
 

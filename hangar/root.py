@@ -34,6 +34,7 @@ from hangar.paths import Instance, default_control_socket, instance_dir, remove_
 from hangar.provider_tree import ProviderTree
 from hangar.systemd import Notifier
 from hangar.tree import (
+    ENV_PROFILE,
     PROVIDERS_ID,
     ROUTER_ID,
     ZYGOTES,
@@ -70,9 +71,11 @@ class Root:
         control_socket: Path | None,
         http: HttpOptions | None = None,
         name: str | None = None,
+        profile: str | None = None,
     ) -> None:
         self.config = config
         self.http = http
+        self.profile = profile  # the stdio client's (`hangar serve --profile`)
         self.name = name or Path(config.path).stem
         self.logbook = Logbook()  # each provider's recent log lines, for `ctl logs` and the admin API
         self.audit = AuditTrail(config.audit)
@@ -93,12 +96,14 @@ class Root:
         write_tree_spec(self.instance, self.config.tree)
         env = router_env(router_endpoint, self.instance)
         if self.http is None:
+            if self.profile is not None:
+                env[ENV_PROFILE] = self.profile
             client_in, client_out = _take_stdio()
             return stdio_router_spec(env, client_in, client_out), client_in
         from hangar.fronts.access import load_tokens
         from hangar.fronts.http import bind_socket, is_loopback
 
-        tokens = load_tokens(self.config.http)
+        tokens = load_tokens(self.config.http, profiles=[p.name for p in self.config.profiles])
         if not tokens and not is_loopback(self.http.host) and not self.http.allow_unauthenticated:
             raise ConfigError(
                 f"refusing to serve {self.http.host}:{self.http.port} without authentication",
@@ -339,6 +344,18 @@ class Root:
                 return await supervisor.request(ROUTER_ID, "summary", timeout_s=5.0)
             except (SupervisorError, CommandError, TimeoutError) as exc:
                 raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
+        if command == "cache_clear":  # the router keeps the results
+            target = args.get("id")
+            try:
+                result = await supervisor.request(ROUTER_ID, "cache_clear", timeout_s=5.0, id=target)
+            except CommandError as exc:
+                raise ControlError(
+                    exc.message, hint="hangar ctl status lists the ids", type=exc.type
+                ) from exc
+            except (SupervisorError, TimeoutError) as exc:
+                raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
+            self.audit.record("command", command=command, id=target, actor=actor, outcome="ok")
+            return result
         if command in ("start", "stop", "restart"):
             child_id = self._known(providers, args.get("id"))
             try:

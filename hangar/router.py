@@ -20,15 +20,16 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from hangar import __version__, protocol
+from hangar.cache import ResultCache
 from hangar.call_audit import who_of, who_var
 from hangar.calls import Caller
 from hangar.catalog import Catalog
-from hangar.config import GroupSpec
+from hangar.config import GroupSpec, ProfileSpec
 from hangar.dispatch import Dispatcher, ProviderView, initial_views
 from hangar.features import (
     client_requests,
@@ -43,6 +44,7 @@ from hangar.features import (
 from hangar.figures import RouterFigures
 from hangar.groups import Group
 from hangar.management import NAMES as MANAGEMENT_NAMES
+from hangar.profiles import Profile
 from hangar.protocol import RpcFailure
 from hangar.relay import Parked, RequestStates
 from hangar.session import ClientSession, Exchange
@@ -51,8 +53,12 @@ from workers import jsonrpc
 from workers import tracing as traces
 from workers.errors import CallError
 from workers.protocol import Era
-from workers.spec import ProviderSpec
+from workers.spec import Exposure, ProviderSpec
 from workers.status import Lists
+
+if TYPE_CHECKING:
+    from hangar.arguments import ArgumentChecks
+    from hangar.search import ToolIndex
 
 log = structlog.get_logger("hangar.router")
 
@@ -70,8 +76,18 @@ class Router:
         *,
         name: str = "hangar",
         version: str = __version__,
+        profiles: Sequence[ProfileSpec] = (),
+        validate_arguments: bool = False,
+        tool_listing: str = "full",
+        pinned: Sequence[str] = (),
     ) -> None:
         self.specs = {spec.id: spec for spec in specs}
+        self.profiles = {profile.name: Profile(profile) for profile in profiles}
+        self._validate_default = validate_arguments
+        self._argument_checks: ArgumentChecks | None = None
+        self.tool_listing = tool_listing
+        self.pinned = tuple(pinned)
+        self._indexes: dict[str | None, tuple[int, ToolIndex]] = {}  # per profile: catalog version, index
         self.groups = {group.id: Group(group, self.specs) for group in groups}
         self.public: list[str] = []  # what clients address: standalone providers and groups, in order
         for spec in specs:
@@ -88,7 +104,18 @@ class Router:
             on_ask=self._provider_request,
         )
         self.caller = Caller(self.dispatcher, self.specs, self.groups, self.figures)
-        self.catalog = Catalog(self.public, self.namespaced, self.lists_of, reserved=MANAGEMENT_NAMES)
+        self.catalog = Catalog(
+            self.public,
+            self.namespaced,
+            self.lists_of,
+            reserved=MANAGEMENT_NAMES,
+            exposure_of=self.exposure_of,
+        )
+        self.caches = {  # per provider or group with `cache:`
+            entry: ResultCache(kept)
+            for entry in self.public
+            if (kept := self.exposure_of(entry).cache) is not None
+        }
         self.sessions: weakref.WeakSet[ClientSession] = weakref.WeakSet()
         self.calls: dict[int, Exchange] = {}  # call id -> the exchange a forwarded request serves
         self.parked: dict[int, Parked] = {}  # 2026-07-28 calls waiting for the client's input
@@ -140,6 +167,47 @@ class Router:
         group = self.groups.get(entry)
         spec = group.members[0] if group else self.specs[entry]
         return spec.namespace
+
+    def exposure_of(self, entry: str) -> Exposure:
+        group = self.groups.get(entry)
+        return group.spec.exposure if group is not None else self.specs[entry].exposure
+
+    def validates(self, entry: str) -> bool:
+        """Whether calls to `entry`'s tools are checked against their inputSchema first."""
+        setting = self.exposure_of(entry).validate_arguments
+        return self._validate_default if setting is None else setting
+
+    @property
+    def argument_checks(self) -> ArgumentChecks:
+        if self._argument_checks is None:  # jsonschema: imported only where arguments are checked
+            from hangar.arguments import ArgumentChecks
+
+            self._argument_checks = ArgumentChecks()
+        return self._argument_checks
+
+    def searching(self, profile: Profile | None) -> bool:
+        """Whether a client with `profile` lists tools by search (`hangar.search`)."""
+        listing = profile.spec.tool_listing if profile is not None else None
+        return (listing or self.tool_listing) == "search"
+
+    def search_index(self, profile: Profile | None) -> ToolIndex:
+        """The index of the provider tools a client with `profile` holds, built once per catalog."""
+        key = profile.name if profile is not None else None
+        cached = self._indexes.get(key)
+        if cached is not None and cached[0] == self.catalog.version:
+            return cached[1]
+        from hangar.search import ToolIndex
+
+        index = ToolIndex(tools.provider_tools(self, profile))
+        self._indexes[key] = (self.catalog.version, index)
+        return index
+
+    def clear_caches(self, entry: str | None = None) -> dict[str, int]:
+        """Empty the result cache of `entry` (None: every one); the results forgotten, per entry."""
+        if entry is not None and entry not in self.public:
+            raise ValueError(f"unknown provider {entry!r}; known: {', '.join(self.public)}")
+        chosen = [entry] if entry is not None else list(self.caches)
+        return {e: self.caches[e].clear() for e in chosen if e in self.caches}
 
     def lists_of(self, entry: str) -> Lists:
         group = self.groups.get(entry)

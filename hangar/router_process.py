@@ -25,7 +25,7 @@ from hangar.config import read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
 from hangar.summary import SAMPLE_S
-from hangar.tree import ENV_INSTANCE_DIR, ENV_TRANSPORT, START_WORKER_TIMEOUT_S
+from hangar.tree import ENV_INSTANCE_DIR, ENV_PROFILE, ENV_TRANSPORT, START_WORKER_TIMEOUT_S
 from supervisors.child import ChildLink, CommandError, run
 from supervisors.errors import SupervisorCommandError
 from supervisors.logs import configure_logging
@@ -73,6 +73,10 @@ async def main() -> None:
         lambda views, **callbacks: Dispatcher(
             context, endpoint, views, start_worker=start_worker, **callbacks
         ),
+        profiles=tree.profiles,
+        validate_arguments=tree.validate_arguments,
+        tool_listing=tree.tool_listing,
+        pinned=tree.pinned,
     )
     dispatcher = router.dispatcher
     supervisor_figures: dict[str, Any] = {}
@@ -93,6 +97,11 @@ async def main() -> None:
     async def on_command(op: str, args: dict[str, Any]) -> Any:
         if op == "summary":
             return rates.summary(router.caller.limits.all_info())
+        if op == "cache_clear":
+            try:
+                return {"cleared": router.clear_caches(args.get("id"))}
+            except ValueError as exc:
+                raise CommandError("unknown_id", str(exc)) from None
         raise CommandError("unknown_command", f"router does not know the command {op!r}")
 
     async def sample() -> None:
@@ -119,7 +128,7 @@ async def main() -> None:
     async def serve_stdio() -> None:
         from hangar.fronts.stdio import StdioFront
 
-        await StdioFront(router, instance=instance).serve()
+        await StdioFront(router, instance=instance, profile=os.environ.get(ENV_PROFILE) or None).serve()
 
     async def serve_http() -> None:
         from hangar.fronts import http

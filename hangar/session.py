@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hangar.profiles import Profile
 from hangar.protocol import Envelope, level_permits
 from workers import jsonrpc
 from workers.jsonrpc import Raw, RequestId
@@ -61,6 +62,7 @@ class ClientSession:
     closed: bool = False
     registered: bool = False  # the router knows of it (for notifications to every session)
     principal: str | None = None  # who: an HTTP token's name (the audit trail, traces)
+    profile: Profile | None = None  # what it may see and call (`hangar.profiles`); None: everything
     _asks: dict[str, asyncio.Future[tuple[bool, bytes]]] = field(default_factory=dict)
     _ask_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 

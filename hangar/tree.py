@@ -45,6 +45,7 @@ ENV_INSTANCE_DIR = "HANGAR_INSTANCE_DIR"
 ENV_TRANSPORT = "HANGAR_TRANSPORT"
 ENV_HTTP_FD = "HANGAR_HTTP_FD"
 ENV_HTTP_HOST = "HANGAR_HTTP_HOST"
+ENV_PROFILE = "HANGAR_PROFILE"  # the profile of a stdio client (`hangar serve --profile`)
 # imported once per zygote, so workers and routers start by fork in milliseconds (the router's
 # zygote imports what its main module imports, not the module itself, which runs as __main__)
 ROUTER_MODULE = "hangar.router_process"

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -202,16 +202,22 @@ def router_node(tree: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def serve_command(config: Path, socket: Path) -> list[str]:
-    return [sys.executable, "-m", "hangar", "serve", "--config", str(config), "--socket", str(socket)]
+def serve_command(config: Path, socket: Path, *more: str) -> list[str]:
+    return [sys.executable, "-m", "hangar", "serve", "--config", str(config), "--socket", str(socket), *more]
 
 
 @asynccontextmanager
 async def running_hangar(
-    config: Path, socket: Path, *, mode: str = "legacy", message_handler: Any = None, **client_options: Any
+    config: Path,
+    socket: Path,
+    *,
+    mode: str = "legacy",
+    message_handler: Any = None,
+    serve_args: Sequence[str] = (),
+    **client_options: Any,
 ) -> AsyncIterator[Hangar]:
-    """`hangar serve` with the SDK's client on its stdio; `client_options` go to the `Client`."""
-    argv = serve_command(config, socket)
+    """`hangar serve` (with `serve_args`), the SDK client on its stdio; `client_options`: the `Client`."""
+    argv = serve_command(config, socket, *serve_args)
     params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(os.environ), cwd=str(REPO))
     async with Client(params, mode=mode, message_handler=message_handler, **client_options) as client:  # type: ignore[arg-type]
         yield Hangar(client, socket)

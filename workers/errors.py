@@ -25,6 +25,8 @@ class ErrorType(enum.StrEnum):
     PROVIDER_START_FAILED = "provider_start_failed"
     NO_MEMBER_AVAILABLE = "no_member_available"
     RATE_LIMITED = "rate_limited"  # over the provider's (or group's) `rate_limit`: not sent
+    TOOL_FILTERED = "tool_filtered"  # the config hides the tool from clients
+    NOT_IN_PROFILE = "not_in_profile"  # the client's profile does not hold the tool
     # reached a provider, or may have
     TIMEOUT = "timeout"
     PROVIDER_CRASHED = "provider_crashed"

@@ -87,6 +87,44 @@ class RetrySpec:
     retry_on: tuple[str, ...] = ()  # error types retried even after reaching the provider
 
 
+DEFAULT_CACHE_ENTRIES = 1000  # results kept per provider at most ...
+DEFAULT_CACHE_BYTES = 16 * 2**20  # ... and bytes of them: the least recently used go first
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Results of idempotent tools kept by the router (`hangar.cache`)."""
+
+    ttl_s: float
+    tools: tuple[str, ...]  # globs on the provider's own tool names
+    max_entries: int = DEFAULT_CACHE_ENTRIES
+    max_bytes: int = DEFAULT_CACHE_BYTES
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """What clients see of a provider's (or group's) lists, and what their calls must hold.
+
+    The router applies it; workers ignore it.
+
+    Patterns are shell-style globs (`fnmatch`) on the provider's own names (resources: on their
+    URIs, templates on their URI templates). No include patterns: everything is included;
+    exclude wins over include. `rename` and `descriptions` are keyed by the provider's own tool
+    names; a renamed tool is still namespaced (`<provider>__<new name>`).
+    """
+
+    include_tools: tuple[str, ...] = ()
+    exclude_tools: tuple[str, ...] = ()
+    include_prompts: tuple[str, ...] = ()
+    exclude_prompts: tuple[str, ...] = ()
+    include_resources: tuple[str, ...] = ()
+    exclude_resources: tuple[str, ...] = ()
+    rename: dict[str, str] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    validate_arguments: bool | None = None  # check calls against inputSchema; None: the config's default
+    cache: CacheSpec | None = None  # results of these tools kept; None: nothing cached
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     """One provider: how to run it, and how its worker supervises it."""
@@ -119,6 +157,7 @@ class ProviderSpec:
     weight: int = 1  # in its group
     priority: int = 0  # in its group; lower is preferred
     description: str | None = None
+    exposure: Exposure = field(default_factory=Exposure)  # filters and renames, applied by the router
     auto_approve: tuple[str, ...] = ()  # tools another host would run unasked (`alwaysAllow`); shown only
     # resources, for a subprocess (cgroup or rlimits) and a container (the engine's limits)
     memory: int | None = None  # bytes

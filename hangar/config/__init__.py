@@ -31,6 +31,7 @@ from hangar.config.specs import (
     GroupSpec,
     HangarConfig,
     HttpSettings,
+    ProfileSpec,
     RootSupervision,
     TracingSettings,
     TreeSpec,
@@ -44,12 +45,14 @@ __all__ = [
     "GroupSpec",
     "HangarConfig",
     "HttpSettings",
+    "ProfileSpec",
     "RateLimit",
     "RootSupervision",
     "TracingSettings",
     "TreeSpec",
     "check_config",
     "describe",
+    "exposure_warnings",
     "load_config",
     "read_tree_spec",
     "write_tree_spec",
@@ -86,3 +89,27 @@ def describe(config: HangarConfig) -> str:
     count = len(config.providers)
     ids = ", ".join(spec.id for spec in config.providers)
     return f"ok: {count} provider{'' if count == 1 else 's'} ({ids}) in {config.path}"
+
+
+def exposure_warnings(config: HangarConfig) -> list[str]:
+    """Tool filters, renames and descriptions that name none of an entry's predefined tools.
+
+    Only entries with predefined tools are checked: of the others, the tools are not known before
+    they run.
+    """
+    from hangar.exposure import unmatched
+
+    found = []
+    entries = [*((g.id, g.tools, g.exposure) for g in config.groups)]
+    entries += [(p.id, p.tools, p.exposure) for p in config.providers if p.group is None]
+    for entry, tools, exposure in entries:
+        names = [str(tool.get("name")) for tool in tools]
+        if not names:
+            continue
+        for key, pattern in unmatched(exposure, names):
+            what = "pattern" if key.endswith("_tools") else "tool"
+            found.append(
+                f"warning: {config.path}: providers.{entry}.{key}: {what} '{pattern}' matches none of "
+                f"the predefined tools ({', '.join(names)})"
+            )
+    return found

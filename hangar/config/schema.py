@@ -42,6 +42,7 @@ from hangar.config.specs import (
     GroupSpec,
     HangarConfig,
     HttpSettings,
+    ProfileSpec,
     RootSupervision,
     TracingSettings,
 )
@@ -51,6 +52,7 @@ from hangar.config.values import (
     ENVIRON,
     EXTENSION_PREFIX,
     REMOTE_TYPES,
+    ByteSize,
     Choice,
     Command,
     Count,
@@ -79,6 +81,8 @@ from hangar.config.values import (
 )
 from supervisors.spec import BackoffPolicy, Restart
 from workers.spec import (
+    CacheSpec,
+    Exposure,
     ProtocolChoice,
     ProviderMode,
     ProviderSpec,
@@ -257,6 +261,72 @@ def _spec_value(value: Any) -> Any:
     return value
 
 
+Pattern = Annotated[str, AfterValidator(nonempty("pattern"))]
+_CACHE = CacheSpec(ttl_s=0, tools=())
+
+
+def _some_patterns(tools: list[str]) -> list[str]:
+    if not tools:
+        raise problem("name the tools whose results may be kept (globs); nothing is cached by default")
+    return tools
+
+
+class Cache(Subsection):
+    """`cache`: results of idempotent tools kept for `ttl_s` (`hangar.cache`)."""
+
+    missing_key: ClassVar[str] = "cache needs {key}"
+    ttl_s: Positive
+    tools: Annotated[list[Pattern], AfterValidator(_some_patterns)]
+    max_entries: PositiveCount = _CACHE.max_entries
+    max_bytes: ByteSize = _CACHE.max_bytes
+
+    def to_spec(self) -> CacheSpec:
+        return CacheSpec(self.ttl_s, tuple(self.tools), self.max_entries, self.max_bytes)
+
+
+ToolName = Annotated[str, AfterValidator(nonempty("tool name"))]
+
+
+def _distinct_names(rename: dict[str, ToolName]) -> dict[str, ToolName]:
+    first: dict[str, str] = {}
+    for old, new in rename.items():
+        if new in first:
+            raise problem(f"'{first[new]}' and '{old}' are both renamed to '{new}'", at=(old,))
+        first[new] = old
+    return rename
+
+
+class _Exposed(Section):
+    """What clients see of an entry's lists (`hangar.exposure`): globs, renames, descriptions; and
+    whether their calls' arguments are checked first (`hangar.arguments`)."""
+
+    include_tools: list[Pattern] = []
+    exclude_tools: list[Pattern] = []
+    include_prompts: list[Pattern] = []
+    exclude_prompts: list[Pattern] = []
+    include_resources: list[Pattern] = []
+    exclude_resources: list[Pattern] = []
+    rename: Annotated[dict[str, ToolName], AfterValidator(_distinct_names)] = {}
+    descriptions: dict[str, str] = {}
+    validate_arguments: StrictBool | None = None  # default: the top-level key's
+    cache: Cache | None = None
+
+    def exposure(self) -> Exposure:
+        return Exposure(
+            **{key: tuple(getattr(self, key)) for key in EXPOSURE_LISTS},
+            rename=dict(self.rename),
+            descriptions=dict(self.descriptions),
+            validate_arguments=self.validate_arguments,
+            cache=self.cache.to_spec() if self.cache is not None else None,
+        )
+
+
+EXPOSURE_LISTS = tuple(
+    f"{way}_{kind}" for kind in ("tools", "prompts", "resources") for way in ("include", "exclude")
+)
+EXPOSURE_KEYS = frozenset((*EXPOSURE_LISTS, "rename", "descriptions", "validate_arguments", "cache"))
+
+
 class _Supervised(Section):
     """What every kind of provider has: how its worker supervises it, and what clients see of it."""
 
@@ -281,6 +351,10 @@ class _Supervised(Section):
     description: str | None = None
     disabled: StrictBool = False  # kept in the file, but not run
 
+    def exposure(self) -> Exposure:
+        """What clients see of the provider (given with `_Exposed`)."""
+        return Exposure()
+
     def to_spec(self, config_dir: str, **given: Any) -> ProviderSpec:
         """The `ProviderSpec`: every key named like one of its fields, then the kind's own, then `given`."""
         values = {
@@ -290,6 +364,7 @@ class _Supervised(Section):
         values.update(
             breaker_failure_threshold=breaker.failure_threshold,
             breaker_reset_timeout_s=breaker.reset_timeout_s,
+            exposure=self.exposure(),
             **self._kind_values(config_dir),
         )
         return ProviderSpec(**{**values, **given})
@@ -310,7 +385,7 @@ class _SubprocessMode(Section):
     mode: MODES = "subprocess"
 
 
-class Provider(_Resources, _Supervised, _Launch, _SubprocessMode):
+class Provider(_Resources, _Exposed, _Supervised, _Launch, _SubprocessMode):
     """A provider under `providers:` run as a child process (`mode: subprocess`, the default)."""
 
     def _kind_values(self, config_dir: str) -> dict[str, Any]:
@@ -337,7 +412,7 @@ class _ContainerKeys(Section):
     runtime: str | None = None  # docker | podman | the engine's socket URL
 
 
-class ContainerProvider(_Resources, _Supervised, _ContainerKeys):
+class ContainerProvider(_Resources, _Exposed, _Supervised, _ContainerKeys):
     """`mode: container` (or `image:` given): a provider in a container, isolated by default."""
 
     def _kind_values(self, config_dir: str) -> dict[str, Any]:
@@ -354,7 +429,7 @@ class _RemoteKeys(Section):
     ca_file: TokensFile | None = None
 
 
-class RemoteProvider(_Supervised, _RemoteKeys):
+class RemoteProvider(_Exposed, _Supervised, _RemoteKeys):
     """`mode: remote` (or `url:` given): an MCP server reached over the network."""
 
     def _kind_values(self, config_dir: str) -> dict[str, Any]:
@@ -414,8 +489,11 @@ def _some_members(members: list[AnyMember]) -> list[AnyMember]:
     return members
 
 
-class Group(Section):
-    """`mode: group`: providers that look like one, calls balanced across `members`."""
+class Group(_Exposed):
+    """`mode: group`: providers that look like one, calls balanced across `members`.
+
+    Its filters and renames apply to the group's lists; members may not have their own.
+    """
 
     mode: Literal["group"]
     members: Annotated[list[AnyMember], AfterValidator(_some_members)]
@@ -424,6 +502,17 @@ class Group(Section):
     tools: Tools = []
     retry: Retry = Field(default_factory=Retry)
     rate_limit: RateLimits | None = None  # calls to the group, whichever member takes them
+
+    @model_validator(mode="after")
+    def _filtered_as_a_whole(self) -> Self:
+        for index, member in enumerate(self.members):
+            for key in sorted(EXPOSURE_KEYS & member.model_fields_set):
+                raise problem(
+                    f"a group member cannot have '{key}' of its own",
+                    at=("members", index, key),
+                    hint="give it to the group: clients see the group's lists",
+                )
+        return self
 
     @model_validator(mode="after")
     def _enough_members(self) -> Self:
@@ -450,6 +539,7 @@ class Group(Section):
             retry=self.retry.to_spec(),
             tools=tools,
             rate_limit=self.rate_limit.to_spec() if self.rate_limit else None,
+            exposure=self.exposure(),
         )
         return group, members
 
@@ -616,6 +706,31 @@ class Tracing(Subsection):
         )
 
 
+def _profile_name(name: str) -> str:
+    if not name or any(c.isspace() or c in ",:=#" for c in name):
+        raise problem(f"a profile name has no spaces, ',', ':', '=' or '#', got '{name}'")
+    return name
+
+
+ProfileName = Annotated[str, AfterValidator(_profile_name)]
+ToolListing = Literal["full", "search"]
+
+
+class Profile(Section):
+    """A profile under `profiles:`: what one client sees (`hangar.profiles`)."""
+
+    providers: list[ProviderId] | None = None  # default: every provider and group
+    include_tools: list[Pattern] = []  # globs on the names the client sees (time__now, hangar_call)
+    exclude_tools: list[Pattern] = []
+    tool_listing: ToolListing | None = None  # default: the top-level key's
+
+    def to_spec(self, name: str) -> ProfileSpec:
+        providers = tuple(self.providers) if self.providers is not None else None
+        return ProfileSpec(
+            name, providers, tuple(self.include_tools), tuple(self.exclude_tools), self.tool_listing
+        )
+
+
 class ConfigFile(Section):
     """The whole file; top-level keys starting with `x-` are ignored (a home for YAML anchors)."""
 
@@ -626,6 +741,10 @@ class ConfigFile(Section):
     http: Http = Field(default_factory=Http)
     audit: Audit | None = None
     tracing: Tracing | None = None
+    profiles: dict[ProfileName, Profile] = {}
+    validate_arguments: StrictBool = False  # every provider's calls checked against inputSchema
+    tool_listing: ToolListing = "full"  # search: tools/list holds hangar_search instead (hangar.search)
+    pinned: list[Pattern] = []  # tools listed in search mode too (globs on the names clients see)
 
     @model_validator(mode="before")
     @classmethod
@@ -660,6 +779,15 @@ class ConfigFile(Section):
                         f"duplicate provider id '{provider_id}'", at=where, first=first[provider_id]
                     )
                 first[provider_id] = where
+        entries = {entry_id for _, entry_id, _ in self._entries()}
+        for name, profile in self.profiles.items():
+            for index, entry_id in enumerate(profile.providers or []):
+                if entry_id not in entries:
+                    raise problem(
+                        f"profile '{name}' names '{entry_id}', which is no provider or group",
+                        at=("profiles", name, "providers", index),
+                        hint=f"providers and groups: {', '.join(sorted(entries))}",
+                    )
         return self
 
     def _entries(self) -> Iterator[tuple[Loc, str, Supervised | Group | McpServer]]:
@@ -696,6 +824,10 @@ class ConfigFile(Section):
             groups=tuple(groups),
             audit=self.audit.to_spec(config_dir) if self.audit else AuditSettings(),
             tracing=self.tracing.to_spec() if self.tracing else TracingSettings(),
+            profiles=tuple(profile.to_spec(name) for name, profile in self.profiles.items()),
+            validate_arguments=self.validate_arguments,
+            tool_listing=self.tool_listing,
+            pinned=tuple(self.pinned),
         )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from workers.spec import ProviderSpec, RateLimit, RetrySpec, decode_spec, encode_spec
+from workers.spec import Exposure, ProviderSpec, RateLimit, RetrySpec, decode_spec, encode_spec
 
 TREE_SPEC_FILE = "tree.json"  # in the instance directory: written by the root, read by each router
 DEFAULT_ROOT_INTENSITY = 10  # worker-process restarts the root supervisor tolerates ...
@@ -71,6 +71,18 @@ class GroupSpec:
     retry: RetrySpec = field(default_factory=RetrySpec)
     tools: tuple[dict[str, Any], ...] = ()
     rate_limit: RateLimit | None = None  # for calls to the group, whichever member takes them
+    exposure: Exposure = field(default_factory=Exposure)  # filters and renames of the group's lists
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """A per-client view (`hangar.profiles`): the entries it holds, globs on the names listed."""
+
+    name: str
+    providers: tuple[str, ...] | None = None  # provider and group ids; None: every one
+    include_tools: tuple[str, ...] = ()
+    exclude_tools: tuple[str, ...] = ()
+    tool_listing: str | None = None  # "full" | "search"; None: the config's
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,10 @@ class TreeSpec:
     http: HttpSettings = HttpSettings()
     audit: AuditSettings = AuditSettings()
     tracing: TracingSettings = TracingSettings()
+    profiles: tuple[ProfileSpec, ...] = ()
+    validate_arguments: bool = False  # the default of providers and groups that do not say
+    tool_listing: str = "full"  # "search": tools/list holds hangar's tools, hangar_search, the pinned
+    pinned: tuple[str, ...] = ()  # globs of tools listed in search mode too
 
 
 @dataclass(frozen=True)
@@ -96,10 +112,24 @@ class HangarConfig:
     groups: tuple[GroupSpec, ...] = ()
     audit: AuditSettings = AuditSettings()
     tracing: TracingSettings = TracingSettings()
+    profiles: tuple[ProfileSpec, ...] = ()
+    validate_arguments: bool = False
+    tool_listing: str = "full"
+    pinned: tuple[str, ...] = ()
 
     @property
     def tree(self) -> TreeSpec:
-        return TreeSpec(self.providers, self.groups, self.http, self.audit, self.tracing)
+        return TreeSpec(
+            self.providers,
+            self.groups,
+            self.http,
+            self.audit,
+            self.tracing,
+            self.profiles,
+            self.validate_arguments,
+            self.tool_listing,
+            self.pinned,
+        )
 
 
 def write_tree_spec(directory: Path, tree: TreeSpec) -> None:

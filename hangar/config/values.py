@@ -197,7 +197,7 @@ def lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-def _memory_size(value: Any) -> Any:
+def _size(value: Any) -> Any:
     """`512m`, `1.5g`, `256MiB`, or a number of bytes, as bytes."""
     if isinstance(value, bool):
         return value
@@ -210,7 +210,15 @@ def _memory_size(value: Any) -> Any:
         size = int(float(match.group(1)) * unit)
     else:
         raise expected("a size (bytes, or e.g. 512m, 1g)")
-    if size < MIN_MEMORY_BYTES:
+    if size < 1:
+        raise problem(f"a size must be at least 1 byte, got {size}")
+    return size
+
+
+def _memory_size(value: Any) -> Any:
+    """A memory limit: a size, at least what a process needs to start."""
+    size = _size(value)
+    if isinstance(size, int) and not isinstance(size, bool) and size < MIN_MEMORY_BYTES:
         raise problem(f"a memory limit of {size} bytes is too small", hint="give at least 6m")
     return size
 
@@ -263,6 +271,7 @@ def _text(value: Any) -> Any:
 
 TextList = Annotated[list[str], BeforeValidator(_as_written)]
 MemorySize = Annotated[int, BeforeValidator(_memory_size)]
+ByteSize = Annotated[int, BeforeValidator(_size)]  # bytes, or 512k, 16m, 1g
 Volume = Annotated[str, AfterValidator(_volume)]
 MountPoint = Annotated[str, AfterValidator(_mount_point)]
 RemoteUrl = Annotated[str, AfterValidator(_remote_url)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hangar import relay
 from hangar.config.values import TOOL_SEPARATOR
@@ -18,12 +18,21 @@ if TYPE_CHECKING:
 
 async def list_prompts(router: Router, exchange: Exchange) -> None:
     await router.discovery.wait(exchange.era)
-    key = f"prompts/list:{exchange.era.value}"
-    exchange.result(
-        router.catalog.encoded(
-            key, lambda: result_for(router, exchange, {"prompts": router.catalog.prompts()})
-        )
-    )
+    profile = exchange.session.profile
+    key = f"prompts/list:{exchange.era.value}:{profile.name if profile else ''}"
+
+    def listed() -> list[dict[str, Any]]:
+        prompts = router.catalog.prompts()
+        if profile is None:
+            return prompts
+        held = []
+        for prompt in prompts:
+            target = router.catalog.prompt(prompt["name"])
+            if target is not None and profile.holds_entry(target.entry):
+                held.append(prompt)
+        return held
+
+    exchange.result(router.catalog.encoded(key, lambda: result_for(router, exchange, {"prompts": listed()})))
 
 
 async def get_prompt(router: Router, exchange: Exchange) -> None:
@@ -37,12 +46,22 @@ async def get_prompt(router: Router, exchange: Exchange) -> None:
         target = router.catalog.prompt(name)
     if target is None:
         entry, separator, own = name.partition(TOOL_SEPARATOR)
-        if not separator or entry not in router.public or not own:
+        if (
+            not separator
+            or entry not in router.public
+            or not own
+            or not router.catalog.views[entry].shows_prompt(own)
+        ):
             raise RpcFailure(jsonrpc.INVALID_PARAMS, f"Unknown prompt: {name}", {"name": name})
         entry_name = (entry, own)
     else:
         entry_name = (target.entry, target.name)
     entry, own = entry_name
+    profile = exchange.session.profile
+    if profile is not None and not profile.holds_entry(entry):
+        router.figures.refused(profile.name, entry)
+        error = profile.refusal(f"prompt {name!r}")
+        raise RpcFailure(jsonrpc.INVALID_PARAMS, error.message, error.data)
     params = exchange.raw_params
     if own != name:
         params = jsonrpc.Raw(jsonrpc.replace_members(params, {"name": own}))

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hangar import relay
+from hangar.catalog import Target
 from hangar.features.lifecycle import result_for
+from hangar.profiles import Profile
 from hangar.protocol import RpcFailure
 from hangar.session import Exchange
 from workers import jsonrpc
@@ -52,7 +54,11 @@ def _page(exchange: Exchange, items: list[dict[str, Any]]) -> tuple[list[dict[st
 
 async def list_resources(router: Router, exchange: Exchange) -> None:
     await router.discovery.wait(exchange.era)
-    page, next_cursor = _page(exchange, router.catalog.resources())
+    resources = router.catalog.resources()
+    profile = exchange.session.profile
+    if profile is not None:
+        resources = [r for r in resources if _held(router, profile, router.catalog.resolve_uri(r["uri"]))]
+    page, next_cursor = _page(exchange, resources)
     result: dict[str, Any] = {"resources": page}
     if next_cursor:
         result["nextCursor"] = next_cursor
@@ -61,7 +67,13 @@ async def list_resources(router: Router, exchange: Exchange) -> None:
 
 async def list_templates(router: Router, exchange: Exchange) -> None:
     await router.discovery.wait(exchange.era)
-    page, next_cursor = _page(exchange, router.catalog.templates())
+    templates = router.catalog.templates()
+    profile = exchange.session.profile
+    if profile is not None:
+        templates = [
+            t for t in templates if _held(router, profile, router.catalog.template(t["uriTemplate"]))
+        ]
+    page, next_cursor = _page(exchange, templates)
     result: dict[str, Any] = {"resourceTemplates": page}
     if next_cursor:
         result["nextCursor"] = next_cursor
@@ -90,7 +102,17 @@ def _target(router: Router, uri: str) -> tuple[str, str]:
 async def _resolve(router: Router, exchange: Exchange, uri: str) -> tuple[str, str]:
     if router.catalog.resolve_uri(uri) is None and router.discovery.pending():
         await router.discovery.wait(exchange.era)
-    return _target(router, uri)
+    entry, own = _target(router, uri)
+    profile = exchange.session.profile
+    if profile is not None and not profile.holds_entry(entry):
+        router.figures.refused(profile.name, entry)
+        error = profile.refusal(f"resource {uri!r}")
+        raise RpcFailure(jsonrpc.INVALID_PARAMS, error.message, error.data)
+    return entry, own
+
+
+def _held(router: Router, profile: Profile, target: Target | None) -> bool:
+    return target is not None and profile.holds_entry(target.entry)
 
 
 async def read(router: Router, exchange: Exchange) -> None:

@@ -22,13 +22,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hangar import management, relay
+from hangar.cache import canonical
 from hangar.call_audit import who_of
 from hangar.catalog import Target
 from hangar.config.values import TOOL_SEPARATOR
 from hangar.dispatch import REPLY_MARGIN_S, Reply
+from hangar.exposure import filtered, matches
 from hangar.features.lifecycle import result_for
 from hangar.figures import UNKNOWN_NAME
+from hangar.profiles import HANGAR_ENTRY, Profile
 from hangar.protocol import RpcFailure
+from hangar.search import SEARCH_TOOL
 from hangar.session import Exchange
 from workers import jsonrpc
 from workers.errors import CallError, ErrorData
@@ -103,11 +107,48 @@ class Discovery:
 
 async def list_tools(router: Router, exchange: Exchange) -> None:
     await router.discovery.wait(exchange.era)
-    key = f"tools/list:{exchange.era.value}"
+    profile = exchange.session.profile
+    key = f"tools/list:{exchange.era.value}:{profile.name if profile else ''}"
     body = router.catalog.encoded(
-        key, lambda: result_for(router, exchange, {"tools": [*router.catalog.tools(), *management.TOOLS]})
+        key, lambda: result_for(router, exchange, {"tools": listed_tools(router, profile)})
     )
     exchange.result(body)
+
+
+def listed_tools(router: Router, profile: Profile | None) -> list[dict[str, Any]]:
+    """The tools a client with `profile` sees: its providers' (as the catalog lists them) and hangar's.
+
+    In search mode: hangar's, `hangar_search`, and the provider tools `pinned:` names.
+    """
+    own = management.TOOLS
+    held = provider_tools(router, profile)
+    if router.searching(profile):
+        own = [*own, SEARCH_TOOL]
+        held = [tool for tool in held if matches(tool["name"], router.pinned)]
+    if profile is not None:
+        own = [tool for tool in own if profile.holds_tool(None, tool["name"])]
+    return [*held, *own]
+
+
+def provider_tools(router: Router, profile: Profile | None) -> list[dict[str, Any]]:
+    """The provider tools (as the catalog lists them) a client with `profile` holds."""
+    tools = router.catalog.tools()
+    if profile is None:
+        return tools
+    return [tool for tool in tools if profile.holds_tool(_entry_of(router, tool["name"]), tool["name"])]
+
+
+def _entry_of(router: Router, name: str) -> str | None:
+    target = router.catalog.tool(name)
+    return target.entry if target is not None else None
+
+
+def refuse_outside(
+    router: Router, exchange: Exchange, profile: Profile, entry: str | None, name: str
+) -> None:
+    """Answer a call to `name`, which is outside the client's profile, with `not_in_profile`."""
+    router.figures.refused(profile.name, entry or HANGAR_ENTRY)
+    exchange.result(error_result(router, exchange, profile.refusal(f"tool {name!r}").data))
 
 
 async def call_tool(router: Router, exchange: Exchange) -> None:
@@ -115,7 +156,11 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
     name = jsonrpc.value(raw_name) if raw_name is not None else None
     if not isinstance(name, str) or not name:
         raise RpcFailure(jsonrpc.INVALID_PARAMS, "Invalid params: tools/call needs a tool name")
+    profile = exchange.session.profile
     if name in management.NAMES:
+        if profile is not None and not profile.holds_tool(None, name):
+            refuse_outside(router, exchange, profile, None, name)
+            return
         arguments = exchange.params.get("arguments")
         await management.call(router, exchange, name, jsonrpc.value(arguments) if arguments else {})
         return
@@ -123,19 +168,49 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
     if target is None and router.discovery.pending():  # named before it was listed: learn the lists
         await router.discovery.wait(exchange.era)
         target = router.catalog.tool(name)
+    hidden = router.catalog.filtered_tool(name) if target is None else None
+    found = target or hidden
+    if profile is not None and found is not None and not profile.holds_tool(found.entry, name):
+        refuse_outside(router, exchange, profile, found.entry, name)
+        return
+    if hidden is not None:
+        exchange.result(error_result(router, exchange, filtered(hidden.entry, hidden.name).data))
+        return
     if target is None:
         raise RpcFailure(
             jsonrpc.INVALID_PARAMS,
             f"unknown tool {name!r}: tools are named <provider>__<tool>; "
-            f"providers: {', '.join(router.public)}",
+            f"providers: {', '.join(profile.entries(router.public) if profile else router.public)}",
         )
     label = target.name if router.catalog.tool(name) is not None else UNKNOWN_NAME
+    try:
+        router.catalog.views[target.entry].check_tool(target.entry, target.name)
+        if router.validates(target.entry):
+            check_arguments(router, target, name, exchange.params.get("arguments"))
+    except CallError as exc:
+        exchange.result(error_result(router, exchange, exc.data))
+        return
     if target.name != name:
         params = jsonrpc.with_members(exchange.params, {"name": target.name})
     else:
         params = bytes(exchange.raw_params)
+    keep = None
+    cache = router.caches.get(target.entry)
+    if cache is not None and cache.holds(target.name):
+        arguments = exchange.params.get("arguments")
+        key = canonical(target.name, jsonrpc.value(arguments) if arguments is not None else {})
+        hit = cache.get(key)
+        if hit is not None:
+            router.figures.record(target.entry, TOOLS_CALL, target.name, "cached", 0.0)
+            relay.answer(exchange, hit.body, False, hit.era)
+            return
+
+        def keep(reply: Reply) -> None:
+            if not reply.rpc_error:
+                cache.put(key, reply.body, reply.era)
+
     try:
-        await relay.forward(router, exchange, target.entry, "tools/call", params, label=label)
+        await relay.forward(router, exchange, target.entry, "tools/call", params, label=label, on_reply=keep)
     except CallError as exc:
         exchange.result(error_result(router, exchange, exc.data))
 
@@ -150,11 +225,11 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
     """
     params = exchange.params
     raw_name = params.get("name")
-    if raw_name is None or "_meta" in params:
+    if raw_name is None or "_meta" in params or exchange.session.profile is not None:
         return None
     name = jsonrpc.value(raw_name)
     target = router.catalog.tool(name) if isinstance(name, str) else None
-    if target is None or target.entry in router.groups:
+    if target is None or target.entry in router.groups or target.entry in router.caches:
         return None
     spec = router.specs[target.entry]
     view = router.views[target.entry]
@@ -162,6 +237,12 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
         return None
     if router.caller.limits.limits(target.entry):
         return None  # its rate limit is taken on the general path
+    if router.validates(target.entry):
+        try:
+            check_arguments(router, target, name, params.get("arguments"))
+        except CallError as exc:
+            exchange.result(error_result(router, exchange, exc.data))
+            return _nothing_to_cancel
     call = router.dispatcher.next_id()
     sent = (
         jsonrpc.with_members(params, {"name": target.name})
@@ -218,11 +299,30 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
     return cancel
 
 
+def check_arguments(router: Router, target: Target, name: str, arguments: jsonrpc.Raw | Any) -> None:
+    """Check a call's arguments against the inputSchema `name` was listed with.
+
+    Raises:
+        CallError: `invalid_arguments` (counted as the call's outcome); the call is not sent.
+    """
+    if isinstance(arguments, jsonrpc.Raw | bytes):  # as the client sent it (a batch's: decoded)
+        arguments = jsonrpc.value(arguments)
+    try:
+        router.argument_checks.check(name, router.catalog.input_schema(name), arguments)
+    except CallError:
+        router.figures.record(target.entry, TOOLS_CALL, target.name, "invalid_arguments", 0.0)
+        raise
+
+
+def _nothing_to_cancel() -> None:
+    """The cancel function of a call answered before it was sent."""
+
+
 def _by_prefix(router: Router, name: str) -> Target | None:
     """`<provider>__<tool>` for a tool the provider did not list (yet): it may still have it."""
     entry, separator, tool = name.partition(TOOL_SEPARATOR)
     if separator and tool and entry in router.public and router.namespaced(entry):
-        return Target(entry, tool)
+        return Target(entry, router.catalog.views[entry].own_tool(tool))
     return None
 
 

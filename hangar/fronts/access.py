@@ -13,6 +13,11 @@ anywhere) and a set of scopes:
 Tokens come from `$HANGAR_TOKENS` (comma-separated; scopes `mcp` and `metrics`, as before
 scopes existed), `$HANGAR_ADMIN_TOKENS` (scope `admin`), and the tokens file, one token a line
 with its scopes and a name after it: `TOKEN [SCOPE,SCOPE...] [NAME]` (no scopes: `mcp,metrics`).
+
+A token may be bound to a profile (`hangar.profiles`: what its client sees and may call):
+`TOKEN:PROFILE` in `$HANGAR_TOKENS`, and in the file a field after the token that names a
+configured profile, or `profile=NAME` (`TOKEN ops`, `TOKEN mcp profile=ops agent-7`). A token
+without one sees everything.
 A token's default name is `token:` and the first 8 hex digits of its SHA-256, stable and
 harmless to log. With no tokens at all, nothing is checked (loopback only, unless
 `--allow-unauthenticated`), and requests are made by `anonymous`.
@@ -24,7 +29,7 @@ import enum
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,22 +52,39 @@ IMPLIED = {Scope.ADMIN: frozenset({Scope.ADMIN, Scope.ADMIN_READ, Scope.METRICS}
 DEFAULT_SCOPES = frozenset({Scope.MCP, Scope.METRICS})  # a token given without scopes
 
 
+PROFILE_FIELD = "profile="  # a tokens-file field naming the token's profile
+
+
 @dataclass(frozen=True)
 class Token:
     value: bytes
     name: str
     scopes: frozenset[Scope]
+    profile: str | None = None  # what its client sees; None: everything
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
 
 
-def token(value: str, scopes: frozenset[Scope] = DEFAULT_SCOPES, name: str | None = None) -> Token:
+def token(
+    value: str, scopes: frozenset[Scope] = DEFAULT_SCOPES, name: str | None = None, profile: str | None = None
+) -> Token:
     granted: set[Scope] = set()
     for scope in scopes:
         granted |= IMPLIED.get(scope, frozenset({scope}))
     fingerprint = hashlib.sha256(value.encode()).hexdigest()[:8]
-    return Token(value.encode(), name or f"token:{fingerprint}", frozenset(granted))
+    return Token(value.encode(), name or f"token:{fingerprint}", frozenset(granted), profile)
+
+
+def _known_profile(profile: str, profiles: Collection[str], where: str) -> str:
+    if profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none configured"
+        raise ConfigError(f"unknown profile {profile!r} for a token", path=where, hint=f"profiles: {known}")
+    return profile
+
+
+def _is_scopes(text: str) -> bool:
+    return all(item.strip() in Scope._value2member_map_ for item in text.split(","))
 
 
 def parse_scopes(text: str, where: str) -> frozenset[Scope]:
@@ -78,14 +100,26 @@ def parse_scopes(text: str, where: str) -> frozenset[Scope]:
     return frozenset(scopes)
 
 
-def load_tokens(settings: HttpSettings, environ: Mapping[str, str] | None = None) -> list[Token]:
+def load_tokens(
+    settings: HttpSettings, environ: Mapping[str, str] | None = None, profiles: Collection[str] = ()
+) -> list[Token]:
     """Tokens from $HANGAR_TOKENS, $HANGAR_ADMIN_TOKENS and the tokens file.
 
+    Args:
+        profiles: the names of the configured profiles, which tokens may be bound to.
+
     Raises:
-        ConfigError: the tokens file cannot be read, or names an unknown scope.
+        ConfigError: the tokens file cannot be read, names an unknown scope, or a token an unknown
+            profile.
     """
     env = os.environ if environ is None else environ
-    tokens = [token(t.strip()) for t in env.get(ENV_TOKENS, "").split(",") if t.strip()]
+    tokens = []
+    for item in env.get(ENV_TOKENS, "").split(","):
+        value, colon, profile = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+        if colon:
+            _known_profile(profile, profiles, f"${ENV_TOKENS}")
+        if value:
+            tokens.append(token(value, profile=profile or None))
     tokens += [
         token(t.strip(), frozenset({Scope.ADMIN}))
         for t in env.get(ENV_ADMIN_TOKENS, "").split(",")
@@ -101,8 +135,17 @@ def load_tokens(settings: HttpSettings, environ: Mapping[str, str] | None = None
             if not fields:
                 continue
             where = f"{settings.tokens_file}:{number}"
-            scopes = parse_scopes(fields[1], where) if len(fields) > 1 else DEFAULT_SCOPES
-            tokens.append(token(fields[0], scopes, fields[2] if len(fields) > 2 else None))
+            bound: str | None = None
+            rest = []
+            for field in fields[1:]:
+                if field.startswith(PROFILE_FIELD):
+                    bound = _known_profile(field[len(PROFILE_FIELD) :], profiles, where)
+                elif field in profiles and not _is_scopes(field):
+                    bound = field
+                else:
+                    rest.append(field)
+            scopes = parse_scopes(rest[0], where) if rest else DEFAULT_SCOPES
+            tokens.append(token(fields[0], scopes, rest[1] if len(rest) > 1 else None, bound))
     return tokens
 
 

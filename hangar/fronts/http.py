@@ -39,6 +39,7 @@ from hangar.fronts import access, streams
 from hangar.fronts.access import ANONYMOUS, Token, find, load_tokens, scope_for
 from hangar.fronts.http_sessions import HttpSession, Sessions
 from hangar.fronts.streams import COMMIT_AFTER_S, Stream, header_value, reply_empty, reply_json
+from hangar.profiles import Profile
 from hangar.ratelimit import RateLimiter
 from hangar.session import ClientSession, Exchange
 from hangar.tree import ENV_HTTP_FD, ENV_HTTP_HOST
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 MCP_PATH = "/mcp"
 API_PATH = "/api/v1"
 PRINCIPAL = "hangar.principal"  # the scope key where the guard puts who made the request
+PROFILE = "hangar.profile"  # ... and the name of its token's profile (None: everything)
 OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/health/startup"})  # probes carry no credentials
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 GRACEFUL_SHUTDOWN_S = 4  # below the root's 5 s shutdown timeout for the router
@@ -148,6 +150,7 @@ class Guard:
             known = find(self._tokens, token)
             if known is not None:
                 scope[PRINCIPAL] = known.name
+                scope[PROFILE] = known.profile
             if needed is not None and known is None:
                 self._on_reject("unauthorized")
                 body = b'{"error":"unauthorized","hint":"send Authorization: Bearer <token>"}'
@@ -305,11 +308,17 @@ class McpEndpoint:
             initialized=True,
             protocol_version=versions[0].decode("latin-1") if versions else protocol.LATEST_HANDSHAKE,
             principal=scope.get(PRINCIPAL),
+            profile=self._profile(scope),
         )
         stream = Stream()
         exchange = Exchange(session, message.id, message.method, message.params, stream)
         task = asyncio.create_task(self.router.handle(exchange))
         await self._respond(scope, receive, send, stream, task, [], cancel_on_disconnect=True)
+
+    def _profile(self, scope: Scope) -> Profile | None:
+        """The profile of the request's token (tokens name only configured profiles)."""
+        name = scope.get(PROFILE)
+        return self.router.profiles[name] if name is not None else None
 
     def _notification(self, session: ClientSession, message: jsonrpc.Envelope) -> None:
         if message.method == "notifications/cancelled":
@@ -335,6 +344,7 @@ class McpEndpoint:
         assert isinstance(message.id, int | str)
         session = entry.session
         session.principal = scope.get(PRINCIPAL)  # the token of the session's latest request
+        session.profile = self._profile(scope)
         stream = Stream(entry.store)
         key = (session.id, message.id)
         exchange = Exchange(session, message.id, message.method, message.params, stream, lambda _x: None)
@@ -435,7 +445,12 @@ class McpEndpoint:
             error = jsonrpc.error(message.id, jsonrpc.HEADER_MISMATCH, problem)
             await reply_json(send, 400, error)
             return
-        session = ClientSession(f"request-{message.id}", era=Era.MODERN, principal=scope.get(PRINCIPAL))
+        session = ClientSession(
+            f"request-{message.id}",
+            era=Era.MODERN,
+            principal=scope.get(PRINCIPAL),
+            profile=self._profile(scope),
+        )
         stream = Stream()
         exchange = Exchange(session, message.id, message.method, message.params, stream)
         task = asyncio.create_task(self.router.handle(exchange))
@@ -749,6 +764,7 @@ async def serve_from_environment(
         router.dispatcher.in_flight,
         lambda: supervisor_figures,
         router.caller.limits.all_info,
+        lambda: {entry: cache.statistics() for entry, cache in router.caches.items()},
     )
     from hangar.fronts.admin import AdminApi
 
@@ -756,7 +772,7 @@ async def serve_from_environment(
         router,
         host=os.environ[ENV_HTTP_HOST],
         settings=settings,
-        tokens=load_tokens(settings),
+        tokens=load_tokens(settings, profiles=router.profiles),
         metrics=lambda: exposition(collector),
         supervisor_alive=lambda: not link.lifeline_lost.is_set(),
         api=AdminApi(router, link, rates, prefix=API_PATH),

@@ -41,13 +41,20 @@ log = structlog.get_logger("hangar.stdio")
 
 class StdioFront:
     def __init__(
-        self, router: Router, *, instance: Path | None = None, stdin: int = 0, stdout: int = 1
+        self,
+        router: Router,
+        *,
+        instance: Path | None = None,
+        stdin: int = 0,
+        stdout: int = 1,
+        profile: str | None = None,
     ) -> None:
         self.router = router
         self._instance = instance
         self._stdin = stdin
         self._stdout = stdout
         self.session = ClientSession("stdio", outbound=self)
+        self.session.profile = router.profiles[profile] if profile is not None else None
         # what runs each request read: a task, or (for a plain tool call) the call's cancel function
         self._running: dict[RequestId, tuple[Exchange, asyncio.Task[None] | Callable[[], None]]] = {}
         self._writer: asyncio.WriteTransport | _FileWriter | None = None

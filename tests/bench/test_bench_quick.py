@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.bench
 
-SCENARIOS = {"overhead", "batch", "cold_start", "throughput", "startup_memory", "peer"}
+SCENARIOS = {"overhead", "batch", "cold_start", "throughput", "startup_memory", "peer", "views"}
 
 
 @pytest.mark.timeout(240)

@@ -183,6 +183,8 @@ def test_metrics_carry_build_info_units_in_names_and_no_created_series(config: P
         "_crashes",
         "_restarts",
         "_exits",
+        "_results",
+        "_bytes",
     )
     for name in families:
         assert name.removesuffix("_total").endswith((*units, "_escalations")), f"{name} has no unit"

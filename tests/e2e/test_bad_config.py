@@ -173,13 +173,17 @@ def test_config_check_and_serve_report_every_mistake_at_once(tmp_path, short_tmp
     located = [line for line in checked.stderr.splitlines() if not line.startswith("hint: ")]
     assert located == [
         f"hangar: bad config: {path}:1: log_levle: unknown key 'log_levle'; allowed keys: providers, "
-        "mcpServers, supervisor, log_level, http, audit, tracing",
+        "mcpServers, supervisor, log_level, http, audit, tracing, profiles, validate_arguments, "
+        "tool_listing, pinned",
         f"{path}:6: providers.p1.idle_ttl_s: expected a number, got 'soon'",
         f"{path}:8: providers.p1.env.TOKEN: environment variable '{UNSET_VAR}' is not set",
         f"{path}:11: providers.p2.comand: unknown key 'comand'; allowed keys: mode, command, args, env, cwd, "
         "idle_ttl_s, max_concurrency, startup_timeout_s, call_timeout_s, shutdown_timeout_s, tools, "
         "restart, backoff, intensity, period_s, health_check_interval_s, max_consecutive_failures, "
-        "circuit_breaker, retry, rate_limit, namespace, protocol, warm, description, disabled, memory, cpus",
+        "circuit_breaker, retry, rate_limit, namespace, protocol, warm, description, disabled, "
+        "include_tools, "
+        "exclude_tools, include_prompts, exclude_prompts, include_resources, exclude_resources, rename, "
+        "descriptions, validate_arguments, cache, memory, cpus",
     ]
     assert "hint: did you mean 'command'?" in checked.stderr
     assert not (short_tmp / "s.sock").exists()

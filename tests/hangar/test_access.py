@@ -39,6 +39,34 @@ def test_an_unknown_scope_is_a_config_error_naming_the_line(tmp_path: Path) -> N
     assert caught.value.path == f"{path}:2" and "superuser" in caught.value.message
 
 
+def test_environment_tokens_may_name_a_profile() -> None:
+    bound, free = load_tokens(HttpSettings(), {"HANGAR_TOKENS": "tok1:ops, tok2"}, profiles=["ops"])
+    assert (bound.value, bound.profile) == (b"tok1", "ops")
+    assert (free.value, free.profile) == (b"tok2", None)
+
+
+def test_a_tokens_file_line_names_its_profile_by_name_or_by_key(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("agent-tok ops\nmixed-tok mcp profile=dev agent-7\nplain-tok mcp,metrics ana\n")
+    agent, mixed, plain = load_tokens(HttpSettings(tokens_file=str(path)), {}, profiles=["ops", "dev"])
+    assert (agent.profile, agent.scopes) == ("ops", frozenset({Scope.MCP, Scope.METRICS}))
+    assert (mixed.profile, mixed.name, mixed.scopes) == ("dev", "agent-7", frozenset({Scope.MCP}))
+    assert (plain.profile, plain.name) == (None, "ana")
+
+
+@pytest.mark.parametrize(
+    ("environ", "line"), [({"HANGAR_TOKENS": "tok:nope"}, None), ({}, "tok profile=nope\n")]
+)
+def test_an_unknown_profile_is_a_config_error(
+    tmp_path: Path, environ: dict[str, str], line: str | None
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(line or "")
+    with pytest.raises(ConfigError) as caught:
+        load_tokens(HttpSettings(tokens_file=str(path)), environ, profiles=["ops"])
+    assert "unknown profile 'nope'" in caught.value.message and caught.value.hint == "profiles: ops"
+
+
 def test_find_matches_the_whole_token_only() -> None:
     tokens = load_tokens(HttpSettings(), {"HANGAR_TOKENS": "secret"})
     assert find(tokens, b"secret") is tokens[0]

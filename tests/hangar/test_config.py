@@ -11,6 +11,7 @@ import pytest
 from hangar.config import (
     HangarConfig,
     HttpSettings,
+    ProfileSpec,
     RateLimit,
     RootSupervision,
     TreeSpec,
@@ -20,9 +21,10 @@ from hangar.config import (
     read_tree_spec,
     write_tree_spec,
 )
+from hangar.config.schema import EXPOSURE_KEYS
 from hangar.errors import ConfigError
 from supervisors.spec import BackoffPolicy, Restart
-from workers.spec import ProviderMode, ProviderSpec, RetrySpec, decode_spec, encode_spec
+from workers.spec import CacheSpec, Exposure, ProviderMode, ProviderSpec, RetrySpec, decode_spec, encode_spec
 
 
 def write(tmp_path: Path, text: str, name: str = "hangar.yaml") -> Path:
@@ -211,7 +213,8 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     exc = error(tmp_path, "providers:\n  p: {command: x}\nlog_levle: debug\n")
     assert str(exc) == (
         f"{tmp_path}/hangar.yaml:3: log_levle: unknown key 'log_levle'; "
-        "allowed keys: providers, mcpServers, supervisor, log_level, http, audit, tracing\n"
+        "allowed keys: providers, mcpServers, supervisor, log_level, http, audit, tracing, profiles, "
+        "validate_arguments, tool_listing, pinned\n"
         "hint: did you mean 'log_level'?"
     )
 
@@ -457,7 +460,8 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
             1,
             "log_levle",
             "unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, log_level, http, "
-            "audit, tracing",
+            "audit, tracing, profiles, validate_arguments, "
+            "tool_listing, pinned",
         ),
         (2, "supervisor.intensity", "must be >= 0, got -1"),
         (5, "providers.time.command", "'npx -y server' is not a program name"),
@@ -486,7 +490,7 @@ def test_str_shows_each_problem_on_its_own_line_with_its_hint(tmp_path: Path) ->
     file = f"{tmp_path}/hangar.yaml"
     assert lines[:3] == [
         f"{file}:1: log_levle: unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, "
-        "log_level, http, audit, tracing",
+        "log_level, http, audit, tracing, profiles, validate_arguments, tool_listing, pinned",
         "hint: did you mean 'log_level'?",
         f"{file}:2: supervisor.intensity: must be >= 0, got -1",
     ]
@@ -697,7 +701,7 @@ def test_every_provider_key_reaches_the_spec() -> None:
     from hangar.config.schema import Member, Provider
 
     # args join `command`; the breaker's keys are `breaker_*`; a disabled provider has no spec
-    derived = {"args", "circuit_breaker", "disabled"}
+    derived = {"args", "circuit_breaker", "disabled", *EXPOSURE_KEYS}  # filters: `exposure`
     spec_fields = set(ProviderSpec.__dataclass_fields__)
     assert set(Member.model_fields) - derived <= spec_fields
     assert set(Provider.model_fields) - derived <= spec_fields
@@ -710,3 +714,100 @@ def test_the_tree_the_router_gets_comes_back_equal(tmp_path: Path) -> None:
     http = HttpSettings("/etc/tokens", RateLimit(5.0, 10), ("a:*",), ("https://b",))
     tree = TreeSpec(config.providers, config.groups, http)
     assert decode_spec(encode_spec(tree), TreeSpec) == tree
+
+
+def test_filters_and_renames_reach_the_provider_and_group_specs(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          time:
+            command: [mcp-server-time]
+            exclude_tools: ["convert_*"]
+            rename: {get_current_time: now}
+            descriptions: {get_current_time: Now.}
+          pool:
+            mode: group
+            include_prompts: [summarise]
+            exclude_resources: ["file:///private/*"]
+            members: [{id: a, command: [srv]}, {id: b, command: [srv]}]
+        """,
+    )
+    time, a, _b = config.providers
+    assert time.exposure == Exposure(
+        exclude_tools=("convert_*",),
+        rename={"get_current_time": "now"},
+        descriptions={"get_current_time": "Now."},
+    )
+    assert a.exposure == Exposure()  # a group is filtered as a whole
+    assert config.groups[0].exposure == Exposure(
+        include_prompts=("summarise",), exclude_resources=("file:///private/*",)
+    )
+
+
+def test_two_tools_renamed_to_one_name_is_a_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers:\n  p:\n    command: [srv]\n    rename: {a: x, b: x}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert "providers.p.rename.b: 'a' and 'b' are both renamed to 'x'" in str(raised.value)
+
+
+def test_profiles_reach_the_tree_and_name_only_known_entries(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          time: {command: [mcp-server-time]}
+        profiles:
+          ops: {providers: [time], exclude_tools: ["hangar_*"]}
+          all: {}
+        """,
+    )
+    assert config.tree.profiles == (
+        ProfileSpec("ops", ("time",), (), ("hangar_*",)),
+        ProfileSpec("all"),
+    )
+    path = write(
+        tmp_path, "providers:\n  time: {command: [srv]}\nprofiles:\n  ops: {providers: [time, fs]}\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert "4: profiles.ops.providers[1]: profile 'ops' names 'fs', which is no provider or group" in str(
+        raised.value
+    )
+
+
+def test_validate_arguments_has_a_default_that_providers_and_groups_override(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        validate_arguments: true
+        providers:
+          a: {command: [srv]}
+          b: {command: [srv], validate_arguments: false}
+          g: {mode: group, validate_arguments: true, members: [{id: m, command: [srv]}]}
+        """,
+    )
+    a, b, _m = config.providers
+    assert config.tree.validate_arguments is True
+    assert (a.exposure.validate_arguments, b.exposure.validate_arguments) == (None, False)
+    assert config.groups[0].exposure.validate_arguments is True
+
+
+def test_cache_reaches_the_spec_with_its_bounds_and_needs_ttl_and_tools(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        providers:
+          time:
+            command: [srv]
+            cache: {ttl_s: 30, tools: ["get_*"], max_entries: 10, max_bytes: 1m}
+        """,
+    )
+    assert config.providers[0].exposure.cache == CacheSpec(30, ("get_*",), 10, 2**20)
+    path = write(tmp_path, "providers:\n  p:\n    command: [srv]\n    cache: {tools: []}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    text = str(raised.value)
+    assert "providers.p.cache: cache needs ttl_s" in text
+    assert "providers.p.cache.tools: name the tools whose results may be kept" in text

@@ -6,7 +6,13 @@ import textwrap
 from pathlib import Path
 
 from hangar.config import load_config
-from hangar.config.schema import ContainerMember, ContainerProvider, RemoteMember, RemoteProvider
+from hangar.config.schema import (
+    EXPOSURE_KEYS,
+    ContainerMember,
+    ContainerProvider,
+    RemoteMember,
+    RemoteProvider,
+)
 from hangar.errors import ConfigError
 from workers.spec import ProviderMode, ProviderSpec, PullPolicy, RemoteTransport
 
@@ -81,7 +87,11 @@ def test_container_problems_are_reported_together(tmp_path: Path) -> None:
         "network, read_only, user, pids_limit, tmpfs, pull, runtime, idle_ttl_s, max_concurrency, "
         "startup_timeout_s, call_timeout_s, shutdown_timeout_s, tools, restart, backoff, intensity, "
         "period_s, health_check_interval_s, max_consecutive_failures, circuit_breaker, retry, rate_limit, "
-        "namespace, protocol, warm, description, disabled, memory, cpus",
+        "namespace, "
+        "protocol, warm, description, disabled, "
+        "include_tools, exclude_tools, include_prompts, exclude_prompts, include_resources, "
+        "exclude_resources, "
+        "rename, descriptions, validate_arguments, cache, memory, cpus",
     ]
 
 
@@ -119,8 +129,12 @@ def test_remote_problems(tmp_path: Path) -> None:
         "5: providers.web.command: unknown key 'command'; allowed keys: mode, url, transport, headers, "
         "bearer_token_env, verify_tls, ca_file, idle_ttl_s, max_concurrency, startup_timeout_s, "
         "call_timeout_s, shutdown_timeout_s, tools, restart, backoff, intensity, period_s, "
-        "health_check_interval_s, max_consecutive_failures, circuit_breaker, retry, rate_limit, namespace, "
-        "protocol, warm, description, disabled",
+        "health_check_interval_s, max_consecutive_failures, circuit_breaker, retry, rate_limit, "
+        "namespace, protocol, "
+        "warm, description, disabled, "
+        "include_tools, exclude_tools, include_prompts, exclude_prompts, include_resources, "
+        "exclude_resources, "
+        "rename, descriptions, validate_arguments, cache",
     ]
 
 
@@ -185,7 +199,7 @@ def test_disabled_providers_and_members_are_not_run(tmp_path: Path) -> None:
 
 
 def test_every_container_and_remote_key_reaches_the_spec() -> None:
-    derived = {"args", "circuit_breaker", "disabled"}
+    derived = {"args", "circuit_breaker", "disabled", *EXPOSURE_KEYS}  # filters: `exposure`
     spec_fields = set(ProviderSpec.__dataclass_fields__)
     for section in (ContainerProvider, RemoteProvider, ContainerMember, RemoteMember):
         assert set(section.model_fields) - derived <= spec_fields
