@@ -211,7 +211,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     exc = error(tmp_path, "providers:\n  p: {command: x}\nlog_levle: debug\n")
     assert str(exc) == (
         f"{tmp_path}/hangar.yaml:3: log_levle: unknown key 'log_levle'; "
-        "allowed keys: providers, mcpServers, supervisor, log_level, http\n"
+        "allowed keys: providers, mcpServers, supervisor, log_level, http, audit, tracing\n"
         "hint: did you mean 'log_level'?"
     )
 
@@ -456,7 +456,8 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
         (
             1,
             "log_levle",
-            "unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, log_level, http",
+            "unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, log_level, http, "
+            "audit, tracing",
         ),
         (2, "supervisor.intensity", "must be >= 0, got -1"),
         (5, "providers.time.command", "'npx -y server' is not a program name"),
@@ -485,7 +486,7 @@ def test_str_shows_each_problem_on_its_own_line_with_its_hint(tmp_path: Path) ->
     file = f"{tmp_path}/hangar.yaml"
     assert lines[:3] == [
         f"{file}:1: log_levle: unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, "
-        "log_level, http",
+        "log_level, http, audit, tracing",
         "hint: did you mean 'log_level'?",
         f"{file}:2: supervisor.intensity: must be >= 0, got -1",
     ]
