@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import fixture_provider, wait_until
+from hangar.control import request
+from tests.conftest import fixture_provider, router_node, wait_until
 from tests.line_client import LineClient
 
 BATCHES = 30  # the chaos run wedged the old router with 25-30 of these; none at 20 or fewer
@@ -45,8 +48,7 @@ def test_cancelling_many_batches_leaves_the_router_answering(write_config: Any, 
 
 
 def client_in_flight(client: LineClient) -> int:
-    from hangar.control import request
-
+    assert client.socket is not None
     rows = request(client.socket, "status", {})
     return int(next(row for row in rows if row["id"] == "fx")["in_flight"])
 
@@ -109,3 +111,25 @@ def test_a_malformed_line_gets_its_json_rpc_error_and_a_log_line(
         assert any(
             entry.get("event") in ("client_message_invalid", "client_request_invalid") for entry in logged
         ), log.read_text()[-2000:]
+
+
+def test_requests_held_by_a_killed_router_are_answered_by_its_replacement(
+    write_config: Any, short_tmp: Path
+) -> None:
+    config = write_config({"fx": fixture_provider()})
+    with LineClient.start(config, short_tmp / "ctl.sock") as client:
+        client.call("tools/call", {"name": "hangar_warm", "arguments": {"providers": "fx"}}, 30.0)
+        held = [
+            client.request("tools/call", {"name": "fx__sleep", "arguments": {"seconds": 60}})
+            for _ in range(3)
+        ]
+        wait_until(lambda: client_in_flight(client) == 3, 20.0, "the calls in flight")
+        assert client.socket is not None
+        router = router_node(request(client.socket, "tree", {}))["pid"]
+        os.kill(router, signal.SIGKILL)
+        for request_id in held:
+            answer = client.answer(request_id, 30.0)
+            assert answer["error"]["code"] == -32603
+            assert answer["error"]["data"]["type"] == "router_crashed"
+        answer = client.call("tools/call", {"name": "fx__echo", "arguments": {"text": "after"}}, 30.0)
+        assert answer["result"]["content"][0]["text"] == "after"
