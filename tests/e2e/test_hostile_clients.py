@@ -133,3 +133,17 @@ def test_requests_held_by_a_killed_router_are_answered_by_its_replacement(
             assert answer["error"]["data"]["type"] == "router_crashed"
         answer = client.call("tools/call", {"name": "fx__echo", "arguments": {"text": "after"}}, 30.0)
         assert answer["result"]["content"][0]["text"] == "after"
+
+
+def test_a_call_in_flight_when_the_root_is_killed_is_answered_as_shutting_down(
+    write_config: Any, short_tmp: Path
+) -> None:
+    config = write_config({"fx": fixture_provider()})
+    with LineClient.start(config, short_tmp / "ctl.sock") as client:
+        client.call("tools/call", {"name": "hangar_warm", "arguments": {"providers": "fx"}}, 30.0)
+        held = client.request("tools/call", {"name": "fx__sleep", "arguments": {"seconds": 60}})
+        wait_until(lambda: client_in_flight(client) == 1, 20.0, "the call in flight")
+        os.kill(client.proc.pid, signal.SIGKILL)
+        answer = client.answer(held, 30.0)
+        text = answer["result"]["content"][0]["text"]
+        assert answer["result"]["isError"] and text.startswith("[shutting_down]"), text
