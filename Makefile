@@ -20,7 +20,7 @@ ENGINES := .ci/engines
 # a real browser for the dashboard's test, from Debian's packages
 CHROMIUM_STAMP := .cache/chromium.installed
 
-.PHONY: setup run test lint typecheck pytest engines clean bench bench-quick
+.PHONY: setup run test lint typecheck pytest engines clean bench bench-quick soak
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,14 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+
+# The soak (tests/soak.py, docs/reliability.md): SOAK_MINUTES of mixed stdio and HTTP load while
+# a chaos loop kills and stops providers, workers and routers; results to soak-results/
+# (soak.json, soak.md). `make test` runs a 3-minute version (tests/e2e/test_soak.py).
+SOAK_MINUTES ?= 60
+
+soak: setup
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m tests.soak --out soak-results
 
 # The benchmark suite (bench/, docs/performance.md): `make bench` runs it in full (< 10 min on
 # 2 cores, peer included) into bench/results/; `make bench-quick` is the smoke run (< 2 min)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+import structlog
+
 from hangar import __version__
 from hangar.config import describe, exposure_warnings, load_config
 from hangar.errors import EX_CONFIG, ConfigError, HangarError
@@ -132,6 +134,15 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return EX_CONFIG
     configure_logging("root", args.log_level or config.log_level)
+    from hangar.config.commands import missing_commands
+
+    for provider, program in missing_commands(config):
+        structlog.get_logger("hangar.config").warning(
+            "provider_command_missing",
+            provider=provider,
+            command=program,
+            hint="install it, or fix the config",
+        )
     os.environ.setdefault(ENV_LOG_LEVEL, args.log_level or config.log_level)
     from hangar.root import HttpOptions, Root  # keeps `hangar ctl` and `config check` light
 
@@ -158,6 +169,14 @@ def _config_check(args: argparse.Namespace) -> int:
     for warning in exposure_warnings(config):
         print(warning, file=sys.stderr)
     print(describe(config))
+    from hangar.config.commands import missing_commands
+
+    for provider, program in missing_commands(config):
+        print(
+            f"hangar: warning: provider {provider}: command {program!r} not found "
+            "(it will fail to start until it is installed)",
+            file=sys.stderr,
+        )
     return 0
 
 

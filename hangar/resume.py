@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 MEMORY_FILE = "client-initialize.json"
+IN_FLIGHT_FILE = "client-in-flight"  # requests a router took and has not answered yet
 
 
 def remembered(instance: Path) -> dict[str, Any] | None:
@@ -29,3 +30,65 @@ def remember(instance: Path, params: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(params))
     os.replace(tmp, path)
+
+
+class InFlight:
+    """The ids of the client's requests the router holds, journalled so a successor can answer them.
+
+    A router that dies (SIGKILL, a crash) takes the requests it had read with it, and a client
+    waiting on them may wait forever. The router appends `+<id>` when it takes a request and
+    `-<id>` when it answered it (or the client cancelled it), one `write` each on a file opened
+    for appending, and empties the file whenever nothing is in flight; a restarted router reads
+    what is left (`orphaned`) and answers each with an error saying what happened.
+    """
+
+    def __init__(self, instance: Path) -> None:
+        self.path = instance / IN_FLIGHT_FILE
+        self._fd: int | None = None
+        self._open = 0
+
+    def orphaned(self) -> list[int | str]:
+        """Requests a router before this one took and never answered, in the order it took them."""
+        try:
+            lines = self.path.read_bytes().splitlines()
+        except OSError:
+            return []
+        held: dict[int | str, None] = {}
+        for line in lines:
+            try:
+                request_id = json.loads(line[1:])
+            except ValueError:
+                continue  # a line cut short as that router died
+            if not isinstance(request_id, int | str) or isinstance(request_id, bool):
+                continue
+            if line[:1] == b"+":
+                held[request_id] = None
+            elif line[:1] == b"-":
+                held.pop(request_id, None)
+        return list(held)
+
+    def start(self) -> None:
+        """Begin a fresh journal (after `orphaned` was read)."""
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        self._open = 0
+
+    def took(self, request_id: int | str) -> None:
+        self._write(b"+", request_id)
+        self._open += 1
+
+    def answered(self, request_id: int | str) -> None:
+        self._open -= 1
+        if self._open <= 0 and self._fd is not None:
+            self._open = 0
+            os.ftruncate(self._fd, 0)
+        else:
+            self._write(b"-", request_id)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _write(self, sign: bytes, request_id: int | str) -> None:
+        if self._fd is not None:
+            os.write(self._fd, sign + json.dumps(request_id).encode() + b"\n")

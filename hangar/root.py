@@ -116,6 +116,11 @@ class Root:
         self._listener = listener
         self._url = f"http://{self.http.host}:{listener.getsockname()[1]}/mcp"
         log.info("http_listening", url=self._url, auth="bearer" if tokens else "none")
+        from hangar.fronts.http_sessions import ENV_SESSION_KEY
+
+        # the key that seals session ids: the root's for the instance's life, so a restarted
+        # router takes up the sessions the one before it opened
+        env = {**env, ENV_SESSION_KEY: os.environ.get(ENV_SESSION_KEY) or os.urandom(32).hex()}
         return http_router_spec(env, self.http.host, listener.fileno()), None
 
     async def run(self) -> int:

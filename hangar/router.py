@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("hangar.router")
 
 Handler = Callable[[Exchange], Awaitable[None]]
+# requests refused for what the client sent (each logged: a client waiting on them learns why)
+CLIENT_FAULTS = frozenset({jsonrpc.INVALID_REQUEST, jsonrpc.METHOD_NOT_FOUND, jsonrpc.INVALID_PARAMS})
 
 
 class Router:
@@ -269,6 +271,8 @@ class Router:
                 raise RpcFailure(jsonrpc.METHOD_NOT_FOUND, "Method not found", method)
             await handler(exchange)
         except RpcFailure as exc:
+            if exc.code in CLIENT_FAULTS:
+                log.warning("client_request_invalid", method=method, code=exc.code, error=exc.message)
             exchange.error(exc.code, exc.message, exc.data)
         except CallError as exc:
             exchange.error(jsonrpc.INTERNAL_ERROR, exc.message, exc.data)

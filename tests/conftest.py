@@ -223,10 +223,14 @@ async def running_hangar(
         yield Hangar(client, socket)
 
 
-def start_serve(config: Path, socket: Path) -> subprocess.Popen[bytes]:
+def start_serve(config: Path, socket: Path, *, stderr: Any = None) -> subprocess.Popen[bytes]:
     """`hangar serve` as a bare process with piped stdio, for the tests that kill it."""
     proc = subprocess.Popen(
-        serve_command(config, socket), stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(REPO)
+        serve_command(config, socket),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        cwd=str(REPO),
     )
     wait_until(lambda: _answers(socket), 20.0, "the control socket")
     wait_until(

@@ -96,7 +96,7 @@ class Slots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.give_back()  # it was handed to us as we were cancelled
-            else:
+            elif waiter in self._waiters:  # (give_back may have dropped it already)
                 self._waiters.remove(waiter)
             raise
 

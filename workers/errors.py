@@ -31,6 +31,7 @@ class ErrorType(enum.StrEnum):
     TIMEOUT = "timeout"
     PROVIDER_CRASHED = "provider_crashed"
     WORKER_CRASHED = "worker_crashed"
+    ROUTER_CRASHED = "router_crashed"
     PROVIDER_ERROR = "provider_error"
     INVALID_ARGUMENTS = "invalid_arguments"
     TOOL_ERROR = "tool_error"

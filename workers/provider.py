@@ -42,6 +42,7 @@ from workers.transports import open_transport
 
 LIST_TIMEOUT_S = 10.0  # a provider that cannot list within this is listed as having nothing
 STDERR_IN_HINT = 3  # last provider stderr lines quoted in a crash error
+EXIT_GRACE_S = 0.2  # a provider whose stdout ended because it is exiting: its exit follows this soon
 LISTS = (  # (capability, method, result key, our key)
     ("tools", "tools/list", "tools", "tools"),
     ("prompts", "prompts/list", "prompts", "prompts"),
@@ -332,7 +333,7 @@ class Provider:
             returncode = await exit_wait
             detail = transport.exit_detail(returncode, self._kill_reason)
             self._kill_reason = None
-        elif exit_wait.done():
+        elif exit_wait.done() or await _exits_soon(exit_wait):
             returncode = exit_wait.result()
             detail = transport.exit_detail(returncode)
         else:
@@ -345,6 +346,9 @@ class Provider:
         self.last_error = detail
         self._last_stderr_from(connection.transport)
         del self.connections[connection.era]
+        # its process may be gone while a child of its own still holds its stdout: the session
+        # must end now (its calls fail as crashed) and the rest of its process group with it
+        await self._close_connection(connection)
         await self._teardown()
         self._down(returncode, detail)
         connection.down.set()
@@ -569,3 +573,13 @@ class Provider:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _exits_soon(exit_wait: asyncio.Future[int]) -> bool:
+    """Whether a provider whose output ended exits within EXIT_GRACE_S (it was exiting anyway)."""
+    try:
+        async with asyncio.timeout(EXIT_GRACE_S):
+            await asyncio.shield(exit_wait)
+    except TimeoutError:
+        return False
+    return True

@@ -77,6 +77,11 @@ def _compose(file: str, text: str) -> yaml.Node | None:
             raise ConfigError(f"invalid YAML: {problem}", path=file) from None
         message = f"invalid YAML: {problem} (column {mark.column + 1})"
         raise ConfigError(message, path=file, line=mark.line + 1) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: say where it is
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        message = f"invalid YAML: {exc.reason} (character #x{exc.character:04x}, column {column})"
+        raise ConfigError(message, path=file, line=line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", path=file) from None
 

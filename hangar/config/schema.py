@@ -41,6 +41,7 @@ from hangar.config.specs import (
     AuditSettings,
     GroupSpec,
     HangarConfig,
+    HttpLimits,
     HttpSettings,
     ProfileSpec,
     RootSupervision,
@@ -656,6 +657,30 @@ class Supervisor(Subsection):
         return RootSupervision(self.intensity, self.period_s)
 
 
+_HTTP_LIMITS = HttpLimits()
+
+
+class ConnectionLimits(Subsection):
+    """`http.limits`: what one connection and one request may cost, before authentication."""
+
+    header_timeout_s: Positive = _HTTP_LIMITS.header_timeout_s
+    body_timeout_s: Positive = _HTTP_LIMITS.body_timeout_s
+    keep_alive_s: Positive = _HTTP_LIMITS.keep_alive_s
+    max_connections: PositiveCount = _HTTP_LIMITS.max_connections
+    max_body_bytes: PositiveCount = _HTTP_LIMITS.max_body_bytes
+    max_header_bytes: PositiveCount = _HTTP_LIMITS.max_header_bytes
+
+    def to_spec(self) -> HttpLimits:
+        return HttpLimits(
+            header_timeout_s=self.header_timeout_s,
+            body_timeout_s=self.body_timeout_s,
+            keep_alive_s=self.keep_alive_s,
+            max_connections=self.max_connections,
+            max_body_bytes=self.max_body_bytes,
+            max_header_bytes=self.max_header_bytes,
+        )
+
+
 class Http(Subsection):
     """`http`: the HTTP front (`hangar serve --http`)."""
 
@@ -663,6 +688,7 @@ class Http(Subsection):
     rate_limit: RateLimits | None = None
     allowed_hosts: list[str] = []
     allowed_origins: list[str] = []
+    limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
 
     def to_spec(self) -> HttpSettings:
         limits = self.rate_limit
@@ -671,6 +697,7 @@ class Http(Subsection):
             rate_limit=limits.to_spec() if limits else None,
             allowed_hosts=tuple(self.allowed_hosts),
             allowed_origins=tuple(self.allowed_origins),
+            limits=self.limits.to_spec(),
         )
 
 

@@ -29,6 +29,18 @@ class RootSupervision:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """What one HTTP connection and request may cost (`http.limits`; docs/operations.md)."""
+
+    header_timeout_s: float = 10.0  # a request's head must arrive within this, else 408
+    body_timeout_s: float = 30.0  # its body within this of its head, else 408
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    max_connections: int = 512  # connections at once; a request past this gets 503
+    max_body_bytes: int = 16 * 2**20  # one request's body; a larger one gets 413
+    max_header_bytes: int = 64 * 1024  # one request's head; a larger one gets 431
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     """The HTTP front (`hangar serve --http`); tokens may also come from $HANGAR_TOKENS."""
 
@@ -36,6 +48,7 @@ class HttpSettings:
     rate_limit: RateLimit | None = None  # a bucket per client; off unless configured
     allowed_hosts: tuple[str, ...] = ()  # Host header values ("name:port", "name:*"), beyond loopback
     allowed_origins: tuple[str, ...] = ()  # Origin values ("https://app.example:*"), beyond loopback
+    limits: HttpLimits = HttpLimits()
 
 
 @dataclass(frozen=True)

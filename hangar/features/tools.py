@@ -157,11 +157,13 @@ async def call_tool(router: Router, exchange: Exchange) -> None:
     if not isinstance(name, str) or not name:
         raise RpcFailure(jsonrpc.INVALID_PARAMS, "Invalid params: tools/call needs a tool name")
     profile = exchange.session.profile
+    arguments = exchange.params.get("arguments")
+    if arguments is not None and not _is_object(arguments):
+        raise RpcFailure(jsonrpc.INVALID_PARAMS, "Invalid params: tools/call arguments must be an object")
     if name in management.NAMES:
         if profile is not None and not profile.holds_tool(None, name):
             refuse_outside(router, exchange, profile, None, name)
             return
-        arguments = exchange.params.get("arguments")
         await management.call(router, exchange, name, jsonrpc.value(arguments) if arguments else {})
         return
     target = router.catalog.tool(name) or _by_prefix(router, name)
@@ -227,6 +229,9 @@ def call_tool_now(router: Router, exchange: Exchange) -> Callable[[], None] | No
     raw_name = params.get("name")
     if raw_name is None or "_meta" in params or exchange.session.profile is not None:
         return None
+    arguments = params.get("arguments")
+    if arguments is not None and not _is_object(arguments):
+        return None  # `call_tool` refuses it
     name = jsonrpc.value(raw_name)
     target = router.catalog.tool(name) if isinstance(name, str) else None
     if target is None or target.entry in router.groups or target.entry in router.caches:
@@ -336,3 +341,7 @@ def error_result(router: Router, exchange: Exchange, error: ErrorData | dict[str
         "isError": True,
     }
     return result_for(router, exchange, result)
+
+
+def _is_object(raw: jsonrpc.Raw) -> bool:
+    return bytes(memoryview(raw)[:1]) == b"{"

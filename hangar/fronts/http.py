@@ -33,7 +33,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hangar import management, protocol
-from hangar.config import HttpSettings
+from hangar.config import HttpLimits, HttpSettings
 from hangar.errors import HangarError
 from hangar.fronts import access, streams
 from hangar.fronts.access import ANONYMOUS, Token, find, load_tokens, scope_for
@@ -60,7 +60,8 @@ OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/health/startup"})  # 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 GRACEFUL_SHUTDOWN_S = 4  # below the root's 5 s shutdown timeout for the router
 BACKLOG = 1024  # connections that wait while a restarted router comes up
-MAX_BODY_BYTES = 16 * 1024 * 1024  # one request; a larger one is answered 413
+_LIMITS = HttpLimits()
+MAX_BODY_BYTES = _LIMITS.max_body_bytes  # one request; a larger one is answered 413 (`http.limits`)
 SESSION_HEADER = b"mcp-session-id"
 VERSION_HEADER = b"mcp-protocol-version"
 METHOD_HEADER = b"mcp-method"
@@ -627,7 +628,7 @@ def build_app(
 ) -> ASGIApp:
     from hangar.fronts import dashboard
 
-    endpoint = McpEndpoint(router, Sessions())
+    endpoint = McpEndpoint(router, Sessions(), settings.limits.max_body_bytes)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -715,16 +716,25 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def serve(app: ASGIApp, fd: int, stop: asyncio.Event) -> None:
+async def serve(app: ASGIApp, fd: int, stop: asyncio.Event, limits: HttpLimits = _LIMITS) -> None:
     """Serve on the inherited listening socket until `stop` is set, then drain and return."""
     sock = socket.socket(fileno=fd)
+    if _has_httptools():
+        from hangar.fronts.connections import protocol_class
+
+        http: Any = protocol_class(limits)
+    else:  # h11: its own bound on a request's head (a 400, not a 431), no read deadlines
+        http = "h11"
     config = uvicorn.Config(
         app,
         lifespan="on",
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        http="httptools" if _has_httptools() else "h11",
+        timeout_keep_alive=math.ceil(limits.keep_alive_s),  # uvicorn counts whole seconds
+        limit_concurrency=limits.max_connections,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        http=http,
     )
     server = uvicorn.Server(config)
 
@@ -778,5 +788,5 @@ async def serve_from_environment(
         api=AdminApi(router, link, rates, prefix=API_PATH),
     )
     with contextlib.suppress(asyncio.CancelledError):
-        await serve(app, int(os.environ[ENV_HTTP_FD]), stop)
+        await serve(app, int(os.environ[ENV_HTTP_FD]), stop, settings.limits)
     log.info("http_stopped")

@@ -25,6 +25,7 @@ import structlog
 from hangar import protocol, resume
 from hangar.session import ClientSession, Exchange
 from workers import jsonrpc
+from workers.errors import CallError, ErrorType
 from workers.jsonrpc import RequestId
 from workers.protocol import Era
 
@@ -60,6 +61,7 @@ class StdioFront:
         self._writer: asyncio.WriteTransport | _FileWriter | None = None
         self._eof = asyncio.Event()
         self._idle = asyncio.Event()  # a request was answered (for the wait at EOF)
+        self._journal: resume.InFlight | None = None  # the requests taken, for a successor
         self._buffer = bytearray()
         self._skipping = False  # inside a line that was too long: drop bytes until its end
         self.lines = 0
@@ -69,15 +71,21 @@ class StdioFront:
     async def serve(self) -> None:
         """Serve the client until stdin EOF, then answer what was read, and return."""
         loop = asyncio.get_running_loop()
+        orphaned: list[RequestId] = []
         if self._instance is not None:
             self._restore()
             self.router.on_initialize = self._remember
+            self._journal = resume.InFlight(self._instance)
+            orphaned = self._journal.orphaned()
+            self._journal.start()
         if _is_file(self._stdout):  # `hangar serve > answers.jsonl`: a file is written directly
             self._writer = _FileWriter(self._stdout)
         else:
             self._writer, _ = await loop.connect_write_pipe(
                 asyncio.Protocol, os.fdopen(self._stdout, "wb", buffering=0, closefd=False)
             )
+        for request_id in orphaned:
+            self._answer_orphan(request_id)
         if _is_file(self._stdin):  # `hangar serve < requests.jsonl`
             reader: Any = _FileReader(self, self._stdin)
         else:
@@ -101,6 +109,8 @@ class StdioFront:
                 self._idle.clear()
         self.session.close()
         await self.flush()
+        if self._journal is not None:
+            self._journal.close()
 
     async def flush(self) -> None:
         writer = self._writer
@@ -183,16 +193,32 @@ class StdioFront:
         cancel = self.router.handle_now(exchange)
         if cancel is not None:
             if not exchange.answered:
-                self._running[message.id] = (exchange, cancel)
+                self._take(exchange, cancel)
             return
-        task = asyncio.get_running_loop().create_task(self.router.handle(exchange))
-        self._running[message.id] = (exchange, task)
+        self._take(exchange, asyncio.get_running_loop().create_task(self.router.handle(exchange)))
+
+    def _take(self, exchange: Exchange, work: asyncio.Task[None] | Callable[[], None]) -> None:
+        self._running[exchange.request_id] = (exchange, work)
+        if self._journal is not None:
+            self._journal.took(exchange.request_id)
 
     def _done(self, exchange: Exchange) -> None:
         running = self._running.get(exchange.request_id)
         if running is not None and running[0] is exchange:
             del self._running[exchange.request_id]
+            if self._journal is not None:
+                self._journal.answered(exchange.request_id)
             self._idle.set()
+
+    def _answer_orphan(self, request_id: RequestId) -> None:
+        """A request the router before this one took and died holding: say so, as its answer."""
+        error = CallError(
+            ErrorType.ROUTER_CRASHED,
+            "hangar's router stopped while it held this request; it may or may not have run",
+            "send it again if that is safe",
+        )
+        log.warning("request_orphaned", id=request_id)
+        self.send(jsonrpc.error(request_id, jsonrpc.INTERNAL_ERROR, error.message, error.data))
 
     def _notification(self, message: jsonrpc.Envelope) -> None:
         if message.method == "notifications/cancelled":

@@ -224,3 +224,16 @@ async def test_mcp_json_file_works_as_is_with_serve(tmp_path, short_tmp):
                 listed = await h.client.list_tools()
                 names = {tool.name for tool in listed.tools}
     assert {"fx__echo", "fy__echo"} <= names
+
+
+def test_config_check_warns_of_a_command_that_does_not_exist(tmp_path):
+    path = write(
+        tmp_path,
+        "providers:\n  gone:\n    command: no-such-mcp-server-here\n  fine:\n    command: "
+        + sys.executable
+        + "\n",
+    )
+    result = hangar("config", "check", str(path))
+    assert result.returncode == 0, result.stderr  # a warning: it may be installed before first use
+    assert "provider gone: command 'no-such-mcp-server-here' not found" in result.stderr
+    assert "provider fine" not in result.stderr

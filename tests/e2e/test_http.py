@@ -316,3 +316,25 @@ async def test_correlation_id_reaches_router_and_worker_log_lines(
     tagged = {(line.get("process"), line.get("event")) for line in lines if line.get("cid") == "trace-me-7"}
     assert ("router", "batch_started") in tagged and ("router", "call_done") in tagged
     assert ("worker:fx", "call_done") in tagged
+
+
+def test_a_session_goes_on_after_the_router_is_killed(config: Path, short_tmp: Path) -> None:
+    from tests.soak import HttpClient
+
+    with http_hangar(config, short_tmp / "ctl.sock") as h:
+        client = HttpClient(int(h.base.rsplit(":", 1)[1]))
+        client.initialize()
+        assert client.call("tools/call", {"name": "lazy__echo", "arguments": {"text": "a"}}) == "http ok"
+        old = h.router_pid()
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: h.router_pid() not in (None, old), 20.0, "a new router")
+        # the same session id, sealed with the root's key, is taken up by the new router
+        wait_until(
+            lambda: (
+                client.call("tools/call", {"name": "lazy__echo", "arguments": {"text": "b"}}) == "http ok"
+            ),
+            20.0,
+            "the session served again",
+        )
+        assert client.session is not None

@@ -25,6 +25,10 @@ from workers.transports.limits import Limits, limits_for
 
 HANGAR_ENV_PREFIXES = ("HANGAR_",)  # hangar's own plumbing is not the provider's business
 SUPERVISOR_ENV = (ENV_CHILD_ID, ENV_ENDPOINT, ENV_INCARNATION, ENV_LIFELINE_FD)
+# descriptors made close-on-exec in a provider's child: those open before the spawn, plus what
+# the spawn itself opens (its pipes, their copies; uvloop keeps one of its own at 251)
+FD_SCAN_MARGIN = 64
+FD_SCAN_MIN = 512
 
 
 class StdioTransport:
@@ -55,7 +59,7 @@ class StdioTransport:
         loop = asyncio.get_running_loop()
         protocol = _ProcessProtocol(receiver, self._stderr.feed, self._stderr.end)
         self._limits = limits_for(self._spec.id, self._spec.memory, self._spec.cpus)
-        extra: dict[str, Any] = {"preexec_fn": self._limits.preexec()} if self._limits else {}
+        extra: dict[str, Any] = {"preexec_fn": _preexec(self._limits.preexec() if self._limits else None)}
         try:
             transport, _ = await loop.subprocess_exec(
                 lambda: protocol,
@@ -174,6 +178,33 @@ class StdioTransport:
         if self._protocol is None:
             raise TransportError("provider process is not running")
         return self._protocol
+
+
+def _preexec(then: Callable[[], None] | None) -> Callable[[], None]:
+    """What the provider's process runs between fork and exec: keep only its stdin/stdout/stderr.
+
+    uvloop (libuv) leaves copies of the pipes it hands a child open in it, beside fds 0-2: a
+    provider that closed its stdout would still hold it, and its end would go unseen until the
+    process exits. Every other descriptor is marked close-on-exec (none is closed before the
+    spawn has duplicated its pipes onto 0-2).
+    """
+    top = max(FD_SCAN_MIN, _highest_fd() + FD_SCAN_MARGIN)
+
+    def run() -> None:
+        for fd in range(3, top):
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+        if then is not None:
+            then()
+
+    return run
+
+
+def _highest_fd() -> int:
+    try:
+        return max(int(name) for name in os.listdir("/proc/self/fd"))
+    except (OSError, ValueError):
+        return 0
 
 
 class _ProcessProtocol(asyncio.SubprocessProtocol):
