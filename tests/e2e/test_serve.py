@@ -12,10 +12,11 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import REPO, async_wait_until, fixture_provider, npm_bin, running_hangar
+from tests.conftest import FIXTURE_SERVER, REPO, async_wait_until, fixture_provider, npm_bin, running_hangar
 
 pytestmark = pytest.mark.anyio
 
+FIXTURE_TOOLS = FIXTURE_SERVER.read_text().count("@server.tool()")  # what the live fixture lists
 ECHO_TOOL = {
     "name": "echo",
     "description": "predefined",
@@ -215,7 +216,11 @@ async def test_management_tools_report_providers(write_config: Any, short_tmp: P
         started = await h.client.call_tool("hangar_start", {"provider": "b"})
     assert warm.structured_content == {"providers": [{"provider": "a", "ok": True, "state": "ready"}]}
     rows = {row["id"]: row for row in listed.structured_content["providers"]}  # type: ignore[index]
-    assert rows["a"]["state"] == "ready" and rows["a"]["provider_pid"] and rows["a"]["tools_count"] == 10
+    assert (
+        rows["a"]["state"] == "ready"
+        and rows["a"]["provider_pid"]
+        and rows["a"]["tools_count"] == FIXTURE_TOOLS
+    )
     assert rows["b"]["state"] == "cold" and rows["b"]["provider_pid"] is None
     assert details.structured_content["server_info"]["name"] == "fixture"  # type: ignore[index]
     assert details.structured_content["history"][-1]["to"] == "ready"  # type: ignore[index]
