@@ -81,7 +81,7 @@ def test_container_problems_are_reported_together(tmp_path: Path) -> None:
         "network, read_only, user, pids_limit, tmpfs, pull, runtime, idle_ttl_s, max_concurrency, "
         "startup_timeout_s, call_timeout_s, shutdown_timeout_s, tools, restart, backoff, intensity, "
         "period_s, health_check_interval_s, max_consecutive_failures, circuit_breaker, retry, namespace, "
-        "protocol, description, disabled, memory, cpus",
+        "protocol, warm, description, disabled, memory, cpus",
     ]
 
 
@@ -120,7 +120,7 @@ def test_remote_problems(tmp_path: Path) -> None:
         "bearer_token_env, verify_tls, ca_file, idle_ttl_s, max_concurrency, startup_timeout_s, "
         "call_timeout_s, shutdown_timeout_s, tools, restart, backoff, intensity, period_s, "
         "health_check_interval_s, max_consecutive_failures, circuit_breaker, retry, namespace, protocol, "
-        "description, disabled",
+        "warm, description, disabled",
     ]
 
 
