@@ -215,7 +215,7 @@ async def test_management_tools_report_providers(write_config: Any, short_tmp: P
         started = await h.client.call_tool("hangar_start", {"provider": "b"})
     assert warm.structured_content == {"providers": [{"provider": "a", "ok": True, "state": "ready"}]}
     rows = {row["id"]: row for row in listed.structured_content["providers"]}  # type: ignore[index]
-    assert rows["a"]["state"] == "ready" and rows["a"]["provider_pid"] and rows["a"]["tools_count"] == 7
+    assert rows["a"]["state"] == "ready" and rows["a"]["provider_pid"] and rows["a"]["tools_count"] == 8
     assert rows["b"]["state"] == "cold" and rows["b"]["provider_pid"] is None
     assert details.structured_content["server_info"]["name"] == "fixture"  # type: ignore[index]
     assert details.structured_content["history"][-1]["to"] == "ready"  # type: ignore[index]
