@@ -346,12 +346,13 @@ class Provider:
         self.last_error = detail
         self._last_stderr_from(connection.transport)
         del self.connections[connection.era]
-        # its process may be gone while a child of its own still holds its stdout: the session
-        # must end now (its calls fail as crashed) and the rest of its process group with it
-        await self._close_connection(connection)
         await self._teardown()
         self._down(returncode, detail)
         connection.down.set()
+        # its process may be gone while a child of its own still holds its stdout: the session
+        # must end now (its calls fail as crashed) and the rest of its process group with it
+        # (after the state moved on, so that nothing takes the provider for ready meanwhile)
+        await self._close_connection(connection)
 
     async def _listen(self, connection: Connection) -> None:
         """Keep a 2026-07-28 `subscriptions/listen` open, so list changes reach the worker."""
