@@ -14,6 +14,7 @@ from supervisors.child import ENV_CHILD_ID, ENV_ENDPOINT, ENV_INCARNATION, ENV_L
 from supervisors.exits import classify_exit
 from workers.spec import ProviderSpec
 from workers.transport import (
+    FlowControl,
     GarbageLog,
     LineSplitter,
     Receiver,
@@ -207,7 +208,7 @@ def _highest_fd() -> int:
         return 0
 
 
-class _ProcessProtocol(asyncio.SubprocessProtocol):
+class _ProcessProtocol(FlowControl, asyncio.SubprocessProtocol):
     """The provider process's pipes, as the event loop sees them."""
 
     def __init__(
@@ -221,7 +222,6 @@ class _ProcessProtocol(asyncio.SubprocessProtocol):
         self.stdin_lost = False
         self._stdout_done = False
         self._process: asyncio.SubprocessTransport | None = None
-        self._resume: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._process = transport  # type: ignore[assignment]  # uvloop's is not an asyncio subclass
@@ -235,7 +235,7 @@ class _ProcessProtocol(asyncio.SubprocessProtocol):
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 0:
             self.stdin_lost = True
-            self._wake()
+            self.wake_writers()
         elif fd == 1 and not self._stdout_done:
             self._stdout_done = True
             self._stdout.end()
@@ -247,19 +247,3 @@ class _ProcessProtocol(asyncio.SubprocessProtocol):
         if self._process is not None and not self.exited.done():
             returncode = self._process.get_returncode()
             self.exited.set_result(returncode if returncode is not None else -1)
-
-    def pause_writing(self) -> None:
-        if self._resume is None:
-            self._resume = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
-        self._resume = None
-
-    async def writable(self) -> None:
-        if self._resume is not None:
-            await asyncio.shield(self._resume)
