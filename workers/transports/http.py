@@ -34,7 +34,7 @@ from workers import jsonrpc
 from workers.jsonrpc import Envelope
 from workers.spec import ProviderSpec, RemoteTransport
 from workers.transport import LOST, GarbageLog, Receiver, TransportError, TransportInfo
-from workers.transports.remote import request_headers, tls_context
+from workers.transports.remote import RemoteEnd, request_headers, tls_context
 
 CONNECT_TIMEOUT_S = 10.0  # at most: a provider's startup_timeout_s shortens it
 CLOSE_TIMEOUT_S = 2.0  # a DELETE of the session on stop, best effort
@@ -47,7 +47,7 @@ NOT_AN_ENDPOINT = frozenset({404, 405})  # a first POST refused like this: try l
 HTTP_ERROR_TEXT = 200  # characters of an HTTP error's body quoted in the JSON-RPC error
 
 
-class HttpTransport:
+class HttpTransport(RemoteEnd):
     def __init__(self, spec: ProviderSpec, kind: RemoteTransport) -> None:
         self._spec = spec
         self._url = spec.url or ""
@@ -129,19 +129,8 @@ class HttpTransport:
         for task in list(self._tasks):
             task.cancel()
 
-    def stderr_tail(self) -> list[str]:
-        return []
-
-    def report_garbage(self, line: bytes, reason: str) -> None:
-        self._garbage.report(line, reason)
-
-    def exit_detail(self, returncode: int, killed_for: str | None = None) -> str:
-        if killed_for is not None:
-            return f"{killed_for}; disconnected"
-        return f"connection to {self._url} lost: {self._reason}"
-
-    def over_limit(self) -> str | None:
-        return None  # its engine or its host enforces limits
+    def lost_reason(self) -> str:
+        return self._reason
 
     def describe(self) -> TransportInfo:
         return {

@@ -1,4 +1,5 @@
-"""What every remote transport shares: the request headers with the bearer token, and TLS."""
+"""What every remote transport shares: the request headers with the bearer token, TLS, and the
+answers that are the same for each (`RemoteEnd`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,32 @@ import os
 import ssl
 
 from workers.spec import ProviderSpec
-from workers.transport import TransportError
+from workers.transport import GarbageLog, TransportError
+
+
+class RemoteEnd:
+    """A provider reached over the network: no stderr, no limits of hangar's, an end that is a lost
+    connection. `lost_reason` says why it was lost."""
+
+    _url: str
+    _garbage: GarbageLog
+
+    def lost_reason(self) -> str:
+        raise NotImplementedError
+
+    def stderr_tail(self) -> list[str]:
+        return []
+
+    def report_garbage(self, line: bytes, reason: str) -> None:
+        self._garbage.report(line, reason)
+
+    def exit_detail(self, returncode: int, killed_for: str | None = None) -> str:
+        if killed_for is not None:
+            return f"{killed_for}; disconnected"
+        return f"connection to {self._url} lost: {self.lost_reason()}"
+
+    def over_limit(self) -> str | None:
+        return None  # its engine or its host enforces limits
 
 
 def request_headers(spec: ProviderSpec) -> dict[str, str]:

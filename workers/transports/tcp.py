@@ -21,11 +21,12 @@ from workers.transport import (
     TransportError,
     TransportInfo,
 )
+from workers.transports.remote import RemoteEnd
 
 CONNECT_TIMEOUT_S = 10.0  # a host that does not answer the handshake within this is unreachable
 
 
-class TcpTransport:
+class TcpTransport(RemoteEnd):
     def __init__(self, spec: ProviderSpec) -> None:
         self._spec = spec
         self._url = spec.url or ""
@@ -83,20 +84,8 @@ class TcpTransport:
         if self._transport is not None:
             self._transport.abort()
 
-    def stderr_tail(self) -> list[str]:
-        return []
-
-    def report_garbage(self, line: bytes, reason: str) -> None:
-        self._garbage.report(line, reason)
-
-    def exit_detail(self, returncode: int, killed_for: str | None = None) -> str:
-        reason = self._protocol.reason if self._protocol is not None else "never connected"
-        if killed_for is not None:
-            return f"{killed_for}; disconnected"
-        return f"connection to {self._url} lost: {reason}"
-
-    def over_limit(self) -> str | None:
-        return None  # its engine or its host enforces limits
+    def lost_reason(self) -> str:
+        return self._protocol.reason if self._protocol is not None else "never connected"
 
     def describe(self) -> TransportInfo:
         return {"kind": "remote", "url": self._url, "transport": "tcp"}

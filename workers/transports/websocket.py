@@ -26,13 +26,13 @@ from workers.transport import (
     TransportError,
     TransportInfo,
 )
-from workers.transports.remote import request_headers, tls_context
+from workers.transports.remote import RemoteEnd, request_headers, tls_context
 
 SUBPROTOCOL = Subprotocol("mcp")
 PING_INTERVAL_S = 20.0  # a connection whose pings go unanswered this long is dead
 
 
-class WebSocketTransport:
+class WebSocketTransport(RemoteEnd):
     def __init__(self, spec: ProviderSpec) -> None:
         self._spec = spec
         self._url = spec.url or ""
@@ -128,19 +128,8 @@ class WebSocketTransport:
         if self._socket is not None:
             self._socket.transport.abort()
 
-    def stderr_tail(self) -> list[str]:
-        return []
-
-    def report_garbage(self, line: bytes, reason: str) -> None:
-        self._garbage.report(line, reason)
-
-    def exit_detail(self, returncode: int, killed_for: str | None = None) -> str:
-        if killed_for is not None:
-            return f"{killed_for}; disconnected"
-        return f"connection to {self._url} lost: {self._reason}"
-
-    def over_limit(self) -> str | None:
-        return None  # its engine or its host enforces limits
+    def lost_reason(self) -> str:
+        return self._reason
 
     def describe(self) -> TransportInfo:
         return {"kind": "remote", "url": self._url, "transport": "websocket"}
