@@ -80,7 +80,7 @@ clean:
 # (soak.json, soak.md). `make test` runs a 3-minute version (tests/e2e/test_soak.py).
 SOAK_MINUTES ?= 60
 
-soak: setup
+soak: setup engines
 	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m tests.soak --out soak-results
 
 # The benchmark suite (bench/, docs/performance.md): `make bench` runs it in full (< 10 min on

@@ -1,9 +1,12 @@
 """The soak: mixed load from stdio and HTTP clients while a chaos loop kills and stops processes.
 
 `make soak` (SOAK_MINUTES, default 60) and, for 3 minutes, `make test` (tests/e2e/test_soak.py).
-Two hangars run side by side, one serving MCP over stdio and one over HTTP, on the same kind of
-providers. Clients send tool calls, `hangar_call` batches, listings and calls they cancel; a
-chaos loop SIGKILLs providers, workers and routers and SIGSTOPs providers for a while. Every
+Two hangars run side by side, one serving MCP over stdio and one over HTTP, each on three
+subprocess providers, one container provider (Docker on the stdio side, Podman on the HTTP one)
+and one remote provider (a Streamable HTTP server of the soak's own, shared by both). Clients send
+tool calls, `hangar_call` batches, listings and calls they cancel (on HTTP with
+`notifications/cancelled`, or by going away); a chaos loop SIGKILLs providers, workers and
+routers, kills containers and the remote server, and SIGSTOPs providers for a while. Every
 request is accounted for: answered with a result, answered with a typed error, cancelled (MCP
 gives a cancelled request no answer), or lost with a router that was killed while it held it
 (its replacement answers those with `router_crashed`, so this stays 0); anything else is `unanswered`,
@@ -16,11 +19,13 @@ root, router and workers at the start and the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,11 +42,23 @@ import yaml
 from hangar.control import request as ctl
 from tests.conftest import FIXTURE_SERVER, REPO, wait_until
 from tests.line_client import LineClient
+from workers.jsonrpc import REQUEST_CANCELLED
 
-PROVIDERS = ("alpha", "beta", "gamma")
+SUBPROCESSES = ("alpha", "beta", "gamma")
+CONTAINER = f"box{os.getpid()}"  # the fixture server in a container (an id no other run uses)
+REMOTE = "far"  # the fixture server over Streamable HTTP, run by the soak
+PROVIDERS = (*SUBPROCESSES, CONTAINER, REMOTE)
+IMAGE = "hangar-test/python-mcp:latest"  # built by .ci/engines
+RUNTIMES = {"stdio": "docker", "http": "podman"}  # the container provider's engine, per hangar
+ENGINE_SOCKETS = {"docker": "unix:///var/run/docker.sock", "podman": "unix:///run/podman/podman.sock"}
 CHAOS_EVERY_S = 4.0  # one chaos action this often
-STOP_FOR_S = 3.0  # a SIGSTOPped provider is continued after this long
-ROUTER_KILL_SHARE = 0.1  # of the chaos actions
+STOP_FOR_S = 3.0  # a SIGSTOPped provider is continued, a killed remote server started, after this long
+# the chaos actions, by cumulative share
+ROUTER_KILL_SHARE = 0.1
+WORKER_KILL_UNTIL = 0.4
+PROVIDER_KILL_UNTIL = 0.65
+CONTAINER_KILL_UNTIL = 0.75
+REMOTE_KILL_UNTIL = 0.8  # and the rest: SIGSTOP a provider
 CLIENT_TIMEOUT_S = 60.0  # what a client waits for an answer before counting it lost
 SETTLE_S = 20.0  # after the load stops: time for the last answers
 WARMUP_S = 5.0  # figures at the start are taken after this
@@ -57,21 +74,26 @@ class Tally:
             self.outcomes[outcome] += 1
 
 
-def config_text(directory: Path) -> Path:
-    providers = {
+def config_text(directory: Path, side: str, remote_port: int) -> Path:
+    supervised = {
+        "call_timeout_s": 20,
+        "intensity": 1000,
+        "period_s": 60,
+        "backoff": {"initial_s": 0.1, "max_s": 1.0, "factor": 2.0, "jitter": 0.1},
+        "health_check_interval_s": 2,
+    }
+    providers: dict[str, dict[str, Any]] = {
         name: {
             "command": sys.executable,
             "args": [str(FIXTURE_SERVER)],
             "protocol": "handshake",
-            "call_timeout_s": 20,
-            "intensity": 1000,
-            "period_s": 60,
-            "backoff": {"initial_s": 0.1, "max_s": 1.0, "factor": 2.0, "jitter": 0.1},
-            "health_check_interval_s": 2,
+            **supervised,
         }
-        for name in PROVIDERS
+        for name in SUBPROCESSES
     }
-    path = directory / "soak.yaml"
+    providers[CONTAINER] = {"image": IMAGE, "runtime": RUNTIMES[side], "memory": "256m", **supervised}
+    providers[REMOTE] = {"url": f"http://127.0.0.1:{remote_port}/mcp", **supervised}
+    path = directory / f"soak-{side}.yaml"
     path.write_text(
         yaml.safe_dump({"providers": providers, "supervisor": {"intensity": 1000, "period_s": 60}})
     )
@@ -209,6 +231,56 @@ class HttpClient:
             return f"http status {status}"
         return f"http {outcome_of(answer)}"
 
+    def cancelled_call(self, params: dict[str, Any], rng: random.Random) -> str:
+        """A call cancelled with `notifications/cancelled` on another connection while it runs."""
+        self._ids += 1
+        request_id = self._ids
+        outcome: list[str] = []
+
+        def call() -> None:
+            try:
+                _, answer, _ = self.post(
+                    {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+                )
+            except (OSError, http.client.HTTPException) as exc:
+                outcome.append(f"http transport error ({type(exc).__name__})")
+                return
+            if answer is not None and "error" in answer and answer["error"].get("code") == REQUEST_CANCELLED:
+                outcome.append("http cancelled (answered as cancelled)")
+            else:
+                outcome.append(
+                    "http status 200 without an answer" if answer is None else f"http {outcome_of(answer)}"
+                )
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(rng.uniform(0.05, 0.3))
+        self.post(
+            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
+        )
+        caller.join(CLIENT_TIMEOUT_S)
+        return outcome[0] if outcome else "http unanswered (cancelled call)"
+
+    def abandoned_call(self, params: dict[str, Any], rng: random.Random) -> str:
+        """A call whose client goes away while it runs (the exchange may go on, the stream is gone)."""
+        self._ids += 1
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=CLIENT_TIMEOUT_S)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+            "Mcp-Session-Id": self.session or "",
+        }
+        message = {"jsonrpc": "2.0", "id": self._ids, "method": "tools/call", "params": params}
+        try:
+            connection.request("POST", "/mcp", json.dumps(message), headers)
+            time.sleep(rng.uniform(0.05, 0.3))
+        except OSError as exc:
+            return f"http transport error ({type(exc).__name__})"
+        finally:
+            connection.close()
+        return "http cancelled (the client went away)"
+
 
 def _response_in(body: bytes) -> dict[str, Any] | None:
     text = body.decode("utf-8", "replace")
@@ -229,9 +301,12 @@ def http_load(port: int, tally: Tally, until: float, seed: int) -> None:
     client.initialize()
     while time.monotonic() < until:
         method, params, cancel = random_request(rng)
-        if cancel:  # over HTTP a client cancels by going away: a short sleep instead
-            params = {"name": params["name"], "arguments": {"seconds": 0.5}}
-        tally.add(client.call(method, params))
+        if not cancel:
+            tally.add(client.call(method, params))
+        elif rng.random() < 0.5:
+            tally.add(client.cancelled_call(params, rng))
+        else:
+            tally.add(client.abandoned_call(params, rng))
 
 
 # ---------------------------------------------------------------------------- chaos
@@ -256,8 +331,72 @@ def tree_pids(socket: Path) -> dict[str, list[int]]:
     return found
 
 
+class RemoteServer:
+    """The remote provider's server: the fixture server over Streamable HTTP, in a process group."""
+
+    def __init__(self, port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "FIXTURE_TRANSPORT": "streamable-http", "FIXTURE_PORT": str(self.port)}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(FIXTURE_SERVER)],
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
+        wait_until(lambda: _listening(self.port), 30.0, f"the remote server on port {self.port}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def engines_with_image() -> dict[str, Any]:
+    """A client of each engine the container providers use, each holding the test image.
+
+    Raises:
+        RuntimeError: an engine or the image is missing (`make test` and `make soak` set both up).
+    """
+    import docker
+
+    clients = {}
+    for runtime in set(RUNTIMES.values()):
+        try:
+            client = docker.APIClient(base_url=ENGINE_SOCKETS[runtime], version="auto", timeout=30)
+            client.inspect_image(IMAGE)
+        except Exception as exc:
+            raise RuntimeError(
+                f"{runtime} with {IMAGE} is not available ({exc}): run `bash .ci/engines`"
+            ) from exc
+        clients[runtime] = client
+    return clients
+
+
+def kill_a_container(engine: Any) -> bool:
+    found = engine.containers(filters={"label": [f"io.hangar.provider={CONTAINER}"], "status": "running"})
+    if not found:
+        return False
+    engine.kill(found[0]["Id"])
+    return True
+
+
 def chaos(
-    sockets: dict[str, Path], router_kills: list[float], actions: Counter[str], until: float, seed: int
+    sockets: dict[str, Path],
+    router_kills: list[float],
+    actions: Counter[str],
+    until: float,
+    seed: int,
+    engines: dict[str, Any],
+    remote: RemoteServer,
 ) -> None:
     rng = random.Random(seed)
     while time.monotonic() < until:
@@ -275,12 +414,22 @@ def chaos(
                     router_kills.append(time.monotonic())
                 os.kill(pids["router"][0], signal.SIGKILL)
                 actions[f"SIGKILL router ({side})"] += 1
-            elif pick < 0.4 and pids["worker"]:
+            elif pick < WORKER_KILL_UNTIL and pids["worker"]:
                 os.kill(rng.choice(pids["worker"]), signal.SIGKILL)
                 actions[f"SIGKILL worker ({side})"] += 1
-            elif pick < 0.75 and pids["provider"]:
+            elif pick < PROVIDER_KILL_UNTIL and pids["provider"]:
                 os.kill(rng.choice(pids["provider"]), signal.SIGKILL)
                 actions[f"SIGKILL provider ({side})"] += 1
+            elif pick < CONTAINER_KILL_UNTIL:
+                if kill_a_container(engines[RUNTIMES[side]]):
+                    actions[f"kill the container ({side}, {RUNTIMES[side]})"] += 1
+                else:
+                    actions["chaos: no container running"] += 1
+            elif pick < REMOTE_KILL_UNTIL:
+                remote.kill()
+                actions["SIGKILL the remote server (both), started again after 3 s"] += 1
+                time.sleep(STOP_FOR_S)
+                remote.start()
             elif pids["provider"]:
                 victim = rng.choice(pids["provider"])
                 os.kill(victim, signal.SIGSTOP)
@@ -289,6 +438,8 @@ def chaos(
                 os.kill(victim, signal.SIGCONT)
         except ProcessLookupError:
             actions["chaos: process already gone"] += 1
+        except Exception as exc:  # an engine that refused: counted, the soak goes on
+            actions[f"chaos: {type(exc).__name__}"] += 1
 
 
 # ---------------------------------------------------------------------------- figures
@@ -327,20 +478,29 @@ def leftovers(before: set[int]) -> list[str]:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def soak(minutes: float, out: Path, seed: int = 1) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     started = time.monotonic()
+    engines = engines_with_image()
     with tempfile.TemporaryDirectory(prefix="hangar-soak-") as directory:
         base = Path(directory)
-        config = config_text(base)
+        remote = RemoteServer(free_port(), out / "remote.log")
+        remote.start()
+        configs = {side: config_text(base, side, remote.port) for side in RUNTIMES}
         sockets = {"stdio": base / "stdio.sock", "http": base / "http.sock"}
         port = free_port()
         logs = {name: (out / f"{name}.log").open("wb") for name in sockets}
@@ -354,7 +514,7 @@ def soak(minutes: float, out: Path, seed: int = 1) -> dict[str, Any]:
                 "--port",
                 str(port),
                 "--config",
-                str(config),
+                str(configs["http"]),
                 "--socket",
                 str(sockets["http"]),
             ],
@@ -362,7 +522,7 @@ def soak(minutes: float, out: Path, seed: int = 1) -> dict[str, Any]:
             stdin=subprocess.DEVNULL,
             stderr=logs["http"],
         )
-        client = LineClient.start(config, sockets["stdio"], log=out / "stdio.log")
+        client = LineClient.start(configs["stdio"], sockets["stdio"], log=out / "stdio.log")
         wait_until(lambda: _answers(sockets["http"]), 30.0, "the HTTP hangar")
         for name in PROVIDERS:
             client.call("tools/call", {"name": "hangar_warm", "arguments": {"providers": name}}, 60.0)
@@ -381,7 +541,9 @@ def soak(minutes: float, out: Path, seed: int = 1) -> dict[str, Any]:
         threads = [
             threading.Thread(target=stdio_load.run, args=(until,)),
             *(threading.Thread(target=http_load, args=(port, tally, until, seed + n)) for n in range(3)),
-            threading.Thread(target=chaos, args=(sockets, router_kills, actions, until, seed)),
+            threading.Thread(
+                target=chaos, args=(sockets, router_kills, actions, until, seed, engines, remote)
+            ),
         ]
         for thread in threads:
             thread.start()
@@ -390,17 +552,23 @@ def soak(minutes: float, out: Path, seed: int = 1) -> dict[str, Any]:
         stdio_load.account()
         # after the chaos: every provider serves again on both sides
         for name in PROVIDERS:
-            wait_until(lambda n=name: _echoes(client, n), 60.0, f"{name} serving again")
+            wait_until(lambda n=name: _echoes(client, n), 60.0, f"{name} serving again (stdio)")
+            wait_until(
+                lambda n=name: warmer.call("tools/call", _echo(n)) == "http ok",
+                60.0,
+                f"{name} serving again (http)",
+            )
         end_figures = {side: figures(sock) for side, sock in sockets.items()}
         stdio_status = client.finish(30.0)
         http_proc.send_signal(signal.SIGTERM)
         http_status = http_proc.wait(30.0)
         for handle in logs.values():
             handle.close()
+        remote.kill()
         deadline = time.monotonic() + 10
-        while leftovers(before) and time.monotonic() < deadline:
+        while (leftovers(before) or leftover_containers(engines)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        left = leftovers(before)
+        left = leftovers(before) + leftover_containers(engines)
     outcomes = dict(sorted(tally.outcomes.items()))
     results = {
         "minutes": minutes,
@@ -418,9 +586,21 @@ def soak(minutes: float, out: Path, seed: int = 1) -> dict[str, Any]:
     return results
 
 
+def _echo(provider: str) -> dict[str, Any]:
+    return {"name": f"{provider}__echo", "arguments": {"text": "x"}}
+
+
 def _echoes(client: LineClient, provider: str) -> bool:
-    answer = client.call("tools/call", {"name": f"{provider}__echo", "arguments": {"text": "x"}}, 30.0)
-    return outcome_of(answer) == "ok"
+    return outcome_of(client.call("tools/call", _echo(provider), 30.0)) == "ok"
+
+
+def leftover_containers(engines: dict[str, Any]) -> list[str]:
+    """The soak's containers still there after both hangars stopped (each removes its own)."""
+    return [
+        f"{runtime} container {found['Id'][:12]} {found['Status']}"
+        for runtime, engine in engines.items()
+        for found in engine.containers(all=True, filters={"label": [f"io.hangar.provider={CONTAINER}"]})
+    ]
 
 
 def _answers(socket: Path) -> bool:
