@@ -89,8 +89,11 @@ class SocketChannel:
     def _drain(self) -> None:
         self._drain_scheduled = False
         socket = self.socket
+        # asking `EVENTS` first is cheaper than the `zmq.Again` an empty queue raises
         while not self._closed:
             try:
+                if not int(socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                    return
                 frames = socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return

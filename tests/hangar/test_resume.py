@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 from hangar.resume import InFlight
@@ -17,14 +19,40 @@ def test_requests_taken_and_not_answered_are_orphaned_in_order(tmp_path: Path) -
     assert InFlight(tmp_path).orphaned() == ["two", 4]
 
 
-def test_the_journal_empties_when_nothing_is_in_flight(tmp_path: Path) -> None:
+def test_the_journal_starts_over_when_nothing_is_in_flight(tmp_path: Path) -> None:
     journal = InFlight(tmp_path)
     journal.start()
-    journal.took(1)
-    journal.answered(1)
-    assert journal.path.stat().st_size == 0
-    journal.took(2)
-    assert InFlight(tmp_path).orphaned() == [2]
+    for request_id in range(1, 50):
+        journal.took(request_id)
+    for request_id in range(1, 50):
+        journal.answered(request_id)
+    assert InFlight(tmp_path).orphaned() == []
+    journal.took("later")  # over the old notes: none of them may come back
+    assert InFlight(tmp_path).orphaned() == ["later"]
+
+
+def test_a_journal_longer_than_its_file_grows_it(tmp_path: Path) -> None:
+    journal = InFlight(tmp_path)
+    journal.start()
+    held = [f"request-{n:06d}-" + "x" * 40 for n in range(3000)]  # about 180 KiB of notes
+    for request_id in held:
+        journal.took(request_id)
+    assert journal.path.stat().st_size > InFlight.INITIAL_BYTES
+    assert InFlight(tmp_path).orphaned() == held
+
+
+def test_the_notes_outlive_a_router_killed_with_sigkill(tmp_path: Path) -> None:
+    child = os.fork()
+    if child == 0:  # the router: notes two requests, answers one, dies without a word
+        journal = InFlight(tmp_path)
+        journal.start()
+        journal.took(7)
+        journal.took(8)
+        journal.answered(7)
+        os.kill(os.getpid(), signal.SIGKILL)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert InFlight(tmp_path).orphaned() == [8]
 
 
 def test_a_line_cut_short_by_a_dying_router_is_skipped(tmp_path: Path) -> None:
