@@ -28,7 +28,7 @@ from tests.conftest import FIXTURE_SERVER, REPO, wait_until
 
 HANDSHAKE = "2025-11-25"
 MODERN = "2026-07-28"
-DRAIN_S = 1.0  # what each replica serves on after SIGTERM, reporting not-ready
+DRAIN_S = 2.0  # what each replica serves on after SIGTERM, reporting not-ready
 
 
 def free_port() -> int:
@@ -154,15 +154,27 @@ backend hangars
     balance roundrobin
     option httpchk GET /health/ready
     http-check expect status 200
-    default-server inter 100ms fall 1 rise 2
+    # quick to take a draining replica out, slow to call a busy one down
+    timeout check 2s
+    default-server inter 100ms fall 2 rise 2
     http-response set-header X-Served-By %[srv_name]
 {servers}
 """
 
 
 @contextlib.contextmanager
-def cluster(directory: Path, replicas: int = 3, *, drain_s: float = DRAIN_S) -> Iterator[Cluster]:
-    """`replicas` hangars behind HAProxy, up and checked; all stopped and reaped after."""
+def cluster(
+    directory: Path,
+    replicas: int = 3,
+    *,
+    drain_s: float = DRAIN_S,
+    providers: dict[str, Any] | None = None,
+) -> Iterator[Cluster]:
+    """`replicas` hangars behind HAProxy, up and checked; all stopped and reaped after.
+
+    `providers`: the replicas' providers; by default `far`, the fixture server over Streamable
+    HTTP, one process that every replica reaches.
+    """
     haproxy = shutil.which("haproxy")
     assert haproxy is not None, "haproxy is not installed (`make test` installs it)"
     result = Cluster(directory)
@@ -178,7 +190,8 @@ def cluster(directory: Path, replicas: int = 3, *, drain_s: float = DRAIN_S) -> 
         config.write_text(
             yaml.safe_dump(
                 {
-                    "providers": {"far": {"url": f"http://127.0.0.1:{remote_port}/mcp", "warm": True}},
+                    "providers": providers
+                    or {"far": {"url": f"http://127.0.0.1:{remote_port}/mcp", "warm": True}},
                     "http": {"drain_s": drain_s},
                 }
             )
