@@ -19,6 +19,8 @@ FIXTURE_STAMP := $(FIXTURE_DIR)/.installed
 ENGINES := .ci/engines
 # a real browser for the dashboard's test, from Debian's packages
 CHROMIUM_STAMP := .cache/chromium.installed
+# the load balancer the replica tests put three hangars behind, from Debian's packages
+HAPROXY_STAMP := .cache/haproxy.installed
 
 .PHONY: setup run test lint typecheck pytest engines clean bench bench-quick soak
 
@@ -52,6 +54,11 @@ $(FIXTURE_STAMP): $(BIN)/.installed
 	tar -xzf $(FIXTURE_DIR)/mcp-*.tar.gz -C $(FIXTURE_DIR)
 	touch $@
 
+$(HAPROXY_STAMP):
+	command -v haproxy >/dev/null || (apt-get update -qq && \
+		apt-get install -y -qq --no-install-recommends haproxy)
+	mkdir -p .cache && touch $@
+
 $(CHROMIUM_STAMP):
 	command -v chromium >/dev/null || (apt-get update -qq && \
 		apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
@@ -67,7 +74,7 @@ typecheck: setup
 engines: setup
 	bash $(ENGINES)
 
-pytest: setup $(NPM_STAMP) $(CONFORMANCE_STAMP) $(FIXTURE_STAMP) $(CHROMIUM_STAMP) engines
+pytest: setup $(NPM_STAMP) $(CONFORMANCE_STAMP) $(FIXTURE_STAMP) $(CHROMIUM_STAMP) $(HAPROXY_STAMP) engines
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

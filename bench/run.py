@@ -23,7 +23,17 @@ if str(REPO) not in sys.path:
 
 import anyio  # noqa: E402
 
-from bench import batch, cold_start, harness, overhead, peer, startup_memory, throughput, views  # noqa: E402
+from bench import (  # noqa: E402
+    batch,
+    cold_start,
+    harness,
+    overhead,
+    peer,
+    replicas,
+    startup_memory,
+    throughput,
+    views,
+)
 
 SCENARIOS = {
     "overhead": overhead,
@@ -33,6 +43,7 @@ SCENARIOS = {
     "startup_memory": startup_memory,
     "peer": peer,
     "views": views,
+    "replicas": replicas,
 }
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"

@@ -116,12 +116,19 @@ class Root:
         self._listener = listener
         self._url = f"http://{self.http.host}:{listener.getsockname()[1]}/mcp"
         log.info("http_listening", url=self._url, auth="bearer" if tokens else "none")
-        from hangar.fronts.http_sessions import ENV_SESSION_KEY
+        from hangar.fronts.http_sessions import ENV_SESSION_KEY, session_keys
 
-        # the key that seals session ids: the root's for the instance's life, so a restarted
-        # router takes up the sessions the one before it opened
-        env = {**env, ENV_SESSION_KEY: os.environ.get(ENV_SESSION_KEY) or os.urandom(32).hex()}
-        return http_router_spec(env, self.http.host, listener.fileno()), None
+        # the key that seals session ids: $HANGAR_SESSION_KEY (replicas share it), else the
+        # root's for the instance's life, so a restarted router takes up the sessions the one
+        # before it opened
+        shared = os.environ.get(ENV_SESSION_KEY)
+        if shared:
+            try:
+                session_keys(shared)
+            except ValueError as exc:
+                raise ConfigError(str(exc), path=self.config.path, key_path="http") from None
+        env = {**env, ENV_SESSION_KEY: shared or os.urandom(32).hex()}
+        return http_router_spec(env, self.http.host, listener.fileno(), self.config.http.drain_s), None
 
     async def run(self) -> int:
         from hangar.tracing import ENV_TRACING, resolve
@@ -219,6 +226,11 @@ class Root:
         The ordered stop that follows is then quick: each worker has nothing left to
         stop. Without this, providers would stop one after another.
         """
+        if self._listener is not None:
+            # the router's copy is the last: once it stops serving, connections are refused at
+            # once (a load balancer tries another replica) rather than left waiting in the backlog
+            self._listener.close()
+            self._listener = None
         await supervisor.terminate_child(ROUTER_ID)
         if self.providers is not None:
             await self.providers.stop_all()

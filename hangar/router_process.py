@@ -120,10 +120,20 @@ async def main() -> None:
             arguments=tree.audit.arguments,
         )
     stop = asyncio.Event()
+    draining = asyncio.Event()  # HTTP: still serving, but /health/ready says 503
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the root decides when the router stops
     http_mode = os.environ.get(ENV_TRANSPORT) == "http"
+
+    def on_sigterm() -> None:
+        if not http_mode or tree.http.drain_s <= 0 or draining.is_set():
+            stop.set()
+            return
+        draining.set()
+        log.info("http_draining", serving_for_s=tree.http.drain_s, in_flight=dispatcher.in_flight_total())
+        loop.call_later(tree.http.drain_s, stop.set)
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the root decides when the router stops
 
     async def serve_stdio() -> None:
         from hangar.fronts.stdio import StdioFront
@@ -133,7 +143,7 @@ async def main() -> None:
     async def serve_http() -> None:
         from hangar.fronts import http
 
-        await http.serve_from_environment(router, tree.http, supervisor_figures, link, stop, rates)
+        await http.serve_from_environment(router, tree.http, supervisor_figures, link, stop, draining, rates)
 
     async def hello() -> None:
         """Learn from the root which workers run (their announcements make `synced`)."""

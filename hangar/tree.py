@@ -122,8 +122,11 @@ def stdio_router_spec(env: dict[str, str], stdin: int, stdout: int) -> ChildSpec
     )
 
 
-def http_router_spec(env: dict[str, str], host: str, listener: int) -> ChildSpec:
-    """The router on a listening socket the root holds, so every incarnation serves the same port."""
+def http_router_spec(env: dict[str, str], host: str, listener: int, drain_s: float = 0.0) -> ChildSpec:
+    """The router on a listening socket the root holds, so every incarnation serves the same port.
+
+    `drain_s`: how long it serves on after SIGTERM, reporting not-ready (`http.drain_s`).
+    """
     env = {**env, ENV_TRANSPORT: "http", ENV_HTTP_FD: str(listener), ENV_HTTP_HOST: host}
     return ChildSpec(
         id=ROUTER_ID,
@@ -134,5 +137,5 @@ def http_router_spec(env: dict[str, str], host: str, listener: int) -> ChildSpec
             ready_timeout_s=ROUTER_READY_TIMEOUT_S,
         ),
         restart=Restart.PERMANENT,
-        shutdown=Shutdown.after(ROUTER_SHUTDOWN_S),
+        shutdown=Shutdown.after(ROUTER_SHUTDOWN_S + drain_s),
     )

@@ -66,7 +66,10 @@ def serve(sock: socket.socket) -> None:
         finally:
             for fd in fds:
                 os.close(fd)
-        sock.sendall(json.dumps(answer).encode() + b"\n")
+        try:
+            sock.sendall(json.dumps(answer).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the host went away (it is stopping): so does its zygote
 
 
 def _receive(sock: socket.socket, reader: Any) -> tuple[bytes, list[int]]:

@@ -658,6 +658,7 @@ class Supervisor(Subsection):
 
 
 _HTTP_LIMITS = HttpLimits()
+_HTTP = HttpSettings()
 
 
 class ConnectionLimits(Subsection):
@@ -689,6 +690,8 @@ class Http(Subsection):
     allowed_hosts: list[str] = []
     allowed_origins: list[str] = []
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
+    session_ttl_s: Positive = _HTTP.session_ttl_s
+    drain_s: NonNegative = _HTTP.drain_s
 
     def to_spec(self) -> HttpSettings:
         limits = self.rate_limit
@@ -698,6 +701,8 @@ class Http(Subsection):
             allowed_hosts=tuple(self.allowed_hosts),
             allowed_origins=tuple(self.allowed_origins),
             limits=self.limits.to_spec(),
+            session_ttl_s=self.session_ttl_s,
+            drain_s=self.drain_s,
         )
 
 

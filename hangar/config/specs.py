@@ -49,6 +49,10 @@ class HttpSettings:
     allowed_hosts: tuple[str, ...] = ()  # Host header values ("name:port", "name:*"), beyond loopback
     allowed_origins: tuple[str, ...] = ()  # Origin values ("https://app.example:*"), beyond loopback
     limits: HttpLimits = HttpLimits()
+    session_ttl_s: float = 7 * 24 * 3600.0  # a session id older than this gets 404
+    drain_s: float = (
+        0.0  # after SIGTERM: serving on this long while /health/ready says 503 (behind a load balancer)
+    )
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -624,11 +624,12 @@ def build_app(
     tokens: list[Token],
     metrics: Callable[[], tuple[bytes, str]],
     supervisor_alive: Callable[[], bool],
+    draining: Callable[[], bool] = lambda: False,
     api: ASGIApp | None = None,
 ) -> ASGIApp:
     from hangar.fronts import dashboard
 
-    endpoint = McpEndpoint(router, Sessions(), settings.limits.max_body_bytes)
+    endpoint = McpEndpoint(router, Sessions(ttl_s=settings.session_ttl_s), settings.limits.max_body_bytes)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -640,7 +641,7 @@ def build_app(
         elif path == "/health/live":
             await reply_json(send, 200, b'{"status":"ok"}')
         elif path == "/health/ready":
-            await _ready(send, router, supervisor_alive)
+            await _ready(send, router, supervisor_alive, draining())
         elif path == "/health/startup":
             started = router.dispatcher.synced.is_set()
             body = jsonrpc.dumps({"status": "started" if started else "starting"})
@@ -689,15 +690,15 @@ def build_app(
     )
 
 
-async def _ready(send: Send, router: Router, supervisor_alive: Callable[[], bool]) -> None:
+async def _ready(send: Send, router: Router, supervisor_alive: Callable[[], bool], draining: bool) -> None:
     counts: dict[str, int] = {}
     for row in management.list_rows(router):
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     synced = router.dispatcher.synced.is_set()
     alive = supervisor_alive()
-    up = synced and alive
+    up = synced and alive and not draining
     body = {
-        "status": "ready" if up else "not ready",
+        "status": "draining" if draining else "ready" if up else "not ready",
         "router": "up",
         "supervisor": alive,
         "workers_connected": synced,
@@ -736,7 +737,7 @@ async def serve(app: ASGIApp, fd: int, stop: asyncio.Event, limits: HttpLimits =
         h11_max_incomplete_event_size=limits.max_header_bytes,
         http=http,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
 
     async def stop_when_asked() -> None:
         await stop.wait()
@@ -747,6 +748,15 @@ async def serve(app: ASGIApp, fd: int, stop: asyncio.Event, limits: HttpLimits =
         await server.serve(sockets=[sock])
     finally:
         watcher.cancel()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own SIGTERM handling: the router's handler decides when to stop, so
+    that a draining router serves on while it reports not-ready (`http.drain_s`)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _has_httptools() -> bool:
@@ -763,6 +773,7 @@ async def serve_from_environment(
     supervisor_figures: dict[str, Any],
     link: ChildLink,
     stop: asyncio.Event,
+    draining: asyncio.Event,
     rates: Rates,
 ) -> None:
     """The router process in HTTP mode: the listener and host from the root, then `serve`."""
@@ -785,6 +796,7 @@ async def serve_from_environment(
         tokens=load_tokens(settings, profiles=router.profiles),
         metrics=lambda: exposition(collector),
         supervisor_alive=lambda: not link.lifeline_lost.is_set(),
+        draining=draining.is_set,
         api=AdminApi(router, link, rates, prefix=API_PATH),
     )
     with contextlib.suppress(asyncio.CancelledError):

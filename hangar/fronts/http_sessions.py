@@ -1,31 +1,43 @@
 """Handshake-era sessions over Streamable HTTP, with ids that carry what the session negotiated.
 
-`initialize` creates a session; its `Mcp-Session-Id` is the negotiated protocol version and the
-client's info and capabilities, sealed with a key the root holds for the life of the instance
-(HMAC-SHA256). A restarted router therefore takes up any session it has never seen from the id
-alone, and the client carries on; what a session changes later (its log level, resource
-subscriptions, its open streams) lives in the router and starts over after a restart. An id
-that does not verify, or a session that was deleted, is answered 404, as the spec says, so the
-client initializes again.
+`initialize` creates a session; its `Mcp-Session-Id` is the negotiated protocol version, the
+client's info and capabilities and the time it was issued, sealed with AES-256-GCM (authenticated
+encryption: the id can be neither read nor forged without the key). Any router that holds the key
+takes up a session it has never seen from the id alone: a restarted router, or another replica
+behind a load balancer. The key is the root's for the life of the instance, or
+`$HANGAR_SESSION_KEY` (64 hex digits) shared by replicas; during a rotation it holds two keys,
+`new,old`: ids are sealed with the first and opened with either.
+
+What a session changes after `initialize` (its log level, resource subscriptions, its open
+streams) lives in the router that saw the change and starts over elsewhere. An id that does not
+open, one older than `http.session_ttl_s`, or a session deleted on this router is answered 404,
+as the spec says, so the client initializes again.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hangar.fronts.streams import EventStore, Stream
 from hangar.session import ClientSession
 from workers import jsonrpc
 from workers.protocol import Era
 
-ENV_SESSION_KEY = "HANGAR_SESSION_KEY"
-MAC_BYTES = 16
+ENV_SESSION_KEY = "HANGAR_SESSION_KEY"  # hex; `new,old` during a rotation
+KEY_BYTES = 32  # AES-256
+NONCE_BYTES = 12
+SEAL_PREFIX = "s1."  # the format of the id: a later one gets a new prefix
+SEAL_CONTEXT = b"hangar session id v1"  # authenticated with every id, never sent
+SESSION_TTL_S = 7 * 24 * 3600.0  # an id older than this is refused (`http.session_ttl_s`)
+CLOCK_SKEW_S = 300.0  # an id "from the future" by up to this much: another replica's clock
 MAX_SESSIONS = 10_000  # in memory at once; the least recently used go first
 IDLE_S = 3600.0  # a session unused this long is forgotten (its id still resumes it)
 
@@ -37,10 +49,48 @@ class HttpSession:
     standalone: Stream | None = None  # the GET stream, while one is open
 
 
+def session_keys(value: str) -> list[bytes]:
+    """The keys in `$HANGAR_SESSION_KEY`: hex, comma-separated, the sealing one first.
+
+    Raises:
+        ValueError: a key that is not 64 hex digits, named by its place in the list.
+    """
+    keys = []
+    for place, text in enumerate(value.split(","), 1):
+        try:
+            key = bytes.fromhex(text.strip())
+        except ValueError:
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise ValueError(
+                f"{ENV_SESSION_KEY}: key {place} is not {2 * KEY_BYTES} hex digits "
+                f"(make one with `python -c 'import os; print(os.urandom(32).hex())'`)"
+            )
+        keys.append(key)
+    return keys
+
+
 class Sessions:
-    def __init__(self, key: bytes | None = None) -> None:
-        env_key = os.environ.get(ENV_SESSION_KEY)
-        self._key = key or (bytes.fromhex(env_key) if env_key else os.urandom(32))
+    """The sessions of one router: those it serves now, and any other whose id opens.
+
+    Args:
+        keys: the sealing key first, then any that still open ids; default `$HANGAR_SESSION_KEY`,
+            else a random key (sessions then live as long as this router).
+        ttl_s: how long an id opens after it was issued.
+        clock: seconds since the epoch (the id carries its issue time across machines).
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[bytes] = (),
+        ttl_s: float = SESSION_TTL_S,
+        clock: Any = time.time,
+    ) -> None:
+        env_keys = os.environ.get(ENV_SESSION_KEY)
+        keys = list(keys) or (session_keys(env_keys) if env_keys else [os.urandom(KEY_BYTES)])
+        self._ciphers = [AESGCM(key) for key in keys]
+        self._ttl_s = ttl_s
+        self._clock = clock
         self._live: dict[str, HttpSession] = {}
         self._deleted: set[str] = set()
 
@@ -49,10 +99,11 @@ class Sessions:
             "v": protocol_version,
             "c": params.get("capabilities") if isinstance(params.get("capabilities"), dict) else {},
             "i": params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else None,
-            "n": base64.urlsafe_b64encode(os.urandom(9)).decode(),
+            "t": int(self._clock()),
         }
-        payload = base64.urlsafe_b64encode(jsonrpc.dumps(state)).decode().rstrip("=")
-        session_id = f"{payload}.{self._mac(payload)}"
+        nonce = os.urandom(NONCE_BYTES)  # also what makes two sessions of one client differ
+        sealed = nonce + self._ciphers[0].encrypt(nonce, jsonrpc.dumps(state), SEAL_CONTEXT)
+        session_id = SEAL_PREFIX + base64.urlsafe_b64encode(sealed).decode().rstrip("=")
         entry = self._entry(session_id, state)
         return session_id, entry
 
@@ -64,14 +115,8 @@ class Sessions:
             return live
         if session_id in self._deleted:
             return None
-        payload, _, mac = session_id.rpartition(".")
-        if not payload or not hmac.compare_digest(mac, self._mac(payload)):
-            return None
-        try:
-            state: Any = jsonrpc.value(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except Exception:
-            return None
-        return self._entry(session_id, state) if isinstance(state, dict) else None
+        state = self._open(session_id)
+        return self._entry(session_id, state) if state is not None else None
 
     def delete(self, session_id: str) -> bool:
         entry = self.get(session_id)
@@ -107,6 +152,25 @@ class Sessions:
                 break
             del self._live[session_id]
 
-    def _mac(self, payload: str) -> str:
-        digest = hmac.new(self._key, payload.encode(), hashlib.sha256).digest()[:MAC_BYTES]
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    def _open(self, session_id: str) -> dict[str, Any] | None:
+        """The state sealed in `session_id`, if a key opens it and it has not expired."""
+        if not session_id.startswith(SEAL_PREFIX):
+            return None
+        text = session_id[len(SEAL_PREFIX) :]
+        try:
+            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except ValueError:
+            return None
+        nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
+        for cipher in self._ciphers:
+            try:
+                state: Any = jsonrpc.value(cipher.decrypt(nonce, body, SEAL_CONTEXT))
+            except (InvalidTag, ValueError):
+                continue
+            if not isinstance(state, dict):
+                return None
+            issued = state.get("t")
+            if not isinstance(issued, int) or not -CLOCK_SKEW_S <= self._clock() - issued <= self._ttl_s:
+                return None
+            return dict(state)
+        return None
