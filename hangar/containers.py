@@ -41,14 +41,22 @@ class ContainerJanitor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _sweep(self, runtime: str | None) -> None:
-        url, _ = await engine.call(engine.connect, runtime)
-        removed = await engine.call(engine.sweep_gone, url)
+        url, client = await engine.call(engine.connect, runtime)
+        try:
+            removed = await engine.call(engine.sweep_gone, url)
+        finally:
+            await engine.call(client.close)
         if removed:
             log.info("containers_of_gone_instances_removed", runtime=url, containers=removed)
 
     async def _remove_orphans(self, provider_id: str) -> None:
-        url, _ = await engine.call(engine.connect, self._runtimes[provider_id])
-        removed = await engine.call(engine.remove_orphans, url, self._instance, provider_id)
+        url, client = await engine.call(engine.connect, self._runtimes[provider_id])
+        try:
+            removed = await engine.call(engine.remove_orphans, url, self._instance, provider_id)
+        finally:
+            # the root calls on the engine seldom: keeping the pool's connections open between
+            # calls would only hold a descriptor per engine thread, for nothing
+            await engine.call(client.close)
         if removed:
             log.info("containers_of_dead_worker_removed", provider=provider_id, containers=removed)
 

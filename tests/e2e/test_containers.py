@@ -3,6 +3,7 @@ isolation, crashes of the container, the worker and the root, and no container l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -188,6 +189,50 @@ def test_worker_killed_by_sigkill_leaves_no_container(
         os.kill(worker, signal.SIGKILL)
         wait_until(lambda: containers(client, unique) == [], 15.0, "the dead worker's container removed")
         assert running["Id"]
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(20)
+        proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_the_root_holds_no_engine_connection_for_each_dead_worker_it_cleaned_up_after(
+    write_config: Any, short_tmp: Path, unique: str
+) -> None:
+    client = engine("docker")
+    config = write_config({unique: provider_spec("docker", intensity=100)})
+    sock = short_tmp / "ctl.sock"
+    proc = start_serve(config, sock)
+    try:
+        from hangar.control import request
+        from hangar.errors import ControlError
+
+        root = psutil.Process(request(sock, "tree")["pid"])
+
+        def serving() -> tuple[int, str] | None:
+            with contextlib.suppress(ControlError):  # "restarting": asked again on the next turn
+                request(sock, "start", {"id": unique})
+            row = next(row for row in request(sock, "status", {}) if row["id"] == unique)
+            running = containers(client, unique)
+            if row["state"] != "ready" or not row.get("worker_pid") or len(running) != 1:
+                return None
+            return int(row["worker_pid"]), str(running[0]["Id"])
+
+        def kill_the_worker() -> None:
+            worker, container = wait_until(serving, 30.0, "the provider ready in its container")
+            os.kill(worker, signal.SIGKILL)
+            wait_until(
+                lambda: container not in [c["Id"] for c in containers(client, unique)],
+                15.0,
+                "the dead worker's container removed",
+            )
+
+        request(sock, "start", {"id": unique})
+        kill_the_worker()
+        before = root.num_fds()
+        for _ in range(6):
+            kill_the_worker()
+        # each clean-up used to leave a pooled connection to the engine open, up to one per thread
+        assert root.num_fds() <= before, [c for c in root.net_connections(kind="unix")]
     finally:
         proc.stdin.close()  # type: ignore[union-attr]
         proc.wait(20)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import os
 import socket
@@ -100,6 +101,8 @@ def connect(runtime: str | None) -> tuple[str, Any]:
             client = _client(url)
             client.ping()
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            with contextlib.suppress(Exception):
+                client.close()  # its pooled connections, before a new client replaces it
             _client.cache_clear()
             tried.append(f"{url} ({exc})")
             continue
