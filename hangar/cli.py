@@ -235,6 +235,8 @@ def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
     logs.add_argument("id", metavar="ID", help="a provider id, or 'router'")
     logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="how many lines (default 50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    action("sources", "the discovery sources: what each found, its conflicts and errors")
+    action("discover", "run a discovery cycle now and show what changed")
     audit = action("audit", "recent audit events: lifecycle, commands, calls")
     audit.add_argument(
         "-n", "--lines", type=int, default=50, metavar="N", help="how many events (default 50)"

@@ -446,6 +446,18 @@ def logs(ctl: Ctl) -> int:
     )
 
 
+def sources(ctl: Ctl) -> int:
+    """`ctl sources`, and `ctl discover` (a cycle now, then the same table)."""
+    answer = ctl.ask(ctl.args.action, ctl.socket())
+    if ctl.json:
+        ctl.print_json(answer)
+        return EX_OK
+    if ctl.args.action == "discover":
+        ctl.print(views.discovery_changes(answer))
+    ctl.print(views.sources_table(answer["sources"], plain=ctl.plain))
+    return EX_OK
+
+
 def audit(ctl: Ctl) -> int:
     socket = ctl.socket()
     calls = not ctl.args.no_calls
@@ -498,4 +510,6 @@ ACTIONS: dict[str, Callable[[Ctl], int]] = {
     "cache": cache,
     "logs": logs,
     "audit": audit,
+    "sources": sources,
+    "discover": sources,
 }

@@ -27,6 +27,7 @@ from hangar.audit import AuditTrail
 from hangar.config import HangarConfig, write_tree_spec
 from hangar.containers import ContainerJanitor
 from hangar.control import ControlServer
+from hangar.discovery import apply as discovery
 from hangar.errors import ConfigError, ControlError
 from hangar.logbook import Logbook, now_iso
 from hangar.observer import Observer
@@ -90,6 +91,7 @@ class Root:
         self.providers: ProviderTree | None = None
         self.systemd = Notifier.from_environ()  # before any child spec copies the environment
         self.containers = ContainerJanitor(config.providers)
+        self.discovery: discovery.DiscoveryRunner | None = None  # with `discovery:` sources
 
     def _router_spec(self, router_endpoint: str) -> tuple[ChildSpec, int | None]:
         """The router's spec, and the client's stdin when there is one (stdio mode)."""
@@ -181,6 +183,7 @@ class Root:
             log.info("hangar_ready", elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
             self.systemd.ready(self._summary())
             supervisor.start_zygotes()  # the workers' zygote, now that the router is up
+            self.discovery = discovery.DiscoveryRunner(self) if self.config.discovery else None
             warm = [p.id for p in self.config.providers if p.warm]
             warming = asyncio.create_task(self.providers.warm(warm)) if warm else None
             if client_in is not None and os.isatty(client_in):
@@ -190,6 +193,8 @@ class Root:
                     "(see README), inspect it with `hangar ctl status`, press Ctrl-D to stop",
                 )
             outcome = await supervisor.run()
+            if self.discovery is not None:
+                await self.discovery.close()
             if warming is not None:
                 warming.cancel()
             log.info("hangar_stopping", outcome=outcome.value)
@@ -203,6 +208,8 @@ class Root:
             )
             return EX_SOFTWARE if outcome is SupervisorExit.ESCALATED else 0
         finally:
+            if self.discovery is not None:
+                await self.discovery.close()
             await control.close()
             await self.containers.close()
             await supervisor.close()
@@ -318,7 +325,10 @@ class Root:
         if supervisor is None or providers is None:
             raise ControlError("hangar is still starting", hint="try again in a moment", type="starting")
         if command == "status":
-            return tree_view.status_rows(providers)
+            rows = tree_view.status_rows(providers)
+            return self.discovery.annotate(rows) if self.discovery is not None else rows
+        if command in ("sources", "discover"):
+            return await discovery.command(self.discovery, command, actor)
         if command == "tree":
             return tree_view.tree(
                 supervisor,
@@ -372,6 +382,8 @@ class Root:
                 raise
             self.audit.record("command", command=command, id=child_id, actor=actor, outcome="ok")
             self.logbook.add(child_id, f"{command} requested by {actor}", event="command")
+            if self.discovery is not None and command != "stop":
+                await self.discovery.started(child_id, actor)
             return result
         raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help", type="unknown_command")
 

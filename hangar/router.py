@@ -142,6 +142,9 @@ class Router:
         }
         self.resource_subscriptions = resources.Subscriptions()
         self.on_initialize: Callable[[ClientSession, dict[str, Any]], None] | None = None  # for resuming
+        self.ask_root: Callable[..., Awaitable[Any]] | None = (
+            None  # (op, **args): the root's control commands
+        )
         self._discovery = tools.Discovery(self)
         self._notify_scheduled = False
         self._signalled: set[str] = set()  # list kinds a provider said changed, not yet told

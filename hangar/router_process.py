@@ -36,6 +36,7 @@ from workers.protocol import ENV_ROUTER_ENDPOINT
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
+ROOT_COMMAND_TIMEOUT_S = 75.0  # a discovery cycle starts each new provider once, within its startup timeout
 
 log = structlog.get_logger("hangar.router")
 
@@ -113,6 +114,19 @@ async def main() -> None:
         return {"providers": len(tree.providers), "in_flight": dispatcher.in_flight_total()}
 
     link = ChildLink(context, status=status, on_command=on_command, on_event=on_event)
+
+    async def ask_root(op: str, **args: Any) -> Any:
+        """A control command of the root's (`hangar_discover`, `hangar_sources`)."""
+        try:
+            return await link.request(op, timeout_s=ROOT_COMMAND_TIMEOUT_S, **args)
+        except SupervisorCommandError as exc:
+            raise CallError(exc.type, exc.message, exc.hint) from None
+        except TimeoutError:
+            raise CallError(
+                ErrorType.TIMEOUT, f"the root did not answer {op!r} within {ROOT_COMMAND_TIMEOUT_S:g}s"
+            ) from None
+
+    router.ask_root = ask_root
     relay.attach(lambda lines, dropped: link.send_event("logs", lines=lines, dropped=dropped))
     if tree.audit.calls:
         router.caller.audit = CallAudit(
