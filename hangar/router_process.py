@@ -84,6 +84,8 @@ async def main() -> None:
 
     async def on_event(message: dict[str, Any]) -> None:
         event = message.get("event")
+        if message.get("provider") is not None and str(message["provider"]) not in dispatcher.providers:
+            return  # a provider clients do not see (a discovered one in quarantine)
         if event == "worker_down":
             dispatcher.worker_down(str(message.get("provider")), str(message.get("detail")))
         elif event in ("worker_idle", "worker_dead"):

@@ -1,15 +1,16 @@
 """`type: containers`: running Docker or Podman containers that say they serve MCP.
 
-A container is a provider when it carries the label `hangar.provider=<id>`; it is reached over
-a port it publishes, as a `remote` provider. The container transport (`mode: container`) cannot
-take it over: it creates its own container, attaches to its stdin/stdout *before* starting it
-(so no output is missed) and removes it when it stops, while a discovered container was started
-by someone else, runs on its own, and outlives hangar. Labels:
+A container is a provider when it carries the label `hangar.provider=<id>`; it is reached as a
+`remote` provider over HTTP, at a port it publishes (or, on the host's network, the port it
+listens on). The container transport (`mode: container`) cannot take it over: it creates its
+own container, attaches to its stdin/stdout *before* starting it (so no output is missed) and
+removes it when it stops, while a discovered container was started by someone else, runs on its
+own, and outlives hangar. Labels:
 
 | label | meaning | default |
 |---|---|---|
 | `hangar.provider` | the provider id | (required) |
-| `hangar.port` | the container port serving MCP | the only TCP port it publishes |
+| `hangar.port` | the container port serving MCP (on the host network: the host's) | the one it publishes |
 | `hangar.path` | the URL path of the MCP endpoint | `/mcp` |
 | `hangar.transport` | `streamable-http`, `sse`, or `auto` | `auto` |
 | `hangar.description` | shown in `hangar_list` / `hangar_details` | |
@@ -39,6 +40,10 @@ def scan(runtime: str) -> Found:
     try:
         url, client = engine.connect(runtime)
         listed: list[dict[str, Any]] = client.containers(filters={"label": [LABEL], "status": "running"})
+        for container in listed:
+            if not (container.get("HostConfig") or {}).get("NetworkMode"):  # Podman's list leaves it out
+                inspected = client.inspect_container(container["Id"])
+                container["HostConfig"] = {"NetworkMode": inspected["HostConfig"]["NetworkMode"]}
     except Exception as exc:  # the engine is down or refuses: nothing can be said of what it runs
         return Found(errors=(f"{runtime}: {exc}",), complete=False)
     return merged([entry(container, url) for container in listed])
@@ -50,14 +55,38 @@ def entry(container: dict[str, Any], engine_url: str) -> Found:
     name = (container.get("Names") or [str(container.get("Id", ""))[:12]])[0].lstrip("/")
     origin = f"container {name} ({engine_url})"
     provider = labels[LABEL]
-    ports = [p for p in container.get("Ports") or [] if p.get("Type", "tcp") == "tcp" and p.get("PublicPort")]
     wanted = labels.get(PREFIX + "port")
+    if (container.get("HostConfig") or {}).get("NetworkMode") == "host":
+        if wanted is None:
+            return Found(errors=(f"{origin}: on the host's network, it needs the label hangar.port",))
+        host, public = LOOPBACK, wanted  # its port is the host's own
+    else:
+        found = _published(container, wanted, origin)
+        if isinstance(found, Found):
+            return found
+        host, public = found
+    host = f"[{host}]" if ":" in host else host
+    path = labels.get(PREFIX + "path", DEFAULT_PATH)
+    values: dict[str, Any] = {
+        "url": f"http://{host}:{public}/{path.lstrip('/')}",
+        "transport": labels.get(PREFIX + "transport", "auto"),
+    }
+    if PREFIX + "description" in labels:
+        values["description"] = labels[PREFIX + "description"]
+    problems = Problems(origin)
+    root = Node("", 1, 1, {"providers": plain_node({provider: values}, "providers", lambda _: 0)})
+    return entries(root, problems, origin, "/")
+
+
+def _published(container: dict[str, Any], wanted: str | None, origin: str) -> tuple[str, str] | Found:
+    """(host, port) where the container publishes its MCP port, or the error saying why not."""
+    ports = [p for p in container.get("Ports") or [] if p.get("Type", "tcp") == "tcp" and p.get("PublicPort")]
     if wanted is not None:
         chosen = [p for p in ports if str(p.get("PrivatePort")) == wanted]
         if not chosen:
             published = ", ".join(str(p.get("PrivatePort")) for p in ports) or "none"
             return Found(
-                errors=(f"{origin}: port {wanted} (hangar.port) is not published; published: {published}",)
+                errors=(f"{origin}: port {wanted} (hangar.port) is not published ({published} are)",)
             )
     else:
         chosen = ports
@@ -68,17 +97,5 @@ def entry(container: dict[str, Any], engine_url: str) -> Found:
                     "hangar.port",
                 )
             )
-    port = chosen[0]
-    host = port.get("IP") or ""
-    host = LOOPBACK if host in ANY_ADDRESS else host
-    host = f"[{host}]" if ":" in host else host
-    path = labels.get(PREFIX + "path", DEFAULT_PATH)
-    values: dict[str, Any] = {
-        "url": f"http://{host}:{port['PublicPort']}/{path.lstrip('/')}",
-        "transport": labels.get(PREFIX + "transport", "auto"),
-    }
-    if PREFIX + "description" in labels:
-        values["description"] = labels[PREFIX + "description"]
-    problems = Problems(origin)
-    root = Node("", 1, 1, {"providers": plain_node({provider: values}, "providers", lambda _: 0)})
-    return entries(root, problems, origin, "/")
+    host = str(chosen[0].get("IP") or "")
+    return (LOOPBACK if host in ANY_ADDRESS else host), str(chosen[0]["PublicPort"])

@@ -17,7 +17,26 @@ from hangar.errors import ConfigError, ConfigProblem
 
 
 def entries(root: Node, problems: Problems, origin: str, config_dir: str) -> Found:
-    """The providers under `root` (a mapping of `providers:` or `mcpServers:` alone)."""
+    """The providers under `root` (a mapping of `providers:` or `mcpServers:` alone).
+
+    Each entry of a mapping is checked on its own, so one bad entry costs only itself.
+    """
+    [(key, section)] = root.value.items()
+    if not isinstance(section.value, dict) or len(section.value) < 2:
+        return _checked(root, problems, origin, config_dir)
+    found = []
+    for entry_id, entry in section.value.items():
+        alone = Node(
+            "",
+            root.line,
+            root.key_line,
+            {key: Node(section.path, section.line, section.key_line, {entry_id: entry})},
+        )
+        found.append(_checked(alone, Problems(problems.file), origin, config_dir))
+    return merged(found)
+
+
+def _checked(root: Node, problems: Problems, origin: str, config_dir: str) -> Found:
     try:
         specs = load_entries(root, problems, config_dir)
     except ConfigError as exc:
