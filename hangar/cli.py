@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         help="inspect and steer a running hangar",
         description="Inspect and steer running hangars. Without an action: the instances running.",
         epilog="exit status: 0 ok, 64 usage, 65 unknown id, 69 unavailable or failed, 70 internal error, "
+        "78 bad config (reload), "
         "75 try again, 76 bad answer, 77 permission denied, 141 output closed early (docs/operations.md)",
     )
     _ctl_arguments(ctl)
@@ -228,6 +229,17 @@ def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
         action(name, help_text).add_argument("ids", nargs="+", metavar="ID", help="provider or group ids")
     warm = action("warm", "start providers in parallel, so their first calls are fast")
     warm.add_argument("ids", nargs="*", metavar="ID", help="provider or group ids (default: every provider)")
+    reload = action("reload", "read the config file again and apply what changed, keeping the rest running")
+    reload.description = (
+        "Read the config file again and apply it as a diff: unchanged providers keep their workers "
+        "and calls; changed ones restart with the new spec once their calls in flight are answered; "
+        "added ones appear (started if `warm`); removed ones drain and stop; clients are told their "
+        "lists changed. A file that does not validate changes nothing (exit status 78, the error "
+        "as `hangar config check` words it). Settings read only at start (http, audit, tracing, "
+        "supervisor, log_level) are reported as needing a restart. SIGHUP does the same; so does "
+        "a change of the file with `watch: true` in it."
+    )
+    reload.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     cache = action("cache", "the router's cached tool results (`cache:` in the config)")
     cache.add_argument("op", choices=["clear"], help="clear: forget cached results")
     cache.add_argument("id", nargs="?", metavar="ID", help="a provider or group (default: every one)")

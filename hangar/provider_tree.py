@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from hangar.tree import PROVIDERS_ID, provider_spec
-from supervisors.errors import AlreadyStartedError, ChildNotRunningError, StartError
+from supervisors.errors import AlreadyStartedError, ChildNotRunningError, StartError, UnknownChildError
 from supervisors.info import ChildInfo, ChildState
 from supervisors.supervisor import Supervisor
 from workers.spec import ProviderSpec
@@ -123,6 +123,21 @@ class ProviderTree:
                 log.warning("warm_failed", provider=provider, error=str(exc) or type(exc).__name__)
 
         await asyncio.gather(*(one(p) for p in providers))
+
+    async def retire(self, provider: str) -> None:
+        """End the provider's branch now, whatever it runs (a reload replaces or removes it)."""
+        try:
+            supervisor = self.supervisor
+            await supervisor.terminate_child(provider)
+            await supervisor.delete_child(provider)
+        except (ChildNotRunningError, UnknownChildError):
+            pass  # no branch (or the tree is stopping): nothing to end
+
+    def forget(self, provider: str) -> None:
+        """A reload removed `provider` (its branch ended): nothing of it is kept."""
+        self.specs.pop(provider, None)
+        for table in (self.dead, self.last_status, self.carried, self.worker_restarts):
+            table.pop(provider, None)
 
     async def stop_all(self) -> None:
         """Ask every running worker to stop its provider, all at once (before the ordered stop)."""

@@ -22,9 +22,10 @@ from typing import Any
 import structlog
 import zmq.asyncio
 
-from hangar import __version__, tree_view
+from hangar import reload as reloading
+from hangar import tree_view
 from hangar.audit import AuditTrail
-from hangar.config import HangarConfig, write_tree_spec
+from hangar.config import HangarConfig, load_config, write_tree_spec
 from hangar.containers import ContainerJanitor
 from hangar.control import ControlServer
 from hangar.errors import ConfigError, ControlError
@@ -32,6 +33,8 @@ from hangar.logbook import Logbook, now_iso
 from hangar.observer import Observer
 from hangar.paths import Instance, default_control_socket, instance_dir, remove_instance_dir, write_instance
 from hangar.provider_tree import ProviderTree
+from hangar.reload import ReloadReport
+from hangar.root_commands import RootCommands
 from hangar.systemd import Notifier
 from hangar.tree import (
     ENV_PROFILE,
@@ -43,14 +46,13 @@ from hangar.tree import (
     router_env,
     stdio_router_spec,
 )
+from hangar.watcher import ConfigWatcher
 from supervisors.errors import CommandError, StartError, SupervisorError
 from supervisors.exits import SupervisorExit
-from supervisors.info import ChildState
 from supervisors.spec import AutoShutdown, ChildSpec, Strategy, SupervisorFlags
 from supervisors.supervisor import Supervisor
 
 EX_SOFTWARE = 70  # sysexits: the tree gave up (restart intensity exceeded)
-CONTROL_TIMEOUT_S = 70.0  # `ctl start` may wait for a provider's cold start
 
 log = structlog.get_logger("hangar.root")
 
@@ -80,7 +82,8 @@ class Root:
         self.logbook = Logbook()  # each provider's recent log lines, for `ctl logs` and the admin API
         self.audit = AuditTrail(config.audit)
         self.observer = Observer(self.audit, self.logbook)
-        self._url: str | None = None
+        self.url: str | None = None
+        self.started_iso: str | None = None
         self.figures: dict[str, Any] = {"children": {}, "escalations": 0}
         self._listener: socket.socket | None = None
         self.instance = instance_dir(os.getpid())
@@ -90,6 +93,10 @@ class Root:
         self.providers: ProviderTree | None = None
         self.systemd = Notifier.from_environ()  # before any child spec copies the environment
         self.containers = ContainerJanitor(config.providers)
+        self.commands = RootCommands(self)
+        self.reloader: reloading.Reloader | None = None
+        self._reloading = asyncio.Lock()
+        self.watcher = ConfigWatcher(config.path, lambda: self._reload_logged("watch"))
 
     def _router_spec(self, router_endpoint: str) -> tuple[ChildSpec, int | None]:
         """The router's spec, and the client's stdin when there is one (stdio mode)."""
@@ -114,8 +121,8 @@ class Root:
             )
         listener = bind_socket(self.http.host, self.http.port)
         self._listener = listener
-        self._url = f"http://{self.http.host}:{listener.getsockname()[1]}/mcp"
-        log.info("http_listening", url=self._url, auth="bearer" if tokens else "none")
+        self.url = f"http://{self.http.host}:{listener.getsockname()[1]}/mcp"
+        log.info("http_listening", url=self.url, auth="bearer" if tokens else "none")
         from hangar.fronts.http_sessions import ENV_SESSION_KEY
 
         # the key that seals session ids: the root's for the instance's life, so a restarted
@@ -160,11 +167,19 @@ class Root:
         )
         self.supervisor = supervisor
         self.providers = ProviderTree(supervisor, self.config.providers, router_endpoint)
-        control = ControlServer(self.control_path, self._control)
+        self.reloader = reloading.Reloader(
+            self.providers,
+            self.containers,
+            lambda **args: self._ask_router("reconfigure", **args),
+            lambda released: supervisor.notify(ROUTER_ID, "reload_released", providers=released),
+            lambda config: write_tree_spec(self.instance, config.tree),
+        )
+        control = ControlServer(self.control_path, self.commands)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, supervisor.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: log.info("sighup_ignored", hint="restart to reload"))
+        reloader = self.reloader
+        loop.add_signal_handler(signal.SIGHUP, lambda: reloader.spawn(self._reload_logged("sighup")))
         self.systemd.start_watchdog()
         try:
             await control.start()
@@ -181,6 +196,7 @@ class Root:
             log.info("hangar_ready", elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
             self.systemd.ready(self._summary())
             supervisor.start_zygotes()  # the workers' zygote, now that the router is up
+            self.watcher.configure(self.config.watch)
             warm = [p.id for p in self.config.providers if p.warm]
             warming = asyncio.create_task(self.providers.warm(warm)) if warm else None
             if client_in is not None and os.isatty(client_in):
@@ -193,6 +209,8 @@ class Root:
             if warming is not None:
                 warming.cancel()
             log.info("hangar_stopping", outcome=outcome.value)
+            await self.watcher.close()
+            self.reloader.close()
             self.systemd.stopping(f"stopping ({outcome.value})")
             await self._drain(supervisor)
             await supervisor.shutdown()
@@ -230,7 +248,7 @@ class Root:
             name=self.name,
             config=self.config.path,
             mode="stdio" if self.http is None else "http",
-            url=self._url,
+            url=self.url,
             started=now_iso(),
             socket=self.control_path.absolute(),
         )
@@ -289,7 +307,7 @@ class Root:
         # the admin API: the control commands, by the same names
         actor = str(args.pop("actor", None) or "/".join(path))
         try:
-            return await self._control(op, args, actor)
+            return await self.commands(op, args, actor)
         except ControlError as exc:
             raise CommandError(exc.type, exc.message, exc.hint) from exc
 
@@ -307,124 +325,58 @@ class Root:
             reason = str(fields.get("reason"))
             child["exits"][reason] = child["exits"].get(reason, 0) + 1
 
+    async def reload(
+        self, config: HangarConfig | None = None, *, dry_run: bool = False, source: str = "ctl"
+    ) -> ReloadReport:
+        """Apply `config` (None: the config file, read again) to the running tree (`hangar.reload`).
+
+        Raises:
+            ConfigError: the file does not validate; nothing changed.
+            ControlError: hangar is still starting.
+        """
+        async with self._reloading:
+            if config is None:
+                config = await asyncio.to_thread(load_config, self.config.path)
+            plan = reloading.plan(self.config, config)
+            report = ReloadReport.of(plan, source=source, config=config.path, dry_run=dry_run)
+            if dry_run:
+                return report
+            if self.reloader is None:
+                raise ControlError("hangar is still starting", hint="try again in a moment", type="starting")
+            await self.reloader.apply(plan, config)
+            self.config = config
+            self.watcher.configure(config.watch)
+            fields = report.to_json()
+            log.info("config_reloaded", **fields)
+            if plan.needs_restart:
+                log.warning(
+                    "reload_needs_restart", keys=list(plan.needs_restart), hint="restart hangar to apply them"
+                )
+            self.audit.record("reload", **{k: v for k, v in fields.items() if k != "dry_run"})
+            return report
+
+    async def _reload_logged(self, source: str) -> None:
+        """A reload nobody waits for (SIGHUP, a change of the file): its outcome is logged."""
+        try:
+            await self.reload(source=source)
+        except ConfigError as exc:
+            log.error("reload_rejected", source=source, error=str(exc))
+        except ControlError as exc:
+            log.warning("reload_failed", source=source, error=exc.message)
+
+    async def _ask_router(self, op: str, *, timeout_s: float, **args: Any) -> Any:
+        """A request to the router; one that does not run reads the tree's file when it starts."""
+        if self.supervisor is None:
+            return None
+        try:
+            return await self.supervisor.request(ROUTER_ID, op, timeout_s=timeout_s, **args)
+        except (SupervisorError, CommandError, TimeoutError) as exc:
+            log.warning("router_not_told", op=op, error=str(exc) or type(exc).__name__)
+            return None
+
     def _summary(self) -> str:
         """One line for `systemctl status`: providers by state."""
         return "starting" if self.providers is None else tree_view.summary(self.providers)
-
-    # ---------------------------------------------------------------- control
-
-    async def _control(self, command: str, args: dict[str, Any], actor: str = "ctl") -> Any:
-        supervisor, providers = self.supervisor, self.providers
-        if supervisor is None or providers is None:
-            raise ControlError("hangar is still starting", hint="try again in a moment", type="starting")
-        if command == "status":
-            return tree_view.status_rows(providers)
-        if command == "tree":
-            return tree_view.tree(
-                supervisor,
-                providers,
-                uptime_s=time.monotonic() - self.started_at,
-                control_path=self.control_path,
-            )
-        if command == "instance":
-            return {
-                "pid": os.getpid(),
-                "name": self.name,
-                "config": self.config.path,
-                "mode": "stdio" if self.http is None else "http",
-                "url": self._url,
-                "started": getattr(self, "started_iso", None),
-                "uptime_s": round(time.monotonic() - self.started_at, 1),
-                "version": __version__,
-            }
-        if command == "logs":
-            child_id = self._known(providers, args.get("id"))
-            n, after = _count(args.get("n"), 100), _count(args.get("after"), 0)
-            return {"id": child_id, "lines": self.logbook.lines(child_id, n=n, after=after)}
-        if command == "audit":
-            n, after = _count(args.get("n"), 100), _count(args.get("after"), 0)
-            return self.audit.recent(n=n, after=after, calls=args.get("calls", True) is not False)
-        if command == "summary":  # calls/s and latency per provider: the router counts them
-            try:
-                return await supervisor.request(ROUTER_ID, "summary", timeout_s=5.0)
-            except (SupervisorError, CommandError, TimeoutError) as exc:
-                raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
-        if command == "cache_clear":  # the router keeps the results
-            target = args.get("id")
-            try:
-                result = await supervisor.request(ROUTER_ID, "cache_clear", timeout_s=5.0, id=target)
-            except CommandError as exc:
-                raise ControlError(
-                    exc.message, hint="hangar ctl status lists the ids", type=exc.type
-                ) from exc
-            except (SupervisorError, TimeoutError) as exc:
-                raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
-            self.audit.record("command", command=command, id=target, actor=actor, outcome="ok")
-            return result
-        if command in ("start", "stop", "restart"):
-            child_id = self._known(providers, args.get("id"))
-            try:
-                result = await self._steer(supervisor, providers, command, child_id)
-            except ControlError as exc:
-                self.audit.record(
-                    "command", command=command, id=child_id, actor=actor, outcome=exc.type, error=exc.message
-                )
-                raise
-            self.audit.record("command", command=command, id=child_id, actor=actor, outcome="ok")
-            self.logbook.add(child_id, f"{command} requested by {actor}", event="command")
-            return result
-        raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help", type="unknown_command")
-
-    def _known(self, providers: ProviderTree, child_id: Any) -> str:
-        known = [*providers.specs, ROUTER_ID]
-        if not isinstance(child_id, str) or child_id not in known:
-            raise ControlError(
-                f"unknown id {child_id!r}", hint=f"known ids: {', '.join(known)}", type="unknown_id"
-            )
-        return child_id
-
-    async def _steer(
-        self, supervisor: Supervisor, providers: ProviderTree, command: str, child_id: str
-    ) -> Any:
-        """`ctl start|stop|restart <id>`: a provider's worker is started (a dead one revived) when
-        there is something to start; stopping a provider without a worker is a no-op."""
-        if child_id == ROUTER_ID:
-            if command != "restart":
-                raise ControlError(
-                    "the router can only be restarted", hint="hangar ctl restart router", type="refused"
-                )
-            await supervisor.restart_child(ROUTER_ID)
-            return {"id": ROUTER_ID, "state": supervisor.child(ROUTER_ID).state.value}
-        worker = providers.worker(child_id)
-        if command == "stop" and worker is None:
-            return tree_view.status_row(providers, child_id)
-        if worker is None:
-            try:
-                worker = await providers.ensure(child_id, revive=True)
-            except StartError as exc:
-                raise ControlError(
-                    str(exc), hint=f"see `hangar ctl logs {child_id}`", type="start_failed"
-                ) from exc
-        if worker.state is not ChildState.RUNNING:
-            raise ControlError(
-                f"the worker of {child_id} is {worker.state.value}",
-                hint="its supervisor is restarting it; try again in a moment",
-                type="not_running",
-            )
-        try:
-            return await providers.request(child_id, command, timeout_s=CONTROL_TIMEOUT_S)
-        except CommandError as exc:  # the worker's answer: the provider did not start, ...
-            raise ControlError(f"{child_id}: {exc.message}", hint=exc.hint, type=exc.type) from exc
-        except (SupervisorError, TimeoutError) as exc:
-            raise ControlError(
-                f"{child_id}: {exc or 'no answer in time'}",
-                hint="see `hangar ctl logs " + child_id + "`",
-                type="failed",
-            ) from exc
-
-
-def _count(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 def _take_stdio() -> tuple[int, int]:

@@ -772,6 +772,7 @@ class ConfigFile(Section):
     validate_arguments: StrictBool = False  # every provider's calls checked against inputSchema
     tool_listing: ToolListing = "full"  # search: tools/list holds hangar_search instead (hangar.search)
     pinned: list[Pattern] = []  # tools listed in search mode too (globs on the names clients see)
+    watch: StrictBool = False  # reload when the file changes (hangar.reload)
 
     @model_validator(mode="before")
     @classmethod
@@ -855,6 +856,7 @@ class ConfigFile(Section):
             validate_arguments=self.validate_arguments,
             tool_listing=self.tool_listing,
             pinned=tuple(self.pinned),
+            watch=self.watch,
         )
 
 

@@ -129,6 +129,7 @@ class HangarConfig:
     validate_arguments: bool = False
     tool_listing: str = "full"
     pinned: tuple[str, ...] = ()
+    watch: bool = False  # reload when the file changes
 
     @property
     def tree(self) -> TreeSpec:
