@@ -15,6 +15,7 @@ from hangar import __version__
 from hangar.config import describe, exposure_warnings, load_config
 from hangar.errors import EX_CONFIG, ConfigError, HangarError
 from hangar.paths import ENV_CTL_SOCKET
+from hangar.state import ENV_STATE_DIR, ENV_SYSTEMD_STATE_DIR
 from hangar.tree import ENV_HTTP_HOST, ROUTER_MODULE, ZYGOTES  # the router reads the same variable
 from supervisors import zygote
 from supervisors.logs import ENV_LOG_LEVEL, configure_logging
@@ -87,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="show the stdio client only what this profile of the config holds (default: everything)",
     )
+    serve.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"where to remember what ran across restarts (default: ${ENV_STATE_DIR}, else "
+        f"${ENV_SYSTEMD_STATE_DIR}, else $XDG_STATE_HOME/hangar or ~/.local/state/hangar)",
+    )
     serve.set_defaults(handler=_serve)
 
     config = commands.add_parser("config", help="work with config files")
@@ -150,7 +157,12 @@ def _serve(args: argparse.Namespace) -> int:
     http = HttpOptions(args.host, args.port, args.allow_unauthenticated) if args.http else None
     try:
         root = Root(
-            config, Path(args.socket) if args.socket else None, http, name=args.name, profile=args.profile
+            config,
+            Path(args.socket) if args.socket else None,
+            http,
+            name=args.name,
+            profile=args.profile,
+            state_directory=Path(args.state_dir) if args.state_dir else None,
         )
         return asyncio.run(root.run())
     except ConfigError as exc:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
+from hangar.state import ProviderMemory
 from hangar.tree import PROVIDERS_ID, provider_spec
 from supervisors.errors import AlreadyStartedError, ChildNotRunningError, StartError, UnknownChildError
 from supervisors.info import ChildInfo, ChildState
@@ -74,6 +76,47 @@ class ProviderTree:
         """`status`'s counters with those of the provider's past workers added."""
         past = self.carried.get(provider, {})
         return {key: int(status.get(key) or 0) + past.get(key, 0) for key in CARRIED}
+
+    def memory(self, as_ran: Mapping[str, ProviderMemory] | None = None) -> dict[str, ProviderMemory]:
+        """What hangar's state file keeps of each provider (`hangar.state`).
+
+        `as_ran`: what was warm and dead before the tree stopped (the stop ends every worker),
+        with the totals as they are now.
+        """
+        running = set(self.running())
+        memory = {}
+        for provider in self.specs:
+            status = self.last_status.get(provider, {})
+            totals = self.totals(provider, status)
+            dead = self.dead.get(provider)
+            if dead is None and provider in running and status.get("state") == "dead":
+                dead = str(status.get("reason") or "dead")  # its worker gave up on the provider
+            memory[provider] = ProviderMemory(
+                warm=provider in running,
+                dead=dead,
+                calls=totals["calls"],
+                restarts=totals["restarts"],
+                worker_restarts=self.worker_restarts.get(provider, 0),
+            )
+            before = (as_ran or {}).get(provider)
+            if before is not None:
+                memory[provider] = replace(memory[provider], warm=before.warm, dead=before.dead)
+        return memory
+
+    def restore(self, memory: Mapping[str, ProviderMemory]) -> list[str]:
+        """Take up a saved state's dead providers and totals; the providers that were warm."""
+        warm = []
+        for provider, remembered in memory.items():
+            if provider not in self.specs:
+                continue  # no longer configured
+            if remembered.dead is not None:
+                self.dead[provider] = remembered.dead
+            elif remembered.warm:
+                warm.append(provider)
+            self.carried[provider] = {"calls": remembered.calls, "restarts": remembered.restarts}
+            if remembered.worker_restarts:
+                self.worker_restarts[provider] = remembered.worker_restarts
+        return warm
 
     # ------------------------------------------------------------------ steering
 

@@ -32,18 +32,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from hangar.config import HangarConfig
+from hangar.config import HangarConfig, load_config, write_tree_spec
+from hangar.errors import ConfigError, ControlError, HangarError
 from workers.spec import ProviderSpec, encode_spec
 
 if TYPE_CHECKING:
-    from hangar.containers import ContainerJanitor
-    from hangar.provider_tree import ProviderTree
+    from hangar.root import Root
 
 # provider keys only the router reads: a change there reaches the router without a new worker
 ROUTER_KEYS = frozenset({"exposure", "rate_limit", "retry", "weight", "priority"})
@@ -167,30 +167,55 @@ class ReloadReport:
         }
 
 
-Reconfigure = Callable[..., Awaitable[Any]]  # asks the router to `reconfigure`
-Release = Callable[[list[str]], Awaitable[Any]]  # tells the router these workers are gone
-
-
 class Reloader:
-    """Carries a `ReloadPlan` out on the running tree (see the module's docstring for the order)."""
+    """Reloads the root's tree: one reload at a time, each a `plan` carried out by `apply`."""
 
-    def __init__(
-        self,
-        providers: ProviderTree,
-        containers: ContainerJanitor,
-        reconfigure: Reconfigure,
-        release: Release,
-        write_tree: Callable[[HangarConfig], None],
-    ) -> None:
-        self._providers = providers
-        self._containers = containers
-        self._reconfigure = reconfigure
-        self._release = release
-        self._write_tree = write_tree
+    def __init__(self, root: Root) -> None:
+        self._root = root
+        self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def reload(
+        self, config: HangarConfig | None = None, *, dry_run: bool = False, source: str = "ctl"
+    ) -> ReloadReport:
+        """`Root.reload` (see the module's docstring)."""
+        root = self._root
+        async with self._lock:
+            if config is None:
+                config = await asyncio.to_thread(load_config, root.config.path)
+            planned = plan(root.config, config)
+            report = ReloadReport.of(planned, source=source, config=config.path, dry_run=dry_run)
+            if dry_run:
+                return report
+            await self.apply(planned, config)
+            root.config = config
+            root.watcher.configure(config.watch)
+            fields = report.to_json()
+            del fields["dry_run"]
+            log.info("config_reloaded", **fields)
+            if planned.needs_restart:
+                log.warning(
+                    "reload_needs_restart",
+                    keys=list(planned.needs_restart),
+                    hint="restart hangar to apply them",
+                )
+            root.audit.record("reload", **fields)
+            return report
+
+    async def reload_logged(self, source: str) -> None:
+        """A reload nobody waits for (SIGHUP, a change of the file): its outcome is logged."""
+        try:
+            await self.reload(source=source)
+        except ConfigError as exc:
+            log.error("reload_rejected", source=source, error=str(exc))
+        except HangarError as exc:
+            log.warning("reload_failed", source=source, error=str(exc))
+
     async def apply(self, plan: ReloadPlan, new: HangarConfig) -> None:
-        providers = self._providers
+        root = self._root
+        providers = root.providers
+        if providers is None:
+            raise ControlError("hangar is still starting", hint="try again in a moment", type="starting")
         was_running = set(providers.running())
         # only a provider with a branch has calls to drain and a worker to replace
         going = [p for p in (*plan.restarting, *plan.removed) if providers.branch(p) is not None]
@@ -198,20 +223,21 @@ class Reloader:
         providers.specs = {spec.id: spec for spec in new.providers}
         for provider in plan.removed:  # until its branch is stopped
             providers.specs[provider] = old_specs[provider]
-        self._containers.configure(new.providers)
-        self._write_tree(new)  # what a router started from now on reads
+        root.containers.configure(new.providers)
+        write_tree_spec(root.instance, new.tree)  # what a router started from now on reads
         if plan.router_changed:
             drain_s = min(MAX_DRAIN_S, max((old_specs[p].call_timeout_s for p in going), default=0.0))
-            await self._reconfigure(
+            await root.ask_router(
+                "reconfigure",
+                timeout_s=drain_s + RECONFIGURE_MARGIN_S,
                 tree=encode_spec(new.tree),
                 drain=going,
                 removed=list(plan.removed),
                 drain_s=drain_s,
-                timeout_s=drain_s + RECONFIGURE_MARGIN_S,
             )
         await asyncio.gather(*(providers.retire(p) for p in going))
         if going:
-            await self._release(going)
+            await root.tell_router("reload_released", providers=going)
         for provider in plan.removed:
             providers.forget(provider)
         for provider in plan.restarting:
@@ -220,6 +246,8 @@ class Reloader:
         warm += [p for p in plan.restarting if p in was_running or providers.specs[p].warm]
         if warm:
             self.spawn(providers.warm(warm))
+        if root.state is not None:
+            root.state.changed()
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background, held until done (SIGHUP's reloads, warm-ups)."""

@@ -1,8 +1,10 @@
-"""What the root answers on its control socket (`hangar ctl`) and, by the same names, the admin API.
+"""What the root answers: `hangar ctl` on its control socket, and the router's requests.
 
-Read-only commands (status, tree, instance, logs, audit, summary) show what the tree and the
-router know; steering commands (start, stop, restart, cache clear, reload) change it and are
-written to the audit trail with who asked. Kept apart from `hangar.root`, which runs the tree.
+The router asks what runs when it starts (`hello`), for a provider's worker before a call
+(`start_worker`), and, for the admin API, the control commands by the same names. Read-only
+commands (status, tree, instance, logs, audit, summary) show what the tree and the router know;
+steering commands (start, stop, restart, cache clear, reload) change it and are written to the
+audit trail with who asked. Kept apart from `hangar.root`, which runs the tree.
 """
 
 from __future__ import annotations
@@ -106,6 +108,42 @@ class RootCommands:
             root.logbook.add(child_id, f"{command} requested by {actor}", event="command")
             return result
         raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help", type="unknown_command")
+
+    async def router_request(self, path: tuple[str, ...], op: str, args: dict[str, Any]) -> Any:
+        """What the router asks of the root (see the module's docstring)."""
+        root = self.root
+        providers = root.providers
+        if path != (ROUTER_ID,) or providers is None:
+            raise CommandError("unknown_request", f"the root does not answer {op!r} from {'/'.join(path)}")
+        if op == "hello":  # what runs, what is dead and the totals so far (a restart's state included)
+            return {
+                "running": providers.running(),
+                "figures": root.observer.figures,
+                "dead": providers.dead,
+                "carried": providers.carried,
+            }
+        if op == "start_worker":
+            provider = str(args.get("provider"))
+            if provider not in providers.specs:
+                raise CommandError("unknown_provider", f"no provider {provider!r}")
+            try:
+                worker = await providers.ensure(provider, revive=bool(args.get("revive")))
+            except StartError as exc:
+                dead = provider in providers.dead
+                raise CommandError(
+                    "provider_dead" if dead else "worker_unavailable",
+                    str(exc),
+                    f"hangar_start('{provider}') or `hangar ctl restart {provider}` revives it"
+                    if dead
+                    else "it is retried with the next call",
+                ) from exc
+            return {"pid": worker.pid}
+        # the admin API: the control commands, by the same names
+        actor = str(args.pop("actor", None) or "/".join(path))
+        try:
+            return await self(op, args, actor)
+        except ControlError as exc:
+            raise CommandError(exc.type, exc.message, exc.hint) from exc
 
     def _known(self, providers: ProviderTree, child_id: Any) -> str:
         known = [*providers.specs, ROUTER_ID]

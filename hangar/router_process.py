@@ -155,6 +155,12 @@ async def main() -> None:
             log.warning("root_not_answering", error=str(exc) or type(exc).__name__)
             answer = {"running": list(dispatcher.providers)}
         supervisor_figures.update(answer.get("figures") or {})
+        for provider, past in (answer.get("carried") or {}).items():  # totals of earlier workers
+            view = dispatcher.providers.get(provider)
+            if view is not None and not view.carried:
+                view.carried = dict(past)
+        for provider, reason in (answer.get("dead") or {}).items():  # dead before this router started
+            dispatcher.worker_gone(provider, str(reason), dead=True)
         dispatcher.expect(answer.get("running") or [])
 
     background = [asyncio.create_task(link.run()), asyncio.create_task(sample())]
