@@ -330,3 +330,32 @@ def discovery_changes(report: dict[str, Any]) -> Text:
     if quarantined:
         parts.append(f"quarantined: {', '.join(quarantined)}")
     return Text("; ".join(parts) or "nothing changed")
+
+
+def reload_report(report: Mapping[str, Any]) -> Text:
+    """`hangar ctl reload`: what changed, one line per kind of change."""
+    text = Text()
+    if report.get("dry_run"):
+        text.append("dry run: nothing applied\n", style="bold")
+    restarted = set(report.get("restarted") or ())
+    changed = [
+        f"{provider} ({', '.join(keys)}{'' if provider in restarted else '; worker kept'})"
+        for provider, keys in (report.get("changed") or {}).items()
+    ]
+    rows = [
+        ("added", ", ".join(report.get("added") or ())),
+        ("removed", ", ".join(report.get("removed") or ())),
+        ("changed", "; ".join(changed)),
+        ("unchanged", str(report.get("unchanged", 0))),
+        ("router settings", ", ".join(report.get("live") or ())),
+        ("needs a restart", ", ".join(report.get("needs_restart") or ())),
+    ]
+    for label, value in rows:
+        if (value and value != "0") or label == "unchanged":
+            style = "yellow" if label == "needs a restart" else None
+            text.append(f"{label}: ", style="bold")
+            text.append(f"{value}\n", style=style)
+    if report.get("needs_restart"):
+        text.append("hint: restart hangar to apply the settings above; the rest is applied\n")
+    text.rstrip()
+    return text

@@ -21,7 +21,7 @@ import structlog
 import zmq.asyncio
 
 from hangar.call_audit import CallAudit
-from hangar.config import read_tree_spec
+from hangar.config import TreeSpec, read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
 from hangar.summary import SAMPLE_S
@@ -33,6 +33,7 @@ from workers import tracing
 from workers.errors import CallError, ErrorType
 from workers.log_relay import LogRelay
 from workers.protocol import ENV_ROUTER_ENDPOINT
+from workers.spec import decode_spec
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
@@ -92,6 +93,8 @@ async def main() -> None:
             provider, detail = str(message.get("provider")), str(message.get("detail"))
             dispatcher.worker_gone(provider, detail, dead=event == "worker_dead")
             router.announced(provider, [])
+        elif event == "reload_released":  # a reload replaced or stopped these workers
+            router.released([str(p) for p in message.get("providers") or []])
         elif event == "supervisor_figures":
             supervisor_figures.update(message.get("figures") or {})
 
@@ -100,6 +103,15 @@ async def main() -> None:
     async def on_command(op: str, args: dict[str, Any]) -> Any:
         if op == "summary":
             return rates.summary(router.caller.limits.all_info())
+        if op == "reconfigure":  # a reload (hangar.reload): the new tree, and who to drain
+            nonlocal tree
+            tree = decode_spec(str(args["tree"]).encode(), TreeSpec)
+            return await router.reconfigure(
+                tree,
+                drain=[str(p) for p in args.get("drain") or []],
+                removed=[str(p) for p in args.get("removed") or []],
+                drain_s=float(args.get("drain_s") or 0.0),
+            )
         if op == "cache_clear":
             try:
                 return {"cleared": router.clear_caches(args.get("id"))}
@@ -159,6 +171,12 @@ async def main() -> None:
             log.warning("root_not_answering", error=str(exc) or type(exc).__name__)
             answer = {"running": list(dispatcher.providers)}
         supervisor_figures.update(answer.get("figures") or {})
+        for provider, past in (answer.get("carried") or {}).items():  # totals of earlier workers
+            view = dispatcher.providers.get(provider)
+            if view is not None and not view.carried:
+                view.carried = dict(past)
+        for provider, reason in (answer.get("dead") or {}).items():  # dead before this router started
+            dispatcher.worker_gone(provider, str(reason), dead=True)
         dispatcher.expect(answer.get("running") or [])
 
     background = [asyncio.create_task(link.run()), asyncio.create_task(sample())]

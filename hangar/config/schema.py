@@ -814,6 +814,7 @@ class ConfigFile(Section):
     tool_listing: ToolListing = "full"  # search: tools/list holds hangar_search instead (hangar.search)
     pinned: list[Pattern] = []  # tools listed in search mode too (globs on the names clients see)
     discovery: list[Source] = []  # more providers, found while hangar runs (hangar.discovery)
+    watch: StrictBool = False  # reload when the file changes (hangar.reload)
 
     @model_validator(mode="before")
     @classmethod
@@ -898,6 +899,7 @@ class ConfigFile(Section):
             tool_listing=self.tool_listing,
             pinned=tuple(self.pinned),
             discovery=tuple(source.to_spec() for source in self.discovery),
+            watch=self.watch,
         )
 
 

@@ -166,6 +166,7 @@ class HangarConfig:
     tool_listing: str = "full"
     pinned: tuple[str, ...] = ()
     discovery: tuple[DiscoverySource, ...] = ()  # where more providers are found while hangar runs
+    watch: bool = False  # reload when the file changes
 
     @property
     def tree(self) -> TreeSpec:

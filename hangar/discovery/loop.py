@@ -15,6 +15,7 @@ out of quarantine, handed to the tree by `apply`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,8 +44,8 @@ class Tree(Protocol):
     async def probe(self, spec: ProviderSpec) -> str | None:
         """Start the provider: None once it runs, else why it did not (it is then stopped)."""
 
-    async def publish(self, specs: Sequence[ProviderSpec]) -> None:
-        """Make these (and only these) the providers clients see."""
+    async def publish(self, config: HangarConfig) -> None:
+        """Apply `config`: the static one with the discovered providers clients are to see."""
 
     async def remove(self, ids: Sequence[str]) -> None:
         """Stop these providers and forget them."""
@@ -78,7 +79,6 @@ class Discovery:
         self._tree = tree
         self._clock = clock
         self._sources = {source.name: _Source(source) for source in config.discovery}
-        self._static = [*(p.id for p in config.providers), *(g.id for g in config.groups)]
         self._merged = Merged({}, {})
         self.quarantined: dict[str, str] = {}  # provider -> why its last start failed
         self._published: list[ProviderSpec] = list(config.providers)
@@ -162,11 +162,14 @@ class Discovery:
         changed = [i for i in after if i in before and after[i].provider.spec != before[i].provider.spec]
         added = [i for i in after if i not in before]
         removed = [i for i in before if i not in after]
-        if removed or changed:
-            await self._tree.remove([*removed, *changed])
+        # a published provider that changed or went is the reload's to restart or stop; one that
+        # clients never saw is ended here, and a changed one tried afresh
+        unseen = [i for i in changed if i in self.quarantined]
+        if removed or unseen:
+            await self._tree.remove([*removed, *unseen])
             for provider in removed:
                 self.quarantined.pop(provider, None)
-        fresh = [*added, *changed]
+        fresh = [*added, *unseen]
         self._tree.admit([after[i].provider.spec for i in fresh])
         retried = [i for i in self.quarantined if i in after and i not in fresh]
         for provider in [*fresh, *retried]:
@@ -189,14 +192,36 @@ class Discovery:
             log.info("discovery_applied", **report)
         return report
 
+    @property
+    def _static(self) -> list[str]:
+        """The ids the config file gives (its providers and groups): discovery cannot take them."""
+        return [*(p.id for p in self.config.providers), *(g.id for g in self.config.groups)]
+
+    def _visible(self) -> list[ProviderSpec]:
+        shown = [o.provider.spec for i, o in self._merged.providers.items() if i not in self.quarantined]
+        return [*self.config.providers, *shown]
+
     async def _publish(self) -> None:
-        visible = [
-            *self.config.providers,
-            *(o.provider.spec for i, o in self._merged.providers.items() if i not in self.quarantined),
-        ]
+        visible = self._visible()
         if visible != self._published:
             self._published = visible
-            await self._tree.publish(visible)
+            await self._tree.publish(dataclasses.replace(self.config, providers=tuple(visible)))
+
+    def rebase(self, config: HangarConfig) -> HangarConfig:
+        """The config file was read again: `config` with the discovered providers it leaves free.
+
+        A provider the file now gives is the file's (its discovered namesake becomes a conflict
+        at the next cycle); what the file no longer gives stays the discovered one's.
+        """
+        self.config = config
+        self._merged = merge(
+            self._static,
+            [s.spec for s in self._sources.values()],
+            {name: s.found for name, s in self._sources.items() if s.found is not None},
+            self._merged.providers,
+        )
+        self._published = self._visible()
+        return dataclasses.replace(config, providers=tuple(self._published))
 
     async def started(self, provider: str) -> None:
         """A start of `provider` passed (`ctl start`, `hangar_start`): out of quarantine."""

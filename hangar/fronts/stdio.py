@@ -265,9 +265,6 @@ class StdioFront:
         session.capabilities = capabilities if isinstance(capabilities, dict) else {}
         session.client_info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else None
         log.info("session_resumed", protocol_version=session.protocol_version)
-        # the router may have been restarted on purpose with other providers (discovery): the
-        # client lists again rather than trust what the router before this one listed
-        self.router.lists_changed(["tools", "resources", "prompts"])
 
 
 def _is_file(fd: int) -> bool:

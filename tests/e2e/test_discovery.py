@@ -111,7 +111,9 @@ async def test_directory_file_appears_is_callable_and_clients_are_told(
         (watched / "team.mcp.json").unlink()  # authoritative: gone from the source, gone from hangar
         await wait_listed(h, "found__echo", present=False)
         assert "static__echo" in await tool_names(h)
-        assert "found" not in [row["id"] for row in h.ctl("status")]
+        await async_wait_until(
+            lambda: "found" not in [row["id"] for row in h.ctl("status")], 15.0, "found stopped and forgotten"
+        )
 
 
 async def test_additive_directory_keeps_a_provider_whose_file_is_gone(
@@ -184,7 +186,7 @@ async def test_project_source_reads_pyproject_and_package_json(tmp_path: Path, s
         assert sorted(p["id"] for p in row["providers"]) == ["js_side", "py_side"]
         [error] = row["errors"]
         assert error.startswith(
-            f"{project / 'pyproject.toml'}:12: tool.hangar.providers.bad_side.idle_ttl_s:"
+            f"{project / 'pyproject.toml'}:11: tool.hangar.providers.bad_side.idle_ttl_s:"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ class FakeTree:
         self.known: dict[str, ProviderSpec] = {}
         self.probed: list[str] = []
         self.published: list[list[str]] = []
+        self.applied: dict[str, ProviderSpec] = {}
 
     def admit(self, specs: Sequence[ProviderSpec]) -> None:
         self.known.update({spec.id: spec for spec in specs})
@@ -29,8 +31,9 @@ class FakeTree:
         self.probed.append(spec.id)
         return "exit code 1" if spec.id in self.failing else None
 
-    async def publish(self, specs: Sequence[ProviderSpec]) -> None:
-        self.published.append([spec.id for spec in specs])
+    async def publish(self, config: HangarConfig) -> None:
+        self.published.append([spec.id for spec in config.providers])
+        self.applied = {spec.id: spec for spec in config.providers}
 
     async def remove(self, ids: Sequence[str]) -> None:
         for provider in ids:
@@ -98,12 +101,35 @@ async def test_authoritative_removal_and_additive_keeping(tmp_path: Path) -> Non
         assert tree.published[-1] == expected
 
 
-async def test_a_changed_entry_is_replaced_and_probed_again(tmp_path: Path) -> None:
+async def test_a_changed_entry_is_published_anew(tmp_path: Path) -> None:
     tree = FakeTree()
     discovery = Discovery(config(tmp_path), tree)
     declare(tmp_path, "a")
     await discovery.cycle()
     (tmp_path / "found.json").write_text(json.dumps({"mcpServers": {"a": {"command": "other"}}}))
     report = await discovery.cycle()
-    assert report["changed"] == ["a"] and tree.probed == ["a", "a"]
-    assert tree.known["a"].command == ("other",)
+    assert report["changed"] == ["a"] and tree.probed == ["a"]  # the reload restarts it
+    assert tree.applied["a"].command == ("other",)
+
+
+async def test_a_changed_quarantined_entry_is_tried_afresh(tmp_path: Path) -> None:
+    tree = FakeTree(failing={"a"})
+    discovery = Discovery(config(tmp_path), tree)
+    declare(tmp_path, "a")
+    await discovery.cycle()
+    tree.failing.clear()
+    (tmp_path / "found.json").write_text(json.dumps({"mcpServers": {"a": {"command": "fixed"}}}))
+    report = await discovery.cycle()
+    assert report["changed"] == ["a"] and tree.known["a"].command == ("fixed",)
+    assert discovery.quarantined == {} and tree.published[-1] == ["static", "a"]
+
+
+async def test_a_reload_of_the_file_keeps_the_discovered_providers(tmp_path: Path) -> None:
+    tree = FakeTree()
+    discovery = Discovery(config(tmp_path), tree)
+    declare(tmp_path, "a", "b")
+    await discovery.cycle()
+    reread = dataclasses.replace(config(tmp_path), providers=(ProviderSpec(id="b", command=("y",)),))
+    composed = discovery.rebase(reread)
+    assert [spec.id for spec in composed.providers] == ["b", "a"]
+    assert composed.providers[0].command == ("y",)  # the file's own b wins
