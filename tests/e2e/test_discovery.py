@@ -134,6 +134,21 @@ async def test_additive_directory_keeps_a_provider_whose_file_is_gone(
         assert result.content[0].text == "still here"  # type: ignore[union-attr]
 
 
+async def test_a_reload_of_the_file_keeps_the_discovered_providers(tmp_path: Path, short_tmp: Path) -> None:
+    watched = tmp_path / "providers.d"
+    watched.mkdir()
+    (watched / "found.json").write_text(json.dumps({"mcpServers": {"found": server_entry()}}))
+    source_entry = {"type": "directory", "path": str(watched), "interval_s": SLOW, "mode": "authoritative"}
+    config = write_config(tmp_path, {"static": fixture_provider()}, [source_entry])
+    async with running_hangar(config, short_tmp / "ctl.sock") as h:
+        await wait_listed(h, "found__echo")
+        write_config(tmp_path, {"static": fixture_provider(), "later": fixture_provider()}, [source_entry])
+        report = h.ctl("reload")
+        assert report["added"] == ["later"] and report["removed"] == []
+        names = await tool_names(h)
+        assert {"found__echo", "later__echo", "static__echo"} <= names
+
+
 async def test_bad_discovered_file_is_an_error_of_its_source(tmp_path: Path, short_tmp: Path) -> None:
     watched = tmp_path / "providers.d"
     watched.mkdir()
