@@ -141,10 +141,12 @@ class Discovery:
             chosen = [s for name, s in self._sources.items() if names is None or name in names]
             scans = await asyncio.gather(*(asyncio.to_thread(scan, s.spec) for s in chosen))
             for source, found in zip(chosen, scans, strict=True):
+                known = set(source.found.errors) if source.found is not None else set()
                 source.found, source.last_run, source.scans = found, now_iso(), source.scans + 1
                 source.status = "ok" if not found.errors else "error"
-                for error in found.errors:
-                    log.warning("discovery_source_error", source=source.spec.name, error=error)
+                for error in found.errors:  # each once while it lasts, not at every rescan
+                    if error not in known:
+                        log.warning("discovery_source_error", source=source.spec.name, error=error)
             before = self._merged
             merged = merge(
                 self._static,
