@@ -106,6 +106,12 @@ class Catalog:
         self.version = 0
         self._notified: dict[str, bytes] = {}  # per list kind: what clients were last told of
 
+    def reconfigure(self, entries: Sequence[str], exposure_of: Callable[[str], Exposure]) -> None:
+        """A reload's entries and exposures; what clients were last told of stays, for the diff."""
+        self.entries = list(entries)
+        self.views = {entry: View(exposure_of(entry)) for entry in entries}
+        self.invalidate()
+
     def invalidate(self) -> None:
         self._built = None
         self.version += 1

@@ -15,6 +15,7 @@ from hangar import __version__
 from hangar.config import describe, exposure_warnings, load_config
 from hangar.errors import EX_CONFIG, ConfigError, HangarError
 from hangar.paths import ENV_CTL_SOCKET
+from hangar.state import ENV_STATE_DIR, ENV_SYSTEMD_STATE_DIR
 from hangar.tree import ENV_HTTP_HOST, ROUTER_MODULE, ZYGOTES  # the router reads the same variable
 from supervisors import zygote
 from supervisors.logs import ENV_LOG_LEVEL, configure_logging
@@ -87,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="show the stdio client only what this profile of the config holds (default: everything)",
     )
+    serve.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"where to remember what ran across restarts (default: ${ENV_STATE_DIR}, else "
+        f"${ENV_SYSTEMD_STATE_DIR}, else $XDG_STATE_HOME/hangar or ~/.local/state/hangar)",
+    )
     serve.set_defaults(handler=_serve)
 
     config = commands.add_parser("config", help="work with config files")
@@ -100,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         help="inspect and steer a running hangar",
         description="Inspect and steer running hangars. Without an action: the instances running.",
         epilog="exit status: 0 ok, 64 usage, 65 unknown id, 69 unavailable or failed, 70 internal error, "
+        "78 bad config (reload), "
         "75 try again, 76 bad answer, 77 permission denied, 141 output closed early (docs/operations.md)",
     )
     _ctl_arguments(ctl)
@@ -149,7 +157,12 @@ def _serve(args: argparse.Namespace) -> int:
     http = HttpOptions(args.host, args.port, args.allow_unauthenticated) if args.http else None
     try:
         root = Root(
-            config, Path(args.socket) if args.socket else None, http, name=args.name, profile=args.profile
+            config,
+            Path(args.socket) if args.socket else None,
+            http,
+            name=args.name,
+            profile=args.profile,
+            state_directory=Path(args.state_dir) if args.state_dir else None,
         )
         return asyncio.run(root.run())
     except ConfigError as exc:
@@ -228,6 +241,17 @@ def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
         action(name, help_text).add_argument("ids", nargs="+", metavar="ID", help="provider or group ids")
     warm = action("warm", "start providers in parallel, so their first calls are fast")
     warm.add_argument("ids", nargs="*", metavar="ID", help="provider or group ids (default: every provider)")
+    reload = action("reload", "read the config file again and apply what changed, keeping the rest running")
+    reload.description = (
+        "Read the config file again and apply it as a diff: unchanged providers keep their workers "
+        "and calls; changed ones restart with the new spec once their calls in flight are answered; "
+        "added ones appear (started if `warm`); removed ones drain and stop; clients are told their "
+        "lists changed. A file that does not validate changes nothing (exit status 78, the error "
+        "as `hangar config check` words it). Settings read only at start (http, audit, tracing, "
+        "supervisor, log_level) are reported as needing a restart. SIGHUP does the same; so does "
+        "a change of the file with `watch: true` in it."
+    )
+    reload.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     cache = action("cache", "the router's cached tool results (`cache:` in the config)")
     cache.add_argument("op", choices=["clear"], help="clear: forget cached results")
     cache.add_argument("id", nargs="?", metavar="ID", help="a provider or group (default: every one)")
@@ -235,6 +259,8 @@ def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
     logs.add_argument("id", metavar="ID", help="a provider id, or 'router'")
     logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="how many lines (default 50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    action("sources", "the discovery sources: what each found, its conflicts and errors")
+    action("discover", "run a discovery cycle now and show what changed")
     audit = action("audit", "recent audit events: lifecycle, commands, calls")
     audit.add_argument(
         "-n", "--lines", type=int, default=50, metavar="N", help="how many events (default 50)"

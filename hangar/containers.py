@@ -33,6 +33,10 @@ class ContainerJanitor:
         for runtime in set(self._runtimes.values()):
             self._spawn(self._sweep(runtime))
 
+    def configure(self, providers: Sequence[ProviderSpec]) -> None:
+        """A reload's providers: those of a removed one are still cleaned up after it."""
+        self._runtimes |= {p.id: p.runtime for p in providers if p.mode is ProviderMode.CONTAINER}
+
     def worker_exited(self, provider_id: str) -> None:
         if provider_id in self._runtimes:
             self._spawn(self._remove_orphans(provider_id))

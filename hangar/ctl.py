@@ -43,6 +43,7 @@ EX_SOFTWARE = 70  # a bug in hangar
 EX_TEMPFAIL = 75  # try again: hangar is starting, a worker is being restarted, no answer in time
 EX_PROTOCOL = 76  # the instance answered something that is not a control answer
 EX_NOPERM = 77  # the control socket belongs to another user
+EX_CONFIG = 78  # `ctl reload`: the config file does not validate (nothing was changed)
 EX_PIPE = 128 + signal.SIGPIPE  # stdout closed early: what a shell reports for `cat | head`
 EXIT_CODES = {
     "unknown_id": EX_DATAERR,
@@ -56,6 +57,7 @@ EXIT_CODES = {
     "bad_answer": EX_PROTOCOL,
     "permission_denied": EX_NOPERM,
     "internal_error": EX_SOFTWARE,
+    "bad_config": EX_CONFIG,
 }  # any other type (no_instance, failed, refused, a provider's error type): EX_UNAVAILABLE
 FOLLOW_INTERVAL_S = 0.5
 CHANGED_FOR_S = 3.0  # --watch shows a state that changed reversed for this long
@@ -354,6 +356,16 @@ def cache(ctl: Ctl) -> int:
     return EX_OK
 
 
+def reload(ctl: Ctl) -> int:
+    """`reload [--dry-run]`: the config file read again and applied as a diff (`hangar.reload`)."""
+    report = ctl.ask("reload", dry_run=bool(ctl.args.dry_run))
+    if ctl.json:
+        ctl.print_json(report)
+    else:
+        ctl.print(views.reload_report(report))
+    return EX_OK
+
+
 def warm(ctl: Ctl) -> int:
     socket = ctl.socket()
     ids: list[str] = ctl.args.ids or [row["id"] for row in ctl.ask("status", socket)]
@@ -446,6 +458,18 @@ def logs(ctl: Ctl) -> int:
     )
 
 
+def sources(ctl: Ctl) -> int:
+    """`ctl sources`, and `ctl discover` (a cycle now, then the same table)."""
+    answer = ctl.ask(ctl.args.action, ctl.socket())
+    if ctl.json:
+        ctl.print_json(answer)
+        return EX_OK
+    if ctl.args.action == "discover":
+        ctl.print(views.discovery_changes(answer))
+    ctl.print(views.sources_table(answer["sources"], plain=ctl.plain))
+    return EX_OK
+
+
 def audit(ctl: Ctl) -> int:
     socket = ctl.socket()
     calls = not ctl.args.no_calls
@@ -495,7 +519,10 @@ ACTIONS: dict[str, Callable[[Ctl], int]] = {
     "stop": steer,
     "restart": steer,
     "warm": warm,
+    "reload": reload,
     "cache": cache,
     "logs": logs,
     "audit": audit,
+    "sources": sources,
+    "discover": sources,
 }

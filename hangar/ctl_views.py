@@ -300,3 +300,62 @@ def instances_table(instances: Sequence[Mapping[str, Any]], *, plain: bool = Fal
 
 def headed(title: Text | str, body: RenderableType) -> Group:
     return Group(title if isinstance(title, Text) else Text(title, style="bold"), body)
+
+
+def sources_table(rows: list[dict[str, Any]], *, plain: bool = False) -> Table:
+    """`hangar ctl sources`: one line per discovery source."""
+    table = _table("SOURCE", "MODE", "STATUS", "LAST RUN", "PROVIDERS", "CONFLICTS", "ERRORS", plain=plain)
+    for row in rows:
+        held = [
+            f"{p['id']} (quarantined)" if p.get("quarantined") else str(p["id"]) for p in row["providers"]
+        ]
+        trouble = [*row.get("conflicts", []), *row.get("refused", [])]
+        errors = row.get("errors") or []
+        table.add_row(
+            str(row["name"]),
+            str(row["mode"]),
+            Text(str(row["status"]), style="red" if row["status"] == "error" else ""),
+            _cell(row.get("last_run")),
+            ", ".join(held) or DASH,
+            "\n".join(trouble) or DASH,
+            Text("\n".join(errors) or DASH, style="red" if errors else ""),
+        )
+    return table
+
+
+def discovery_changes(report: dict[str, Any]) -> Text:
+    """`hangar ctl discover`: what the cycle changed, one line."""
+    parts = [f"{key}: {', '.join(report[key])}" for key in ("added", "removed", "changed") if report.get(key)]
+    quarantined = report.get("quarantined") or {}
+    if quarantined:
+        parts.append(f"quarantined: {', '.join(quarantined)}")
+    return Text("; ".join(parts) or "nothing changed")
+
+
+def reload_report(report: Mapping[str, Any]) -> Text:
+    """`hangar ctl reload`: what changed, one line per kind of change."""
+    text = Text()
+    if report.get("dry_run"):
+        text.append("dry run: nothing applied\n", style="bold")
+    restarted = set(report.get("restarted") or ())
+    changed = [
+        f"{provider} ({', '.join(keys)}{'' if provider in restarted else '; worker kept'})"
+        for provider, keys in (report.get("changed") or {}).items()
+    ]
+    rows = [
+        ("added", ", ".join(report.get("added") or ())),
+        ("removed", ", ".join(report.get("removed") or ())),
+        ("changed", "; ".join(changed)),
+        ("unchanged", str(report.get("unchanged", 0))),
+        ("router settings", ", ".join(report.get("live") or ())),
+        ("needs a restart", ", ".join(report.get("needs_restart") or ())),
+    ]
+    for label, value in rows:
+        if (value and value != "0") or label == "unchanged":
+            style = "yellow" if label == "needs a restart" else None
+            text.append(f"{label}: ", style="bold")
+            text.append(f"{value}\n", style=style)
+    if report.get("needs_restart"):
+        text.append("hint: restart hangar to apply the settings above; the rest is applied\n")
+    text.rstrip()
+    return text

@@ -33,6 +33,7 @@ from workers.status import Lists, ProviderStatus, idle_status
 REPLY_MARGIN_S = 5.0  # the worker enforces the call timeout; the router waits this much longer
 CONNECT_WAIT_S = 3.0  # a worker (re)connecting to a fresh router: ZMTP reconnect plus one heartbeat
 CONTROL_TIMEOUT_S = 60.0  # start/stop/lists: may include a provider's cold start
+HOLD_WAIT_S = 60.0  # a reload's drain (at most 30 s) and its stop of the worker end well within this
 RETIRE_WAIT_S = 5.0  # a retiring worker (its provider already cold) is gone well within this
 CARRIED = ("restarts", "calls")  # status counters that continue across a provider's workers
 
@@ -64,6 +65,7 @@ class ProviderView:
     retiring: bool = False  # the router agreed that its worker ends; sends wait for `settled`
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # not retiring (set, mostly)
     carried: dict[str, Any] = field(default_factory=dict)  # counters of the provider's past workers
+    held: asyncio.Event | None = None  # a reload replaces its worker: new sends wait until it is set
 
     def __post_init__(self) -> None:
         self.settled.set()
@@ -243,7 +245,7 @@ class Dispatcher:
         False when the worker cannot take it now (nothing was sent: use `request`).
         """
         view = self.providers.get(provider)
-        if view is None or view.retiring:
+        if view is None or view.retiring or view.held is not None:
             return False
         head = protocol.header(Kind.REQUEST, id=call, method=method, era=era.value, timeout_s=timeout_s)
         frames = [provider.encode(), head] if params is None else [provider.encode(), head, params]
@@ -336,7 +338,10 @@ class Dispatcher:
         frames = [provider.encode(), *message]
         view = self.providers.get(provider)
         retired = False
-        if view is not None and view.retiring:
+        if view is not None and view.held is not None:
+            await self._released(view)
+            retired = not view.connected
+        elif view is not None and view.retiring:
             await self._retired(view)
             retired = not view.connected  # it ended (rather than stayed): the next worker takes this
         error: Exception | str = "its worker retired"
@@ -378,6 +383,22 @@ class Dispatcher:
                 f"the worker of provider {view.id} did not end within {RETIRE_WAIT_S:g}s of retiring",
                 "call again in a moment",
             ) from None
+
+    async def _released(self, view: ProviderView) -> None:
+        """Wait out a reload that replaces the view's worker (or removes its provider)."""
+        held = view.held
+        if held is not None:
+            try:
+                async with asyncio.timeout(HOLD_WAIT_S):
+                    await held.wait()
+            except TimeoutError:
+                view.held = None
+        if self.providers.get(view.id) is not view:
+            raise CallError(
+                ErrorType.PROVIDER_REMOVED,
+                f"provider {view.id} was removed from the config before the call was sent",
+                "hangar_tools lists the providers there are now",
+            )
 
     async def _ensure_worker(self, provider: str, revive: bool) -> None:
         """Have the root start the provider's worker, once for everyone waiting on it."""
@@ -509,6 +530,43 @@ class Dispatcher:
             view.retiring = True
             view.settled.clear()
         self._send_nowait(view.id, protocol.frames(Kind.RETIRE, ok=agreed))
+
+    # ------------------------------------------------------------------ reloads
+
+    def hold(self, provider: str) -> None:
+        """Sends to `provider` wait from now on, until `release` (its worker is being replaced)."""
+        view = self.providers.get(provider)
+        if view is not None and view.held is None:
+            view.held = asyncio.Event()
+
+    def release(self, provider: str) -> None:
+        view = self.providers.get(provider)
+        if view is not None and view.held is not None:
+            view.held.set()
+            view.held = None
+
+    def sent_in_flight(self, provider: str) -> int:
+        """Requests handed to the provider's worker and not answered yet."""
+        return sum(1 for p in self._pending.values() if p.provider == provider and p.sent and not p.settled)
+
+    def add_views(self, views: Iterable[ProviderView]) -> None:
+        for view in views:
+            self.providers.setdefault(view.id, view)
+            self._in_flight.setdefault(view.id, 0)
+
+    def respec(self, spec: Any) -> None:
+        """A provider's spec changed: its predefined tools stand until it lists live ones."""
+        view = self.providers.get(spec.id)
+        if view is not None and view.status.get("tools_source") != "live":
+            view.lists = {**view.lists, "tools": [dict(t) for t in spec.tools]}
+            view.status = {**view.status, "tools_count": len(spec.tools)}
+
+    def forget(self, provider: str) -> None:
+        """A reload removed `provider`: its view goes, and sends still held for it fail."""
+        view = self.providers.pop(provider, None)
+        if view is not None and view.held is not None:
+            view.held.set()
+        self._fail_pending(provider, "removed from the config")
 
     def expect(self, running: Iterable[str]) -> None:
         """The root names the workers that run: `synced` once each of them has announced."""

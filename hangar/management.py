@@ -34,7 +34,7 @@ from hangar.relay import INPUT_REQUIRED
 from hangar.search import SEARCH_TOOL, parse_limit
 from hangar.session import Exchange
 from workers import jsonrpc, tracing
-from workers.errors import CallError
+from workers.errors import CallError, ErrorType
 
 if TYPE_CHECKING:
     from hangar.router import Router
@@ -146,6 +146,18 @@ TOOLS: list[dict[str, Any]] = [
         },
     },
     {
+        "name": "hangar_discover",
+        "description": "Run a discovery cycle now: scan every source of `discovery:` and apply what "
+        "changed. Answers the providers added, removed, changed and quarantined, and each source.",
+        "inputSchema": {"type": "object", "properties": {}},
+    },
+    {
+        "name": "hangar_sources",
+        "description": "Each discovery source: type, path, mode, status, last run, the providers it "
+        "holds (and which are quarantined), its conflicts, refusals and errors.",
+        "inputSchema": {"type": "object", "properties": {}},
+    },
+    {
         "name": "hangar_details",
         "description": "Everything about one provider: config, state history, server info, recent stderr.",
         "inputSchema": {"type": "object", "properties": _PROVIDER_ARG, "required": ["provider"]},
@@ -218,6 +230,10 @@ async def call(router: Router, exchange: Exchange, name: str, args: Any) -> None
             payload = health.report(router, provider)
         elif name == "hangar_search":
             payload = await _search(router, exchange, args)
+        elif name in ("hangar_discover", "hangar_sources"):
+            payload = await _ask_root(router, name.removeprefix("hangar_"))
+        elif name == "hangar_start" and await _quarantined(router, args.get("provider")):
+            payload = await _ask_root(router, "start", id=args["provider"])
         else:
             payload = await _about_one(router, exchange, name, args)
     except BatchInvalid as exc:
@@ -442,6 +458,25 @@ async def _about_one(router: Router, exchange: Exchange, name: str, args: dict[s
         return about
     result: dict[str, Any] = answers[0]
     return result
+
+
+async def _ask_root(router: Router, op: str, **args: Any) -> dict[str, Any]:
+    if router.ask_root is None:
+        raise CallError(ErrorType.WORKER_UNAVAILABLE, "the router has no root to ask")
+    answer: dict[str, Any] = await router.ask_root(op, **args)
+    return answer
+
+
+async def _quarantined(router: Router, provider: Any) -> bool:
+    """Whether `provider`, which the router does not list, is a discovered one in quarantine."""
+    if not isinstance(provider, str) or provider in router.public or router.ask_root is None:
+        return False
+    try:
+        answer = await _ask_root(router, "sources")
+    except CallError:
+        return False
+    held = [p for source in answer.get("sources") or [] for p in source.get("providers") or []]
+    return any(p.get("id") == provider and p.get("quarantined") for p in held)
 
 
 def _limit(info: LimitInfo | None) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""What the root sees happen in its tree, written down: the audit trail and the logbook.
+"""What the root sees happen in its tree, written down: the audit trail, the logbook, the figures.
 
 The root hands every event of its supervisors here. Only the events of the router and of
 the workers (one level below each provider's supervisor) are about something an operator
@@ -20,6 +20,21 @@ class Observer:
         self.audit = audit
         self.logbook = logbook
         self._seen: dict[str, tuple[Any, Any, int]] = {}  # provider -> (state, breaker, crashes) last seen
+        self.figures: dict[str, Any] = {"children": {}, "escalations": 0}  # the router shows them on /metrics
+
+    def count(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
+        """The supervisor figures: restarts and exits of the root's children, escalations."""
+        if event == "escalated":
+            self.figures["escalations"] += 1
+            return
+        if tuple(fields.get("supervisor") or ()) == (PROVIDERS_ID,):
+            return  # a provider's supervisor: counted by its worker's rows
+        child = self.figures["children"].setdefault(child_id, {"restarts": 0, "exits": {}})
+        if event == "restart":
+            child["restarts"] += 1
+        else:
+            reason = str(fields.get("reason"))
+            child["exits"][reason] = child["exits"].get(reason, 0) + 1
 
     def observe(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
         path = tuple(fields.get("supervisor") or ())

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
+from hangar.state import ProviderMemory
 from hangar.tree import PROVIDERS_ID, provider_spec
-from supervisors.errors import AlreadyStartedError, ChildNotRunningError, StartError
+from supervisors.errors import AlreadyStartedError, ChildNotRunningError, StartError, UnknownChildError
 from supervisors.info import ChildInfo, ChildState
 from supervisors.supervisor import Supervisor
 from workers.spec import ProviderSpec
@@ -75,6 +77,47 @@ class ProviderTree:
         past = self.carried.get(provider, {})
         return {key: int(status.get(key) or 0) + past.get(key, 0) for key in CARRIED}
 
+    def memory(self, as_ran: Mapping[str, ProviderMemory] | None = None) -> dict[str, ProviderMemory]:
+        """What hangar's state file keeps of each provider (`hangar.state`).
+
+        `as_ran`: what was warm and dead before the tree stopped (the stop ends every worker),
+        with the totals as they are now.
+        """
+        running = set(self.running())
+        memory = {}
+        for provider in self.specs:
+            status = self.last_status.get(provider, {})
+            totals = self.totals(provider, status)
+            dead = self.dead.get(provider)
+            if dead is None and provider in running and status.get("state") == "dead":
+                dead = str(status.get("reason") or "dead")  # its worker gave up on the provider
+            memory[provider] = ProviderMemory(
+                warm=provider in running,
+                dead=dead,
+                calls=totals["calls"],
+                restarts=totals["restarts"],
+                worker_restarts=self.worker_restarts.get(provider, 0),
+            )
+            before = (as_ran or {}).get(provider)
+            if before is not None:
+                memory[provider] = replace(memory[provider], warm=before.warm, dead=before.dead)
+        return memory
+
+    def restore(self, memory: Mapping[str, ProviderMemory]) -> list[str]:
+        """Take up a saved state's dead providers and totals; the providers that were warm."""
+        warm = []
+        for provider, remembered in memory.items():
+            if provider not in self.specs:
+                continue  # no longer configured
+            if remembered.dead is not None:
+                self.dead[provider] = remembered.dead
+            elif remembered.warm:
+                warm.append(provider)
+            self.carried[provider] = {"calls": remembered.calls, "restarts": remembered.restarts}
+            if remembered.worker_restarts:
+                self.worker_restarts[provider] = remembered.worker_restarts
+        return warm
+
     # ------------------------------------------------------------------ steering
 
     async def ensure(self, provider: str, *, revive: bool = False) -> ChildInfo:
@@ -123,6 +166,21 @@ class ProviderTree:
                 log.warning("warm_failed", provider=provider, error=str(exc) or type(exc).__name__)
 
         await asyncio.gather(*(one(p) for p in providers))
+
+    async def retire(self, provider: str) -> None:
+        """End the provider's branch now, whatever it runs (a reload replaces or removes it)."""
+        try:
+            supervisor = self.supervisor
+            await supervisor.terminate_child(provider)
+            await supervisor.delete_child(provider)
+        except (ChildNotRunningError, UnknownChildError):
+            pass  # no branch (or the tree is stopping): nothing to end
+
+    def forget(self, provider: str) -> None:
+        """A reload removed `provider` (its branch ended): nothing of it is kept."""
+        self.specs.pop(provider, None)
+        for table in (self.dead, self.last_status, self.carried, self.worker_restarts):
+            table.pop(provider, None)
 
     async def stop_all(self) -> None:
         """Ask every running worker to stop its provider, all at once (before the ordered stop)."""

@@ -2,9 +2,11 @@
 
 Runs the tree of `hangar/tree.py` (the providers' supervisor, then the router), starts a
 provider's branch when it is first needed (`hangar/provider_tree.py`), answers `hangar ctl`
-and the router's requests, writes down what happens (`hangar/observer.py`), and turns the
-outcome into an exit status. In stdio mode the root hands the client's stdin/stdout to the router
-and points its own fd 0/1 elsewhere, so nothing else in the tree can write to stdout.
+and the router's requests (`hangar/root_commands.py`), writes down what happens
+(`hangar/observer.py`), reloads its config on request (`hangar/reload.py`), remembers what ran
+across restarts (`hangar/state.py`), and turns the outcome into an exit status. In stdio mode
+the root hands the client's stdin/stdout to the router and points its own fd 0/1 elsewhere, so
+nothing else in the tree can write to stdout.
 """
 
 from __future__ import annotations
@@ -13,55 +15,48 @@ import asyncio
 import os
 import signal
 import socket
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 import zmq.asyncio
 
-from hangar import __version__, tree_view
+from hangar import tree_view
 from hangar.audit import AuditTrail
 from hangar.config import HangarConfig, write_tree_spec
 from hangar.containers import ContainerJanitor
 from hangar.control import ControlServer
-from hangar.errors import ConfigError, ControlError
+from hangar.discovery import apply as discovery
 from hangar.logbook import Logbook, now_iso
 from hangar.observer import Observer
 from hangar.paths import Instance, default_control_socket, instance_dir, remove_instance_dir, write_instance
 from hangar.provider_tree import ProviderTree
+from hangar.reload import Reloader, ReloadReport
+from hangar.root_commands import RootCommands
+from hangar.state import StateKeeper, read_state, state_dir, state_file
 from hangar.systemd import Notifier
 from hangar.tree import (
-    ENV_PROFILE,
     PROVIDERS_ID,
     ROUTER_ID,
     ZYGOTES,
-    http_router_spec,
+    HttpOptions,
+    RouterChild,
     providers_spec,
-    router_env,
-    stdio_router_spec,
+    router_child,
 )
+from hangar.watcher import ConfigWatcher
 from supervisors.errors import CommandError, StartError, SupervisorError
 from supervisors.exits import SupervisorExit
-from supervisors.info import ChildState
-from supervisors.spec import AutoShutdown, ChildSpec, Strategy, SupervisorFlags
+from supervisors.spec import AutoShutdown, Strategy, SupervisorFlags
 from supervisors.supervisor import Supervisor
 
+__all__ = ["HttpOptions", "Root"]
+
 EX_SOFTWARE = 70  # sysexits: the tree gave up (restart intensity exceeded)
-CONTROL_TIMEOUT_S = 70.0  # `ctl start` may wait for a provider's cold start
+STATE_EVENTS = ("exit", "ready", "restart", "status")  # events that may change what the state file holds
 
 log = structlog.get_logger("hangar.root")
-
-
-@dataclass(frozen=True)
-class HttpOptions:
-    """`hangar serve --http`: where to listen, and whether no tokens is acceptable off loopback."""
-
-    host: str
-    port: int
-    allow_unauthenticated: bool = False
 
 
 class Root:
@@ -72,6 +67,7 @@ class Root:
         http: HttpOptions | None = None,
         name: str | None = None,
         profile: str | None = None,
+        state_directory: Path | None = None,
     ) -> None:
         self.config = config
         self.http = http
@@ -80,57 +76,32 @@ class Root:
         self.logbook = Logbook()  # each provider's recent log lines, for `ctl logs` and the admin API
         self.audit = AuditTrail(config.audit)
         self.observer = Observer(self.audit, self.logbook)
-        self._url: str | None = None
-        self.figures: dict[str, Any] = {"children": {}, "escalations": 0}
-        self._listener: socket.socket | None = None
+        self.url: str | None = None
+        self.started_iso: str | None = None
         self.instance = instance_dir(os.getpid())
         self.control_path = control_socket or default_control_socket(self.instance)
+        self.state_path = state_file(state_dir(state_directory), name, config.path)
+        self.state: StateKeeper | None = None
         self.started_at = time.monotonic()
         self.supervisor: Supervisor | None = None
         self.providers: ProviderTree | None = None
         self.systemd = Notifier.from_environ()  # before any child spec copies the environment
         self.containers = ContainerJanitor(config.providers)
+        self.discovery: discovery.DiscoveryRunner | None = None  # with `discovery:` sources
+        self.commands = RootCommands(self)
+        self.reloader = Reloader(self)
+        self.watcher = ConfigWatcher(config.path, lambda: self.reloader.reload_logged("watch"))
 
-    def _router_spec(self, router_endpoint: str) -> tuple[ChildSpec, int | None]:
-        """The router's spec, and the client's stdin when there is one (stdio mode)."""
-        write_tree_spec(self.instance, self.config.tree)
-        env = router_env(router_endpoint, self.instance)
-        if self.http is None:
-            if self.profile is not None:
-                env[ENV_PROFILE] = self.profile
-            client_in, client_out = _take_stdio()
-            return stdio_router_spec(env, client_in, client_out), client_in
-        from hangar.fronts.access import load_tokens
-        from hangar.fronts.http import bind_socket, is_loopback
+    async def reload(
+        self, config: HangarConfig | None = None, *, dry_run: bool = False, source: str = "ctl"
+    ) -> ReloadReport:
+        """Apply `config` (None: the config file, read again) to the running tree as a diff.
 
-        tokens = load_tokens(self.config.http, profiles=[p.name for p in self.config.profiles])
-        if not tokens and not is_loopback(self.http.host) and not self.http.allow_unauthenticated:
-            raise ConfigError(
-                f"refusing to serve {self.http.host}:{self.http.port} without authentication",
-                path=self.config.path,
-                key_path="http",
-                hint="set HANGAR_TOKENS or http.tokens_file, bind 127.0.0.1, "
-                "or pass --allow-unauthenticated if something else guards this port",
-            )
-        listener = bind_socket(self.http.host, self.http.port)
-        self._listener = listener
-        self._url = f"http://{self.http.host}:{listener.getsockname()[1]}/mcp"
-        log.info("http_listening", url=self._url, auth="bearer" if tokens else "none")
-        from hangar.fronts.http_sessions import ENV_SESSION_KEY, session_keys
+        See `hangar.reload`. Raises ConfigError (nothing changed) when the file does not validate.
+        """
+        return await self.reloader.reload(config, dry_run=dry_run, source=source)
 
-        # the key that seals session ids: $HANGAR_SESSION_KEY (replicas share it), else the
-        # root's for the instance's life, so a restarted router takes up the sessions the one
-        # before it opened
-        shared = os.environ.get(ENV_SESSION_KEY)
-        if shared:
-            try:
-                session_keys(shared)
-            except ValueError as exc:
-                raise ConfigError(str(exc), path=self.config.path, key_path="http") from None
-        env = {**env, ENV_SESSION_KEY: shared or os.urandom(32).hex()}
-        return http_router_spec(env, self.http.host, listener.fileno(), self.config.http.drain_s), None
-
-    async def run(self) -> int:
+    def _start_router(self, router_endpoint: str) -> RouterChild:
         from hangar.tracing import ENV_TRACING, resolve
 
         traced = resolve(self.config.tracing, os.environ, self.config.path)  # before specs copy the env
@@ -138,17 +109,22 @@ class Root:
             os.environ.pop(ENV_TRACING, None)
         else:
             os.environ[ENV_TRACING] = traced
+        write_tree_spec(self.instance, self.config.tree)
+        router = router_child(self.config, self.http, self.profile, router_endpoint, self.instance)
+        if router.url is not None:
+            self.url = router.url
+            log.info("http_listening", url=router.url, auth=router.auth)
+        return router
+
+    async def run(self) -> int:
         context = zmq.asyncio.Context()
         router_endpoint = f"ipc://{self.instance}/router.sock"
         try:
-            router, client_in = self._router_spec(router_endpoint)
+            router = self._start_router(router_endpoint)
         except BaseException:
             context.term()
-            if self._listener is not None:
-                self._listener.close()
             remove_instance_dir(self.instance)
             raise
-        specs = [providers_spec(), router]  # the router last: started last, stopped first
         flags = SupervisorFlags(
             strategy=Strategy.ONE_FOR_ONE,
             intensity=self.config.supervisor.intensity,
@@ -158,27 +134,34 @@ class Root:
         supervisor = Supervisor(
             "root",
             flags,
-            specs,
+            [providers_spec(), router.spec],  # the router last: started last, stopped first
             endpoint=f"ipc://{self.instance}/supervisor.sock",
             context=context,
             on_event=self._on_child_event,
-            on_request=self._on_request,
+            on_request=self.commands.router_request,
             zygotes=ZYGOTES,
         )
         self.supervisor = supervisor
-        self.providers = ProviderTree(supervisor, self.config.providers, router_endpoint)
-        control = ControlServer(self.control_path, self._control)
+        providers = self.providers = ProviderTree(supervisor, self.config.providers, router_endpoint)
+        were_warm = providers.restore(read_state(self.state_path).providers)
+        self.state = StateKeeper(self.state_path, providers.memory)
+        control = ControlServer(self.control_path, self.commands)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, supervisor.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: log.info("sighup_ignored", hint="restart to reload"))
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: self.reloader.spawn(self.reloader.reload_logged("sighup"))
+        )
         self.systemd.start_watchdog()
         try:
             await control.start()
             self._describe()
             self.containers.start()
             log.info(
-                "hangar_starting", providers=len(self.config.providers), control_socket=str(self.control_path)
+                "hangar_starting",
+                providers=len(self.config.providers),
+                control_socket=str(self.control_path),
+                state=str(self.state_path),
             )
             try:
                 await supervisor.start()
@@ -188,21 +171,32 @@ class Root:
             log.info("hangar_ready", elapsed_ms=round((time.monotonic() - self.started_at) * 1000, 1))
             self.systemd.ready(self._summary())
             supervisor.start_zygotes()  # the workers' zygote, now that the router is up
-            warm = [p.id for p in self.config.providers if p.warm]
-            warming = asyncio.create_task(self.providers.warm(warm)) if warm else None
-            if client_in is not None and os.isatty(client_in):
+            self.discovery = discovery.DiscoveryRunner(self) if self.config.discovery else None
+            self.watcher.configure(self.config.watch)
+            configured = [p.id for p in self.config.providers if p.warm and p.id not in providers.dead]
+            warm = list(dict.fromkeys([*configured, *were_warm]))
+            if were_warm:
+                log.info("warming_as_before", providers=were_warm)
+            if warm:
+                self.reloader.spawn(providers.warm(warm))
+            if router.client_in is not None and os.isatty(router.client_in):
                 log.warning(
                     "stdin_is_a_terminal",
                     hint="hangar speaks MCP on stdin/stdout: connect an MCP client to `hangar serve` "
                     "(see README), inspect it with `hangar ctl status`, press Ctrl-D to stop",
                 )
             outcome = await supervisor.run()
-            if warming is not None:
-                warming.cancel()
+            if self.discovery is not None:
+                await self.discovery.close()
             log.info("hangar_stopping", outcome=outcome.value)
+            await self.watcher.close()
+            self.reloader.close()
+            as_ran = providers.memory()  # the state keeps what ran, not what the stop left
+            self.state.snapshot = lambda: providers.memory(as_ran)
             self.systemd.stopping(f"stopping ({outcome.value})")
-            await self._drain(supervisor)
+            await self._drain(supervisor, providers, router.listener)
             await supervisor.shutdown()
+            await self.state.close()
             log.info(
                 "hangar_stopped",
                 outcome=outcome.value,
@@ -210,30 +204,32 @@ class Root:
             )
             return EX_SOFTWARE if outcome is SupervisorExit.ESCALATED else 0
         finally:
+            if self.discovery is not None:
+                await self.discovery.close()
             await control.close()
             await self.containers.close()
             await supervisor.close()
             self.audit.close()
             await self.systemd.close()
             context.term()
-            if self._listener is not None:
-                self._listener.close()
+            if router.listener is not None:
+                router.listener.close()
             remove_instance_dir(self.instance)
 
-    async def _drain(self, supervisor: Supervisor) -> None:
+    async def _drain(
+        self, supervisor: Supervisor, providers: ProviderTree, listener: socket.socket | None
+    ) -> None:
         """Stop the router first (it drains in-flight calls), then all providers at once.
 
         The ordered stop that follows is then quick: each worker has nothing left to
         stop. Without this, providers would stop one after another.
         """
-        if self._listener is not None:
+        if listener is not None:
             # the router's copy is the last: once it stops serving, connections are refused at
             # once (a load balancer tries another replica) rather than left waiting in the backlog
-            self._listener.close()
-            self._listener = None
+            listener.close()
         await supervisor.terminate_child(ROUTER_ID)
-        if self.providers is not None:
-            await self.providers.stop_all()
+        await providers.stop_all()
 
     def _describe(self) -> None:
         """instance.json: how `hangar ctl` lists this instance among those running."""
@@ -242,12 +238,27 @@ class Root:
             name=self.name,
             config=self.config.path,
             mode="stdio" if self.http is None else "http",
-            url=self._url,
+            url=self.url,
             started=now_iso(),
             socket=self.control_path.absolute(),
         )
         self.started_iso = instance.started
         write_instance(self.instance, instance)
+
+    async def ask_router(self, op: str, *, timeout_s: float, **args: Any) -> Any:
+        """A request to the router; None when it does not answer (a router that starts reads the
+        tree's file)."""
+        if self.supervisor is None:
+            return None
+        try:
+            return await self.supervisor.request(ROUTER_ID, op, timeout_s=timeout_s, **args)
+        except (SupervisorError, CommandError, TimeoutError) as exc:
+            log.warning("router_not_told", op=op, error=str(exc) or type(exc).__name__)
+            return None
+
+    async def tell_router(self, event: str, **fields: Any) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.notify(ROUTER_ID, event, **fields)
 
     async def _on_child_event(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
         supervisor, providers = self.supervisor, self.providers
@@ -268,184 +279,14 @@ class Root:
         if event == "exit" and tuple(fields.get("supervisor") or ()) == (PROVIDERS_ID, child_id):
             self.containers.worker_exited(child_id)  # what a killed worker left behind
         if event in ("exit", "restart", "escalated"):
-            self._count(child_id, event, fields)
+            self.observer.count(child_id, event, fields)
         if event in ("exit", "restart", "escalated") or (event == "ready" and child_id == ROUTER_ID):
-            await supervisor.notify(ROUTER_ID, "supervisor_figures", figures=self.figures)
+            await supervisor.notify(ROUTER_ID, "supervisor_figures", figures=self.observer.figures)
+        if event in STATE_EVENTS and self.state is not None and child_id != ROUTER_ID:
+            self.state.changed()
         if event in ("exit", "ready", "status") and self.systemd.enabled:
             self.systemd.status(self._summary())
-
-    async def _on_request(self, path: tuple[str, ...], op: str, args: dict[str, Any]) -> Any:
-        """What the router asks of the root: what runs (when it starts), a provider's worker, and
-        for the admin API the control commands."""
-        providers = self.providers
-        if path != (ROUTER_ID,) or providers is None:
-            raise CommandError("unknown_request", f"the root does not answer {op!r} from {'/'.join(path)}")
-        if op == "hello":
-            return {"running": providers.running(), "figures": self.figures}
-        if op == "start_worker":
-            provider = str(args.get("provider"))
-            if provider not in providers.specs:
-                raise CommandError("unknown_provider", f"no provider {provider!r}")
-            try:
-                worker = await providers.ensure(provider, revive=bool(args.get("revive")))
-            except StartError as exc:
-                dead = provider in providers.dead
-                raise CommandError(
-                    "provider_dead" if dead else "worker_unavailable",
-                    str(exc),
-                    f"hangar_start('{provider}') or `hangar ctl restart {provider}` revives it"
-                    if dead
-                    else "it is retried with the next call",
-                ) from exc
-            return {"pid": worker.pid}
-        # the admin API: the control commands, by the same names
-        actor = str(args.pop("actor", None) or "/".join(path))
-        try:
-            return await self._control(op, args, actor)
-        except ControlError as exc:
-            raise CommandError(exc.type, exc.message, exc.hint) from exc
-
-    def _count(self, child_id: str, event: str, fields: dict[str, Any]) -> None:
-        """The supervisor figures the router exposes on /metrics."""
-        if event == "escalated":
-            self.figures["escalations"] += 1
-            return
-        if tuple(fields.get("supervisor") or ()) == ("providers",):
-            return  # a provider's supervisor: counted by its worker's rows
-        child = self.figures["children"].setdefault(child_id, {"restarts": 0, "exits": {}})
-        if event == "restart":
-            child["restarts"] += 1
-        else:
-            reason = str(fields.get("reason"))
-            child["exits"][reason] = child["exits"].get(reason, 0) + 1
 
     def _summary(self) -> str:
         """One line for `systemctl status`: providers by state."""
         return "starting" if self.providers is None else tree_view.summary(self.providers)
-
-    # ---------------------------------------------------------------- control
-
-    async def _control(self, command: str, args: dict[str, Any], actor: str = "ctl") -> Any:
-        supervisor, providers = self.supervisor, self.providers
-        if supervisor is None or providers is None:
-            raise ControlError("hangar is still starting", hint="try again in a moment", type="starting")
-        if command == "status":
-            return tree_view.status_rows(providers)
-        if command == "tree":
-            return tree_view.tree(
-                supervisor,
-                providers,
-                uptime_s=time.monotonic() - self.started_at,
-                control_path=self.control_path,
-            )
-        if command == "instance":
-            return {
-                "pid": os.getpid(),
-                "name": self.name,
-                "config": self.config.path,
-                "mode": "stdio" if self.http is None else "http",
-                "url": self._url,
-                "started": getattr(self, "started_iso", None),
-                "uptime_s": round(time.monotonic() - self.started_at, 1),
-                "version": __version__,
-            }
-        if command == "logs":
-            child_id = self._known(providers, args.get("id"))
-            n, after = _count(args.get("n"), 100), _count(args.get("after"), 0)
-            return {"id": child_id, "lines": self.logbook.lines(child_id, n=n, after=after)}
-        if command == "audit":
-            n, after = _count(args.get("n"), 100), _count(args.get("after"), 0)
-            return self.audit.recent(n=n, after=after, calls=args.get("calls", True) is not False)
-        if command == "summary":  # calls/s and latency per provider: the router counts them
-            try:
-                return await supervisor.request(ROUTER_ID, "summary", timeout_s=5.0)
-            except (SupervisorError, CommandError, TimeoutError) as exc:
-                raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
-        if command == "cache_clear":  # the router keeps the results
-            target = args.get("id")
-            try:
-                result = await supervisor.request(ROUTER_ID, "cache_clear", timeout_s=5.0, id=target)
-            except CommandError as exc:
-                raise ControlError(
-                    exc.message, hint="hangar ctl status lists the ids", type=exc.type
-                ) from exc
-            except (SupervisorError, TimeoutError) as exc:
-                raise ControlError(f"the router did not answer: {exc}", type="not_running") from exc
-            self.audit.record("command", command=command, id=target, actor=actor, outcome="ok")
-            return result
-        if command in ("start", "stop", "restart"):
-            child_id = self._known(providers, args.get("id"))
-            try:
-                result = await self._steer(supervisor, providers, command, child_id)
-            except ControlError as exc:
-                self.audit.record(
-                    "command", command=command, id=child_id, actor=actor, outcome=exc.type, error=exc.message
-                )
-                raise
-            self.audit.record("command", command=command, id=child_id, actor=actor, outcome="ok")
-            self.logbook.add(child_id, f"{command} requested by {actor}", event="command")
-            return result
-        raise ControlError(f"unknown command {command!r}", hint="hangar ctl --help", type="unknown_command")
-
-    def _known(self, providers: ProviderTree, child_id: Any) -> str:
-        known = [*providers.specs, ROUTER_ID]
-        if not isinstance(child_id, str) or child_id not in known:
-            raise ControlError(
-                f"unknown id {child_id!r}", hint=f"known ids: {', '.join(known)}", type="unknown_id"
-            )
-        return child_id
-
-    async def _steer(
-        self, supervisor: Supervisor, providers: ProviderTree, command: str, child_id: str
-    ) -> Any:
-        """`ctl start|stop|restart <id>`: a provider's worker is started (a dead one revived) when
-        there is something to start; stopping a provider without a worker is a no-op."""
-        if child_id == ROUTER_ID:
-            if command != "restart":
-                raise ControlError(
-                    "the router can only be restarted", hint="hangar ctl restart router", type="refused"
-                )
-            await supervisor.restart_child(ROUTER_ID)
-            return {"id": ROUTER_ID, "state": supervisor.child(ROUTER_ID).state.value}
-        worker = providers.worker(child_id)
-        if command == "stop" and worker is None:
-            return tree_view.status_row(providers, child_id)
-        if worker is None:
-            try:
-                worker = await providers.ensure(child_id, revive=True)
-            except StartError as exc:
-                raise ControlError(
-                    str(exc), hint=f"see `hangar ctl logs {child_id}`", type="start_failed"
-                ) from exc
-        if worker.state is not ChildState.RUNNING:
-            raise ControlError(
-                f"the worker of {child_id} is {worker.state.value}",
-                hint="its supervisor is restarting it; try again in a moment",
-                type="not_running",
-            )
-        try:
-            return await providers.request(child_id, command, timeout_s=CONTROL_TIMEOUT_S)
-        except CommandError as exc:  # the worker's answer: the provider did not start, ...
-            raise ControlError(f"{child_id}: {exc.message}", hint=exc.hint, type=exc.type) from exc
-        except (SupervisorError, TimeoutError) as exc:
-            raise ControlError(
-                f"{child_id}: {exc or 'no answer in time'}",
-                hint="see `hangar ctl logs " + child_id + "`",
-                type="failed",
-            ) from exc
-
-
-def _count(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
-
-
-def _take_stdio() -> tuple[int, int]:
-    """Keep the client's pipe for the router; point our own fd 0/1 at /dev/null and stderr."""
-    client_in = os.dup(0)
-    client_out = os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return client_in, client_out

@@ -27,9 +27,10 @@ import structlog
 from hangar import __version__, protocol
 from hangar.cache import ResultCache
 from hangar.call_audit import who_of, who_var
+from hangar.call_limits import CallLimits
 from hangar.calls import Caller
 from hangar.catalog import Catalog
-from hangar.config import GroupSpec, ProfileSpec
+from hangar.config import GroupSpec, ProfileSpec, TreeSpec
 from hangar.dispatch import Dispatcher, ProviderView, initial_views
 from hangar.features import (
     client_requests,
@@ -64,6 +65,7 @@ log = structlog.get_logger("hangar.router")
 
 Handler = Callable[[Exchange], Awaitable[None]]
 # requests refused for what the client sent (each logged: a client waiting on them learns why)
+DRAIN_POLL_S = 0.01  # how often a reload looks whether the calls it waits for have been answered
 CLIENT_FAULTS = frozenset({jsonrpc.INVALID_REQUEST, jsonrpc.METHOD_NOT_FOUND, jsonrpc.INVALID_PARAMS})
 
 
@@ -83,19 +85,10 @@ class Router:
         tool_listing: str = "full",
         pinned: Sequence[str] = (),
     ) -> None:
-        self.specs = {spec.id: spec for spec in specs}
-        self.profiles = {profile.name: Profile(profile) for profile in profiles}
-        self._validate_default = validate_arguments
-        self._argument_checks: ArgumentChecks | None = None
-        self.tool_listing = tool_listing
-        self.pinned = tuple(pinned)
-        self._indexes: dict[str | None, tuple[int, ToolIndex]] = {}  # per profile: catalog version, index
-        self.groups = {group.id: Group(group, self.specs) for group in groups}
+        self.specs: dict[str, ProviderSpec] = {}
+        self.groups: dict[str, Group] = {}
         self.public: list[str] = []  # what clients address: standalone providers and groups, in order
-        for spec in specs:
-            entry = spec.group or spec.id
-            if entry not in self.public:
-                self.public.append(entry)
+        self._argument_checks: ArgumentChecks | None = None
         self.server_info = {"name": name, "version": version}
         self.figures = RouterFigures()
         self.rates = Rates(self.figures)  # sampled by the router process once a second
@@ -106,18 +99,9 @@ class Router:
             on_ask=self._provider_request,
         )
         self.caller = Caller(self.dispatcher, self.specs, self.groups, self.figures)
-        self.catalog = Catalog(
-            self.public,
-            self.namespaced,
-            self.lists_of,
-            reserved=MANAGEMENT_NAMES,
-            exposure_of=self.exposure_of,
-        )
-        self.caches = {  # per provider or group with `cache:`
-            entry: ResultCache(kept)
-            for entry in self.public
-            if (kept := self.exposure_of(entry).cache) is not None
-        }
+        self.catalog = Catalog([], self.namespaced, self.lists_of, reserved=MANAGEMENT_NAMES)
+        self.caches: dict[str, ResultCache] = {}  # per provider or group with `cache:`
+        self._configure(specs, groups, profiles, validate_arguments, tool_listing, pinned)
         self.sessions: weakref.WeakSet[ClientSession] = weakref.WeakSet()
         self.calls: dict[int, Exchange] = {}  # call id -> the exchange a forwarded request serves
         self.parked: dict[int, Parked] = {}  # 2026-07-28 calls waiting for the client's input
@@ -142,12 +126,108 @@ class Router:
         }
         self.resource_subscriptions = resources.Subscriptions()
         self.on_initialize: Callable[[ClientSession, dict[str, Any]], None] | None = None  # for resuming
+        self.ask_root: Callable[..., Awaitable[Any]] | None = (
+            None  # (op, **args): the root's control commands
+        )
         self._discovery = tools.Discovery(self)
         self._notify_scheduled = False
         self._signalled: set[str] = set()  # list kinds a provider said changed, not yet told
         self._tasks: set[asyncio.Future[Any]] = set()
         self._serving: set[str] = set()  # providers last seen ready or degraded
         _ = self.catalog.built  # what clients can see before any provider changed
+
+    def _configure(
+        self,
+        specs: Sequence[ProviderSpec],
+        groups: Sequence[GroupSpec],
+        profiles: Sequence[ProfileSpec],
+        validate_arguments: bool,
+        tool_listing: str,
+        pinned: Sequence[str],
+        *,
+        leaving: Sequence[str] = (),
+    ) -> None:
+        """Take up the tree's settings: at start, and from each reload (`reconfigure`).
+
+        `leaving` are providers a reload removes whose calls in flight still need their specs.
+        """
+        kept = {p: self.specs[p] for p in leaving if p in self.specs}
+        self.specs = {spec.id: spec for spec in specs} | kept
+        self.profiles = {profile.name: Profile(profile) for profile in profiles}
+        self._validate_default = validate_arguments
+        self.tool_listing = tool_listing
+        self.pinned = tuple(pinned)
+        self._indexes: dict[str | None, tuple[int, ToolIndex]] = {}  # per profile: catalog version, index
+        self.groups = {group.id: Group(group, self.specs) for group in groups}
+        self.public = []
+        for spec in specs:
+            entry = spec.group or spec.id
+            if entry not in self.public:
+                self.public.append(entry)
+        self.caller.specs, self.caller.groups = self.specs, self.groups
+        self.caller.limits = CallLimits(self.specs.values(), (group.spec for group in self.groups.values()))
+        self.catalog.reconfigure(self.public, self.exposure_of)
+        old_caches, self.caches = self.caches, {}
+        for entry in self.public:
+            kept_spec = self.exposure_of(entry).cache
+            if kept_spec is None:
+                continue
+            cache = old_caches.get(entry)
+            self.caches[entry] = (
+                cache if cache is not None and cache.spec == kept_spec else ResultCache(kept_spec)
+            )
+
+    async def reconfigure(
+        self, tree: TreeSpec, *, drain: Sequence[str] = (), removed: Sequence[str] = (), drain_s: float = 0.0
+    ) -> dict[str, Any]:
+        """A reload (`hangar.reload`): the new tree's catalog and settings, sessions kept.
+
+        Calls to the providers in `drain` (whose workers the root replaces or stops) are held from
+        now on; this returns once those already sent have been answered, or after `drain_s`.
+        Providers in `removed` are forgotten then. Clients hear `list_changed` where their lists
+        changed.
+        """
+        dispatcher = self.dispatcher
+        for provider in drain:
+            dispatcher.hold(provider)
+        before = self.specs
+        self._configure(
+            tree.providers,
+            tree.groups,
+            tree.profiles,
+            tree.validate_arguments,
+            tree.tool_listing,
+            tree.pinned,
+            leaving=removed,
+        )
+        dispatcher.add_views(initial_views(s for s in tree.providers if s.id not in before))
+        for spec in tree.providers:
+            if spec.id in before and before[spec.id].tools != spec.tools:
+                dispatcher.respec(spec)
+        self.catalog.invalidate()
+        self.lists_changed()
+        deadline = asyncio.get_running_loop().time() + drain_s
+        while (
+            any(dispatcher.sent_in_flight(p) for p in drain) and asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(DRAIN_POLL_S)
+        undrained = [p for p in drain if dispatcher.sent_in_flight(p)]
+        for provider in removed:
+            dispatcher.forget(provider)
+            self.specs.pop(provider, None)
+            self._serving.discard(provider)
+        log.info(
+            "router_reconfigured", providers=len(tree.providers), drained=list(drain), undrained=undrained
+        )
+        return {"undrained": undrained}
+
+    def released(self, providers: Sequence[str]) -> None:
+        """The root replaced (or stopped) these providers' workers: held calls go on."""
+        for provider in providers:
+            if provider in self.dispatcher.providers:
+                self.dispatcher.worker_gone(provider, "replaced by a reload", dead=False)
+                self.dispatcher.release(provider)
+                self.announced(provider, [])
 
     def own(self, task: asyncio.Future[Any]) -> None:
         """Hold a detached task until it is done (a failure is logged)."""
@@ -320,7 +400,10 @@ class Router:
         if changed:
             self.catalog.invalidate()
             self.lists_changed([kind for kind in changed if kind != "lists"])
-        serving = self.views[provider].state in ("ready", "degraded")
+        view = self.views.get(provider)
+        if view is None:
+            return  # a reload removed it
+        serving = view.state in ("ready", "degraded")
         if serving and provider not in self._serving:
             self.own(asyncio.ensure_future(logs.apply_level(self, [provider])))
         (self._serving.add if serving else self._serving.discard)(provider)

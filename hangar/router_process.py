@@ -21,7 +21,7 @@ import structlog
 import zmq.asyncio
 
 from hangar.call_audit import CallAudit
-from hangar.config import read_tree_spec
+from hangar.config import TreeSpec, read_tree_spec
 from hangar.dispatch import Dispatcher
 from hangar.router import Router
 from hangar.summary import SAMPLE_S
@@ -33,9 +33,11 @@ from workers import tracing
 from workers.errors import CallError, ErrorType
 from workers.log_relay import LogRelay
 from workers.protocol import ENV_ROUTER_ENDPOINT
+from workers.spec import decode_spec
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
 DRAIN_POLL_S = 0.01
+ROOT_COMMAND_TIMEOUT_S = 75.0  # a discovery cycle starts each new provider once, within its startup timeout
 
 log = structlog.get_logger("hangar.router")
 
@@ -83,12 +85,16 @@ async def main() -> None:
 
     async def on_event(message: dict[str, Any]) -> None:
         event = message.get("event")
+        if message.get("provider") is not None and str(message["provider"]) not in dispatcher.providers:
+            return  # a provider clients do not see (a discovered one in quarantine)
         if event == "worker_down":
             dispatcher.worker_down(str(message.get("provider")), str(message.get("detail")))
         elif event in ("worker_idle", "worker_dead"):
             provider, detail = str(message.get("provider")), str(message.get("detail"))
             dispatcher.worker_gone(provider, detail, dead=event == "worker_dead")
             router.announced(provider, [])
+        elif event == "reload_released":  # a reload replaced or stopped these workers
+            router.released([str(p) for p in message.get("providers") or []])
         elif event == "supervisor_figures":
             supervisor_figures.update(message.get("figures") or {})
 
@@ -97,6 +103,15 @@ async def main() -> None:
     async def on_command(op: str, args: dict[str, Any]) -> Any:
         if op == "summary":
             return rates.summary(router.caller.limits.all_info())
+        if op == "reconfigure":  # a reload (hangar.reload): the new tree, and who to drain
+            nonlocal tree
+            tree = decode_spec(str(args["tree"]).encode(), TreeSpec)
+            return await router.reconfigure(
+                tree,
+                drain=[str(p) for p in args.get("drain") or []],
+                removed=[str(p) for p in args.get("removed") or []],
+                drain_s=float(args.get("drain_s") or 0.0),
+            )
         if op == "cache_clear":
             try:
                 return {"cleared": router.clear_caches(args.get("id"))}
@@ -113,6 +128,19 @@ async def main() -> None:
         return {"providers": len(tree.providers), "in_flight": dispatcher.in_flight_total()}
 
     link = ChildLink(context, status=status, on_command=on_command, on_event=on_event)
+
+    async def ask_root(op: str, **args: Any) -> Any:
+        """A control command of the root's (`hangar_discover`, `hangar_sources`)."""
+        try:
+            return await link.request(op, timeout_s=ROOT_COMMAND_TIMEOUT_S, **args)
+        except SupervisorCommandError as exc:
+            raise CallError(exc.type, exc.message, exc.hint) from None
+        except TimeoutError:
+            raise CallError(
+                ErrorType.TIMEOUT, f"the root did not answer {op!r} within {ROOT_COMMAND_TIMEOUT_S:g}s"
+            ) from None
+
+    router.ask_root = ask_root
     relay.attach(lambda lines, dropped: link.send_event("logs", lines=lines, dropped=dropped))
     if tree.audit.calls:
         router.caller.audit = CallAudit(
@@ -153,6 +181,12 @@ async def main() -> None:
             log.warning("root_not_answering", error=str(exc) or type(exc).__name__)
             answer = {"running": list(dispatcher.providers)}
         supervisor_figures.update(answer.get("figures") or {})
+        for provider, past in (answer.get("carried") or {}).items():  # totals of earlier workers
+            view = dispatcher.providers.get(provider)
+            if view is not None and not view.carried:
+                view.carried = dict(past)
+        for provider, reason in (answer.get("dead") or {}).items():  # dead before this router started
+            dispatcher.worker_gone(provider, str(reason), dead=True)
         dispatcher.expect(answer.get("running") or [])
 
     background = [asyncio.create_task(link.run()), asyncio.create_task(sample())]

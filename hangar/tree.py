@@ -18,8 +18,11 @@ router and the providers' supervisor, is untouched.
 from __future__ import annotations
 
 import os
+import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisors.spec import (
     AutoShutdown,
@@ -34,6 +37,9 @@ from supervisors.spec import (
 from workers.protocol import ENV_ROUTER_ENDPOINT
 from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, encode_spec
 from workers.transports.engine import INSTANCE_ENV, this_instance
+
+if TYPE_CHECKING:
+    from hangar.config import HangarConfig
 
 ROUTER_ID = "router"
 PROVIDERS_ID = "providers"
@@ -139,3 +145,80 @@ def http_router_spec(env: dict[str, str], host: str, listener: int, drain_s: flo
         restart=Restart.PERMANENT,
         shutdown=Shutdown.after(ROUTER_SHUTDOWN_S + drain_s),
     )
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """`hangar serve --http`: where to listen, and whether no tokens is acceptable off loopback."""
+
+    host: str
+    port: int
+    allow_unauthenticated: bool = False
+
+
+@dataclass(frozen=True)
+class RouterChild:
+    """The router's spec, with what the root holds for it: the client's stdin (stdio mode), or
+    the listening socket and its URL (HTTP mode)."""
+
+    spec: ChildSpec
+    client_in: int | None = None
+    listener: socket.socket | None = None
+    url: str | None = None
+    auth: str | None = None  # HTTP: "bearer", or "none" without tokens
+
+
+def router_child(
+    config: HangarConfig, http: HttpOptions | None, profile: str | None, endpoint: str, instance: Path
+) -> RouterChild:
+    """The router for `hangar serve`: on the client's stdio, or on a socket bound here.
+
+    Raises:
+        ConfigError: HTTP off loopback without tokens (and without `allow_unauthenticated`).
+    """
+    env = router_env(endpoint, instance)
+    if http is None:
+        if profile is not None:
+            env[ENV_PROFILE] = profile
+        client_in, client_out = _take_stdio()
+        return RouterChild(stdio_router_spec(env, client_in, client_out), client_in=client_in)
+    from hangar.errors import ConfigError
+    from hangar.fronts.access import load_tokens
+    from hangar.fronts.http import bind_socket, is_loopback
+    from hangar.fronts.http_sessions import ENV_SESSION_KEY, session_keys
+
+    tokens = load_tokens(config.http, profiles=[p.name for p in config.profiles])
+    if not tokens and not is_loopback(http.host) and not http.allow_unauthenticated:
+        raise ConfigError(
+            f"refusing to serve {http.host}:{http.port} without authentication",
+            path=config.path,
+            key_path="http",
+            hint="set HANGAR_TOKENS or http.tokens_file, bind 127.0.0.1, "
+            "or pass --allow-unauthenticated if something else guards this port",
+        )
+    listener = bind_socket(http.host, http.port)
+    url = f"http://{http.host}:{listener.getsockname()[1]}/mcp"
+    # the key that seals session ids: $HANGAR_SESSION_KEY (replicas share it), else the root's
+    # for the instance's life, so a restarted router takes up the sessions the one before it opened
+    shared = os.environ.get(ENV_SESSION_KEY)
+    if shared:
+        try:
+            session_keys(shared)
+        except ValueError as exc:
+            listener.close()
+            raise ConfigError(str(exc), path=config.path, key_path="http") from None
+    env = {**env, ENV_SESSION_KEY: shared or os.urandom(32).hex()}
+    spec = http_router_spec(env, http.host, listener.fileno(), config.http.drain_s)
+    return RouterChild(spec, listener=listener, url=url, auth="bearer" if tokens else "none")
+
+
+def _take_stdio() -> tuple[int, int]:
+    """Keep the client's pipe for the router; point our own fd 0/1 at /dev/null and stderr."""
+    client_in = os.dup(0)
+    client_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return client_in, client_out

@@ -132,6 +132,15 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(autouse=True)
+def own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's hangars remember what ran in a directory of the test's own (`hangar.state`),
+    never in the user's, and never what another test left."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("HANGAR_STATE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
     """Every test must leave no process behind: no worker, provider or zombie."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}

@@ -27,6 +27,7 @@ class ErrorType(enum.StrEnum):
     RATE_LIMITED = "rate_limited"  # over the provider's (or group's) `rate_limit`: not sent
     TOOL_FILTERED = "tool_filtered"  # the config hides the tool from clients
     NOT_IN_PROFILE = "not_in_profile"  # the client's profile does not hold the tool
+    PROVIDER_REMOVED = "provider_removed"  # a reload removed the provider while the call waited
     # reached a provider, or may have
     TIMEOUT = "timeout"
     PROVIDER_CRASHED = "provider_crashed"

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 from hangar.config.document import read_document
 from hangar.config.interpolation import Environment, interpolate
-from hangar.config.problems import Problems
+from hangar.config.problems import Node, Problems, plain_node
 from hangar.config.specs import (
     AuditSettings,
     GroupSpec,
@@ -39,7 +39,8 @@ from hangar.config.specs import (
     read_tree_spec,
     write_tree_spec,
 )
-from workers.spec import RateLimit
+from hangar.errors import ConfigError
+from workers.spec import ProviderSpec, RateLimit
 
 __all__ = [
     "AuditSettings",
@@ -56,6 +57,8 @@ __all__ = [
     "describe",
     "exposure_warnings",
     "load_config",
+    "load_entries",
+    "plain_node",
     "read_tree_spec",
     "write_tree_spec",
 ]
@@ -79,6 +82,37 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     problems.raise_if_any()
     assert config is not None  # validation failed only with problems
     return config
+
+
+def load_entries(
+    root: Node, problems: Problems, config_dir: str, environ: Mapping[str, str] | None = None
+) -> list[ProviderSpec]:
+    """The providers declared under `root`, checked as those of a config file are.
+
+    `root` is a mapping holding `providers:` or `mcpServers:` (nothing else), read from `file`
+    (`problems.file`: a discovered file, or what names an entry point or a container); `${VAR}`
+    is expanded, and relative paths are taken from `config_dir`. Groups are not discovered.
+
+    Raises:
+        ConfigError: with every problem, each at its key path and line.
+    """
+    environment = Environment(os.environ if environ is None else environ, config_dir)
+    plain = interpolate(root, environment, problems)
+    if not any(plain.data.values()):
+        problems.raise_if_any()
+        return []  # an empty `mcpServers: {}` declares nothing, which is no mistake
+    from hangar.config import schema
+
+    config = schema.validate(plain, root, problems, os.path.join(config_dir, "."), environment.variables)
+    problems.raise_if_any()
+    assert config is not None
+    if config.groups:
+        raise ConfigError(
+            f"groups are not discovered: {', '.join(g.id for g in config.groups)}",
+            path=problems.file,
+            hint="declare groups in the config file; a discovered file holds providers",
+        )
+    return list(config.providers)
 
 
 def check_config(path: str | os.PathLike[str]) -> HangarConfig:

@@ -8,7 +8,7 @@ line of the key that holds it (where a reader looks for `backoff:`, not its firs
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,20 @@ class Node:
 def join(path: str, key: str) -> str:
     """The key path of `key` inside the mapping at `path`."""
     return f"{path}.{key}" if path else key
+
+
+def plain_node(value: Any, path: str = "", line: Callable[[str], int] = lambda path: 1) -> Node:
+    """A `Node` tree for data read without line marks (TOML, an entry point's mapping).
+
+    `line(path)` says where the value at a key path was written, as far as the reader knows.
+    """
+    at = line(path)
+    if isinstance(value, dict):
+        children = {str(key): plain_node(item, join(path, str(key)), line) for key, item in value.items()}
+        return Node(path, at, at, children)
+    if isinstance(value, list | tuple):
+        return Node(path, at, at, [plain_node(item, f"{path}[{i}]", line) for i, item in enumerate(value)])
+    return Node(path, at, at, value, "" if isinstance(value, str) else str(value))
 
 
 def locate(

@@ -35,16 +35,21 @@ from hangar.config import messages
 from hangar.config.interpolation import Plain
 from hangar.config.problems import Node, Problems
 from hangar.config.specs import (
+    DEFAULT_DISCOVERY_INTERVAL_S,
     DEFAULT_GROUP_STRATEGY,
+    DEFAULT_MAX_PROVIDERS,
     DEFAULT_ROOT_INTENSITY,
     DEFAULT_ROOT_PERIOD_S,
     AuditSettings,
+    DiscoverySource,
     GroupSpec,
     HangarConfig,
     HttpLimits,
     HttpSettings,
     ProfileSpec,
     RootSupervision,
+    SourceMode,
+    SourceType,
     TracingSettings,
 )
 from hangar.config.values import (
@@ -70,6 +75,7 @@ from hangar.config.values import (
     Positive,
     PositiveCount,
     ProviderId,
+    RelativePath,
     RemoteUrl,
     SetVariable,
     Text,
@@ -763,6 +769,41 @@ class Profile(Section):
         )
 
 
+_PATHED = frozenset({SourceType.DIRECTORY, SourceType.PROJECT})
+
+
+class Source(Section):
+    """An entry of `discovery:`: where more providers are found while hangar runs."""
+
+    type: Literal["directory", "project", "containers", "entry_points"]
+    path: RelativePath | None = None
+    mode: Literal["additive", "authoritative"] = "additive"
+    max_providers: PositiveCount = DEFAULT_MAX_PROVIDERS
+    interval_s: Positive = DEFAULT_DISCOVERY_INTERVAL_S
+    runtime: Text = "docker"  # docker | podman | the engine's socket URL
+
+    @model_validator(mode="after")
+    def _path_where_needed(self) -> Self:
+        kind = SourceType(self.type)
+        if kind in _PATHED and self.path is None:
+            raise problem(f"a '{self.type}' source needs a 'path'", hint="the directory to look in")
+        if kind not in _PATHED and self.path is not None:
+            raise problem(f"a '{self.type}' source has no 'path'", at=("path",))
+        if kind is not SourceType.CONTAINERS and "runtime" in self.model_fields_set:
+            raise problem("only a 'containers' source has a 'runtime'", at=("runtime",))
+        return self
+
+    def to_spec(self) -> DiscoverySource:
+        return DiscoverySource(
+            SourceType(self.type),
+            self.path,
+            SourceMode(self.mode),
+            self.max_providers,
+            self.interval_s,
+            self.runtime,
+        )
+
+
 class ConfigFile(Section):
     """The whole file; top-level keys starting with `x-` are ignored (a home for YAML anchors)."""
 
@@ -777,6 +818,8 @@ class ConfigFile(Section):
     validate_arguments: StrictBool = False  # every provider's calls checked against inputSchema
     tool_listing: ToolListing = "full"  # search: tools/list holds hangar_search instead (hangar.search)
     pinned: list[Pattern] = []  # tools listed in search mode too (globs on the names clients see)
+    discovery: list[Source] = []  # more providers, found while hangar runs (hangar.discovery)
+    watch: StrictBool = False  # reload when the file changes (hangar.reload)
 
     @model_validator(mode="before")
     @classmethod
@@ -794,9 +837,9 @@ class ConfigFile(Section):
                 at=("mcpServers",),
                 hint="keep one of them",
             )
-        if not given:
+        if not given and not self.discovery:
             raise problem("no providers configured", hint="add a `providers:` mapping")
-        if not (self.providers or self.mcpServers):
+        if given and not (self.providers or self.mcpServers) and not self.discovery:
             raise problem("no providers configured", at=(given[0],))
         first: dict[str, Loc] = {}  # every id, and where it is defined
         for at, entry_id, entry in self._entries():
@@ -860,6 +903,8 @@ class ConfigFile(Section):
             validate_arguments=self.validate_arguments,
             tool_listing=self.tool_listing,
             pinned=tuple(self.pinned),
+            discovery=tuple(source.to_spec() for source in self.discovery),
+            watch=self.watch,
         )
 
 

@@ -9,6 +9,7 @@ the specs of a few hundred providers with their predefined tools.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
@@ -102,6 +103,41 @@ class ProfileSpec:
     tool_listing: str | None = None  # "full" | "search"; None: the config's
 
 
+class SourceType(StrEnum):
+    """Where `discovery:` looks for providers (`hangar.discovery`)."""
+
+    DIRECTORY = "directory"  # `*.json` with `mcpServers`, `*.yaml` with `providers`
+    PROJECT = "project"  # pyproject.toml's [tool.hangar.providers], package.json's `mcp`
+    CONTAINERS = "containers"  # running containers labelled `hangar.provider`
+    ENTRY_POINTS = "entry_points"  # the `mcp.providers` entry point group
+
+
+class SourceMode(StrEnum):
+    ADDITIVE = "additive"  # only adds: a provider that disappears from the source stays
+    AUTHORITATIVE = "authoritative"  # the source is the truth: what disappears is removed
+
+
+DEFAULT_DISCOVERY_INTERVAL_S = 30.0  # a source is rescanned this often (watched paths at once too)
+DEFAULT_MAX_PROVIDERS = 100  # per source: beyond this a source is refusing, not adding
+
+
+@dataclass(frozen=True)
+class DiscoverySource:
+    """One entry of `discovery:`; `path` is absolute (None for containers and entry points)."""
+
+    type: SourceType
+    path: str | None = None
+    mode: SourceMode = SourceMode.ADDITIVE
+    max_providers: int = DEFAULT_MAX_PROVIDERS
+    interval_s: float = DEFAULT_DISCOVERY_INTERVAL_S
+    runtime: str = "docker"  # containers: which engine's socket to ask (docker | podman)
+
+    @property
+    def name(self) -> str:
+        """How reports name it: `directory:/etc/hangar/providers.d`, `entry_points`."""
+        return f"{self.type.value}:{self.path}" if self.path else self.type.value
+
+
 @dataclass(frozen=True)
 class TreeSpec:
     """What the router needs to know of the whole tree."""
@@ -133,6 +169,8 @@ class HangarConfig:
     validate_arguments: bool = False
     tool_listing: str = "full"
     pinned: tuple[str, ...] = ()
+    discovery: tuple[DiscoverySource, ...] = ()  # where more providers are found while hangar runs
+    watch: bool = False  # reload when the file changes
 
     @property
     def tree(self) -> TreeSpec:

@@ -280,6 +280,8 @@ Text = Annotated[str, BeforeValidator(_text)]
 Env = Annotated[dict[Annotated[str, AfterValidator(_env_name)], str], BeforeValidator(_as_written)]
 Command = Annotated[list[str], BeforeValidator(_one_or_more), AfterValidator(_program)]
 Directory = Annotated[str, AfterValidator(nonempty("cwd")), AfterValidator(_directory)]
+# a path resolved against the config's directory; whether it exists is the reader's business
+RelativePath = Annotated[str, AfterValidator(nonempty("path")), AfterValidator(_relative_path)]
 TokensFile = Annotated[str, AfterValidator(_tokens_file)]
 ProviderId = Annotated[str, AfterValidator(_provider_id)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]

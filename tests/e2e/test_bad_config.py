@@ -174,7 +174,7 @@ def test_config_check_and_serve_report_every_mistake_at_once(tmp_path, short_tmp
     assert located == [
         f"hangar: bad config: {path}:1: log_levle: unknown key 'log_levle'; allowed keys: providers, "
         "mcpServers, supervisor, log_level, http, audit, tracing, profiles, validate_arguments, "
-        "tool_listing, pinned",
+        "tool_listing, pinned, discovery, watch",
         f"{path}:6: providers.p1.idle_ttl_s: expected a number, got 'soon'",
         f"{path}:8: providers.p1.env.TOKEN: environment variable '{UNSET_VAR}' is not set",
         f"{path}:11: providers.p2.comand: unknown key 'comand'; allowed keys: mode, command, args, env, cwd, "

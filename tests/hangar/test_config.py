@@ -214,7 +214,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     assert str(exc) == (
         f"{tmp_path}/hangar.yaml:3: log_levle: unknown key 'log_levle'; "
         "allowed keys: providers, mcpServers, supervisor, log_level, http, audit, tracing, profiles, "
-        "validate_arguments, tool_listing, pinned\n"
+        "validate_arguments, tool_listing, pinned, discovery, watch\n"
         "hint: did you mean 'log_level'?"
     )
 
@@ -461,7 +461,7 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
             "log_levle",
             "unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, log_level, http, "
             "audit, tracing, profiles, validate_arguments, "
-            "tool_listing, pinned",
+            "tool_listing, pinned, discovery, watch",
         ),
         (2, "supervisor.intensity", "must be >= 0, got -1"),
         (5, "providers.time.command", "'npx -y server' is not a program name"),
@@ -490,7 +490,8 @@ def test_str_shows_each_problem_on_its_own_line_with_its_hint(tmp_path: Path) ->
     file = f"{tmp_path}/hangar.yaml"
     assert lines[:3] == [
         f"{file}:1: log_levle: unknown key 'log_levle'; allowed keys: providers, mcpServers, supervisor, "
-        "log_level, http, audit, tracing, profiles, validate_arguments, tool_listing, pinned",
+        "log_level, http, audit, tracing, profiles, validate_arguments, tool_listing, pinned, discovery, "
+        "watch",
         "hint: did you mean 'log_level'?",
         f"{file}:2: supervisor.intensity: must be >= 0, got -1",
     ]
