@@ -27,6 +27,7 @@ from supervisors.child import LINGER_MS
 from supervisors.socket_channel import ChannelError, SocketChannel
 from workers import protocol
 from workers.errors import CallError, ErrorType
+from workers.pending import Pending, ProgressFn
 from workers.protocol import ERAS, Era, Kind
 from workers.status import Lists, ProviderStatus, idle_status
 
@@ -37,8 +38,6 @@ RETIRE_WAIT_S = 5.0  # a retiring worker (its provider already cold) is gone wel
 CARRIED = ("restarts", "calls")  # status counters that continue across a provider's workers
 
 log = structlog.get_logger("hangar.dispatch")
-
-ProgressFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -115,32 +114,12 @@ def _add_histograms(a: Any, b: Any) -> Any:
 DoneFn = Callable[["Reply | CallError"], None]
 
 
-@dataclass
-class _Pending:
-    """A request waiting for its worker: awaited (`future`), or answered to a callback (`done`)."""
+@dataclass(kw_only=True)
+class _Pending(Pending[Any]):
+    """A request waiting for its worker: a reply, a control result, or the CallError that ended it."""
 
     provider: str
-    future: asyncio.Future[Any] | None = None
-    on_progress: ProgressFn | None = None
-    done: DoneFn | None = None
-    timer: asyncio.TimerHandle | None = None
     sent: bool = False  # handed to the worker; until then a worker's end does not concern it
-
-    def settle(self, outcome: Any) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.done is not None:
-            done, self.done = self.done, None
-            done(outcome)
-        elif self.future is not None and not self.future.done():
-            if isinstance(outcome, BaseException):
-                self.future.set_exception(outcome)
-            else:
-                self.future.set_result(outcome)
-
-    @property
-    def settled(self) -> bool:
-        return self.done is None and (self.future is None or self.future.done())
 
 
 class Dispatcher:
@@ -251,7 +230,7 @@ class Dispatcher:
             self._channel.send(frames)
         except ChannelError:
             return False
-        pending = _Pending(provider, done=done, sent=True)
+        pending = _Pending(provider=provider, done=done, sent=True)
         pending.timer = asyncio.get_running_loop().call_later(backstop_s, self._backstop, call, backstop_s)
         self._pending[call] = pending
         self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
@@ -305,7 +284,8 @@ class Dispatcher:
         revive: bool = False,
     ) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        pending = self._pending[call] = _Pending(provider, future, on_progress)  # settled by _on_message
+        pending = _Pending(provider=provider, future=future, on_progress=on_progress)
+        self._pending[call] = pending  # settled by _on_message
         self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
         try:
             await self._send(provider, message, revive=revive)
