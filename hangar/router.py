@@ -30,7 +30,7 @@ from hangar.call_audit import who_of, who_var
 from hangar.calls import Caller
 from hangar.catalog import Catalog
 from hangar.config import GroupSpec, ProfileSpec
-from hangar.dispatch import Dispatcher, ProviderView, initial_views
+from hangar.dispatch import Dispatcher
 from hangar.features import (
     client_requests,
     completion,
@@ -46,6 +46,7 @@ from hangar.groups import Group
 from hangar.management import NAMES as MANAGEMENT_NAMES
 from hangar.profiles import Profile
 from hangar.protocol import RpcFailure
+from hangar.provider_view import ProviderView, initial_views
 from hangar.relay import Parked, RequestStates
 from hangar.session import ClientSession, Exchange
 from hangar.summary import Rates
