@@ -92,8 +92,8 @@ class Worker:
             "in_flight": self.calls.in_flight,
             "calls": self.calls.calls,
             "last_error": provider.last_error,
-            "tools_count": len(provider.lists.get("tools", [])),
-            "tools_source": provider.tools_source,
+            "tools_count": provider.lists.tools_count,
+            "tools_source": provider.lists.source,
             "rev": self.rev,
             "breaker": self.health.breaker.state.value,
             "health_failures": self.health.failures,
@@ -128,7 +128,7 @@ class Worker:
         }
 
     def lists(self) -> Lists:
-        return self.provider.lists
+        return self.provider.lists.items
 
     def changed(self) -> None:
         """Something a reader of the status would see changed: tell the router (and the root)."""
@@ -139,15 +139,15 @@ class Worker:
 
     def announce(self, *, full: bool = False) -> None:
         """Send the status, and the lists when they changed since the last announcement (or `full`)."""
-        lists_rev = self.provider.lists_rev
+        lists = self.provider.lists
+        lists_rev = lists.rev
         if full or lists_rev != self._lists_announced:
             self._lists_announced = lists_rev
-            signals = sorted(self.provider.list_signals)
-            self.provider.list_signals.clear()
+            signals = lists.take_signals()
             self._send(
                 Kind.ANNOUNCE,
                 status=self.status(),
-                lists=self.provider.lists,
+                lists=lists.items,
                 lists_rev=lists_rev,
                 changed=signals,
             )
@@ -402,7 +402,7 @@ class Worker:
         if op == "lists":
             if args.get("start") and not self.provider.state.serving:
                 await self.provider.connection(era)
-            return self.provider.lists
+            return self.provider.lists.items
         raise CommandError("unknown_command", f"worker does not know the command {op!r}")
 
     async def shutdown(self) -> None:
