@@ -17,8 +17,8 @@ only if it is permanent, so a temporary one spends its own budget and nobody els
 
 The supervisor decides; `supervisors.children` keeps its table of children (each one's
 state and exits) and starts and stops children of either kind (`supervisors.nested` runs a
-nested supervisor as a child), and `supervisors.restarts` carries out its restarts (a backoff is waited out holding no lock, so one child's delay
-never holds up another's restart).
+nested supervisor as a child), and `supervisors.restarts` carries out its restarts (a
+backoff is waited out holding no lock, so one child's delay never holds up another's restart).
 """
 
 from __future__ import annotations

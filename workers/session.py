@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from workers import jsonrpc
+from workers import __version__, jsonrpc
 from workers.jsonrpc import Raw
 from workers.pending import Pending, ProgressFn
 from workers.protocol import Era
@@ -36,7 +36,7 @@ from workers.transport import MessageTooLarge, ProviderTransport, TransportError
 
 HANDSHAKE_VERSION = "2025-11-25"  # the newest handshake-era version; older servers answer with theirs
 MODERN_VERSION = Era.MODERN.value
-CLIENT_INFO = {"name": "hangar", "version": "0.1.0"}
+CLIENT_INFO = {"name": "hangar", "version": __version__}
 # what hangar offers its providers: it relays these to the client that made the call
 CLIENT_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {}}
 HANDSHAKE_CAPABILITIES: dict[str, Any] = {**CLIENT_CAPABILITIES, "roots": {"listChanged": True}}
