@@ -84,6 +84,48 @@ class Connection:
         return returncode
 
 
+class Connections:
+    """A provider's open connections, at most one per era, and the stderr of the last one gone.
+
+    The primary connection is the provider's start (its pid and stderr are the provider's); a
+    second, in the other era, is opened beside it when a client of that era comes.
+    """
+
+    def __init__(self, shutdown_timeout_s: float, log: Any) -> None:
+        self.by_era: dict[Era, Connection] = {}
+        self.primary_era: Era | None = None
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self._last_stderr: list[str] = []  # of the last process, for hints after it is gone
+        self._log = log
+
+    def primary(self) -> Connection | None:
+        return self.by_era.get(self.primary_era) if self.primary_era else None
+
+    def stderr_tail(self) -> list[str]:
+        primary = self.primary()
+        return primary.transport.stderr_tail() if primary else list(self._last_stderr)
+
+    def keep_stderr(self, transport: ProviderTransport) -> None:
+        """Keep a transport's last stderr lines, for the hints given after it is gone."""
+        tail = transport.stderr_tail()
+        if tail:
+            self._last_stderr = tail
+
+    async def close(self, connection: Connection, reason: str | None = None) -> None:
+        """Close one connection (`reason`: a stop we asked for, logged as such)."""
+        returncode = await connection.close(self._shutdown_timeout_s)
+        if reason is not None:
+            pid = connection.transport.pid
+            self._log.info("provider_stopped", pid=pid, returncode=returncode, reason=reason)
+
+    async def close_all(self, reason: str | None = None) -> None:
+        connections = list(self.by_era.values())
+        self.by_era.clear()
+        for connection in connections:
+            self.keep_stderr(connection.transport)
+            await self.close(connection, reason)
+
+
 async def open_connection(
     spec: ProviderSpec,
     era: Era,

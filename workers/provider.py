@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from workers.connection import Connection, TransportFactory, open_connection
+from workers.connection import Connection, Connections, TransportFactory, open_connection
 from workers.errors import CallError, ErrorType
 from workers.figures import WorkerFigures
 from workers.jsonrpc import Raw
@@ -34,7 +34,7 @@ from workers.protocol import Era
 from workers.restart_policy import RestartPolicy
 from workers.session import RpcError, SessionClosed
 from workers.spec import ProtocolChoice, ProviderSpec
-from workers.transport import ProviderTransport, TransportError
+from workers.transport import TransportError
 from workers.transports import open_transport
 
 STDERR_IN_HINT = 3  # last provider stderr lines quoted in a crash error
@@ -75,17 +75,15 @@ class Provider:
         self.started_at: float | None = None
         self.last_activity = clock()
         self.modern_supported: bool | None = None  # unknown until a 2026-07-28 probe was answered
-        self.connections: dict[Era, Connection] = {}
-        self._primary: Era | None = None
         self._starting: dict[Era, asyncio.Task[Connection]] = {}
         self._stage_listeners: set[StageFn] = set()
         self._restarts = RestartPolicy(spec, clock)
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._last_stderr: list[str] = []  # of the last process, for hints after it is gone
         self._kill_reason: str | None = None  # why we killed a hung provider
         self._log = log.bind(provider=spec.id)
         self.lists = ProviderLists(spec, self._log)
+        self._links = Connections(spec.shutdown_timeout_s, self._log)
 
     # ------------------------------------------------------------------ reading
 
@@ -99,8 +97,13 @@ class Provider:
         return bool(self.connections or self._starting or self._stopping)
 
     @property
+    def connections(self) -> dict[Era, Connection]:
+        """The open connections by era (at most one each)."""
+        return self._links.by_era
+
+    @property
     def pid(self) -> int | None:
-        primary = self.connections.get(self._primary) if self._primary else None
+        primary = self.primary()
         return primary.transport.pid if primary and self.state.serving else None
 
     @property
@@ -111,11 +114,10 @@ class Provider:
         return self._restarts.in_window()
 
     def primary(self) -> Connection | None:
-        return self.connections.get(self._primary) if self._primary else None
+        return self._links.primary()
 
     def stderr_tail(self) -> list[str]:
-        primary = self.primary()
-        return primary.transport.stderr_tail() if primary else list(self._last_stderr)
+        return self._links.stderr_tail()
 
     # --------------------------------------------------------------- connections
 
@@ -184,7 +186,7 @@ class Provider:
             self._move(ProviderState.STARTING, "starting")
             started = self._clock()
             connection = await self._open(era)
-            self._primary = connection.era
+            self._links.primary_era = connection.era
             self.connections[connection.era] = connection
             self.started_at = self._clock()
             self.last_activity = self.started_at
@@ -217,13 +219,13 @@ class Provider:
         connection = await self._open(era)
         if connection.era is not era:  # it speaks only the handshake era: one connection is enough
             self.modern_supported = False
-            await self._close_connection(connection)
+            await self._links.close(connection)
             existing = self.connections.get(Era.HANDSHAKE)
             if existing is None:
                 raise CallError(ErrorType.PROVIDER_NOT_READY, f"provider {self.spec.id} is restarting")
             return existing
         if not self.state.serving:
-            await self._close_connection(connection)
+            await self._links.close(connection)
             raise CallError(ErrorType.PROVIDER_NOT_READY, f"provider {self.spec.id} is {self.state.value}")
         self.connections[era] = connection
         self._log.info("provider_connection_opened", era=era.value, pid=connection.transport.pid)
@@ -242,7 +244,7 @@ class Provider:
                 connection.era, request_id, method, params, call
             ),
             on_launched=lambda: self._stage("launching"),
-            on_failed=self._last_stderr_from,
+            on_failed=self._links.keep_stderr,
         )
         if era is Era.MODERN:
             self.modern_supported = connection.era is Era.MODERN
@@ -262,7 +264,7 @@ class Provider:
         kill_reason, self._kill_reason = self._kill_reason, None
         returncode, detail = await connection.loss(exit_wait, kill_reason, self._log)
         self.last_error = detail
-        self._last_stderr_from(connection.transport)
+        self._links.keep_stderr(connection.transport)
         del self.connections[connection.era]
         await self._teardown()
         self._down(returncode, detail)
@@ -270,7 +272,7 @@ class Provider:
         # its process may be gone while a child of its own still holds its stdout: the session
         # must end now (its calls fail as crashed) and the rest of its process group with it
         # (after the state moved on, so that nothing takes the provider for ready meanwhile)
-        await self._close_connection(connection)
+        await self._links.close(connection)
 
     async def _listen(self, connection: Connection) -> None:
         """Keep a 2026-07-28 `subscriptions/listen` open, so list changes reach the worker."""
@@ -293,7 +295,7 @@ class Provider:
             self._log.error("provider_gave_up", restarts=self.restarts, detail=detail)
         self._move(verdict.state, f"{detail}; {verdict.why}")
         if verdict.state is ProviderState.RESTARTING:
-            era = self._primary or Era.HANDSHAKE
+            era = self._links.primary_era or Era.HANDSHAKE
             task = self._track_start(era, self._start(era, delay_s=verdict.delay_s))
             # a failed restart schedules the next one itself; nobody need await it
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -366,19 +368,8 @@ class Provider:
             self._stopping = False
 
     async def _teardown(self, reason: str | None = None) -> None:
-        connections = list(self.connections.values())
-        self.connections.clear()
         self.started_at = None
-        for connection in connections:
-            self._last_stderr_from(connection.transport)
-            await self._close_connection(connection, reason)
-
-    async def _close_connection(self, connection: Connection, reason: str | None = None) -> None:
-        returncode = await connection.close(self.spec.shutdown_timeout_s)
-        if reason is not None:
-            self._log.info(
-                "provider_stopped", pid=connection.transport.pid, returncode=returncode, reason=reason
-            )
+        await self._links.close_all(reason)
 
     # --------------------------------------------------------------------- lists
 
@@ -427,11 +418,6 @@ class Provider:
 
     def _on_stderr(self, line: str) -> None:
         self._log.info("provider_stderr", line=line)
-
-    def _last_stderr_from(self, transport: ProviderTransport) -> None:
-        tail = transport.stderr_tail()
-        if tail:
-            self._last_stderr = tail
 
     async def close(self) -> None:
         """The worker is exiting."""
