@@ -18,7 +18,8 @@ from hangar.paths import ENV_CTL_SOCKET
 from hangar.state import ENV_STATE_DIR, ENV_SYSTEMD_STATE_DIR
 from hangar.tree import ENV_HTTP_HOST, ROUTER_MODULE, ZYGOTES  # the router reads the same variable
 from supervisors import zygote
-from supervisors.logs import ENV_LOG_LEVEL, configure_logging
+from supervisors.logs import configure_logging
+from workers.log_relay import ENV_LOG_LEVEL
 
 ENV_CONFIG = "HANGAR_CONFIG"
 ENV_HTTP_PORT = "HANGAR_HTTP_PORT"

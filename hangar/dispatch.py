@@ -3,8 +3,10 @@
 The router binds a ROUTER socket; each worker connects a DEALER whose identity is its
 provider id. `ROUTER_MANDATORY` turns a send to an absent worker into an immediate error
 instead of a silent drop, so a request to a worker that is not there fails at once, and is
-safe to send elsewhere because it never left the router. What workers announce (status and
-lists) is kept here in one `ProviderView` per provider; the rest of the router reads it.
+safe to send elsewhere because it never left the router. The `Dispatcher` is the socket's one
+reader and writer; beside it, `provider_view.py` holds what workers announce (one `ProviderView`
+per provider, which the rest of the router reads), `in_flight.py` the requests out at workers,
+and `handover.py` how a message reaches a worker that is not connected yet.
 
 A provider has a worker only while it is needed. A send that finds no worker asks the root to
 start one (`start_worker`, once however many wait) and goes out when the worker has connected.
@@ -17,29 +19,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 import zmq
 
+from hangar.handover import Handover
+from hangar.in_flight import InFlight, PendingCall
+from hangar.provider_view import ProviderView
 from supervisors.child import LINGER_MS
 from supervisors.socket_channel import ChannelError, SocketChannel
 from workers import protocol
 from workers.errors import CallError, ErrorType
+from workers.pending import ProgressFn
 from workers.protocol import ERAS, Era, Kind
-from workers.status import Lists, ProviderStatus, idle_status
 
 REPLY_MARGIN_S = 5.0  # the worker enforces the call timeout; the router waits this much longer
-CONNECT_WAIT_S = 3.0  # a worker (re)connecting to a fresh router: ZMTP reconnect plus one heartbeat
 CONTROL_TIMEOUT_S = 60.0  # start/stop/lists: may include a provider's cold start
-HOLD_WAIT_S = 60.0  # a reload's drain (at most 30 s) and its stop of the worker end well within this
-RETIRE_WAIT_S = 5.0  # a retiring worker (its provider already cold) is gone well within this
-CARRIED = ("restarts", "calls")  # status counters that continue across a provider's workers
 
 log = structlog.get_logger("hangar.dispatch")
-
-ProgressFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -52,97 +51,7 @@ class Reply:
     cached: bool = False  # from the router's cache (`hangar.cache`), not the provider
 
 
-@dataclass(eq=False)
-class ProviderView:
-    """What the router knows of one provider, from its worker's announcements."""
-
-    id: str
-    status: ProviderStatus
-    lists: Lists = field(default_factory=lambda: Lists())
-    lists_rev: int = -1
-    connected: bool = False
-    reachable: asyncio.Event = field(default_factory=asyncio.Event)  # the worker's first message came
-    retiring: bool = False  # the router agreed that its worker ends; sends wait for `settled`
-    settled: asyncio.Event = field(default_factory=asyncio.Event)  # not retiring (set, mostly)
-    carried: dict[str, Any] = field(default_factory=dict)  # counters of the provider's past workers
-    held: asyncio.Event | None = None  # a reload replaces its worker: new sends wait until it is set
-
-    def __post_init__(self) -> None:
-        self.settled.set()
-
-    @property
-    def state(self) -> str:
-        return self.status["state"]
-
-    def reported(self) -> ProviderStatus:
-        """The status, with the counters of the provider's earlier workers added (for /metrics)."""
-        if not self.carried:
-            return self.status
-        status: Any = dict(self.status)
-        for key in CARRIED:
-            status[key] = status.get(key, 0) + self.carried.get(key, 0)
-        figures = dict(status.get("figures") or {})
-        past = self.carried.get("figures") or {}
-        for key in ("starts", "crashes"):
-            figures[key] = figures.get(key, 0) + past.get(key, 0)
-        figures["cold_start_s"] = _add_histograms(figures.get("cold_start_s"), past.get("cold_start_s"))
-        status["figures"] = figures
-        return status  # type: ignore[no-any-return]
-
-    def worker_ended(self, status: ProviderStatus) -> None:
-        """Its worker is gone: keep its counters, show `status` (lists stay as they were)."""
-        self.carried = {key: value for key, value in self.reported().items() if key in (*CARRIED, "figures")}
-        self.status = status
-        self.connected = False
-        self.reachable.clear()
-        self.retiring = False
-        self.settled.set()
-
-
-def _add_histograms(a: Any, b: Any) -> Any:
-    if not b or not b.get("count"):
-        return a
-    if not a or not a.get("count"):
-        return b
-    if a.get("bounds") != b.get("bounds"):
-        return a
-    return {
-        "bounds": a["bounds"],
-        "counts": [x + y for x, y in zip(a["counts"], b["counts"], strict=True)],
-        "sum": a["sum"] + b["sum"],
-        "count": a["count"] + b["count"],
-    }
-
-
 DoneFn = Callable[["Reply | CallError"], None]
-
-
-@dataclass
-class _Pending:
-    """A request waiting for its worker: awaited (`future`), or answered to a callback (`done`)."""
-
-    provider: str
-    future: asyncio.Future[Any] | None = None
-    on_progress: ProgressFn | None = None
-    done: DoneFn | None = None
-    timer: asyncio.TimerHandle | None = None
-    sent: bool = False  # handed to the worker; until then a worker's end does not concern it
-
-    def settle(self, outcome: Any) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.done is not None:
-            done, self.done = self.done, None
-            done(outcome)
-        elif self.future is not None and not self.future.done():
-            if isinstance(outcome, BaseException):
-                self.future.set_exception(outcome)
-            else:
-                self.future.set_result(outcome)
-
-    @property
-    def settled(self) -> bool:
-        return self.done is None and (self.future is None or self.future.done())
 
 
 class Dispatcher:
@@ -173,12 +82,9 @@ class Dispatcher:
         self._on_announce = on_announce
         self._on_notify = on_notify
         self._on_ask = on_ask
-        self._start_worker = start_worker
-        self._starting: dict[tuple[str, bool], asyncio.Future[None]] = {}
         self._expected: set[str] | None = None  # workers running when the router started
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
-        self._in_flight: dict[str, int] = dict.fromkeys(self.providers, 0)
+        self._in_flight = InFlight()
         socket: zmq.Socket[bytes] = zmq.Socket(context, zmq.ROUTER)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.LINGER, LINGER_MS)
@@ -186,16 +92,17 @@ class Dispatcher:
         socket.setsockopt(zmq.RCVHWM, protocol.ROUTER_HWM)
         socket.bind(endpoint)
         self._channel = SocketChannel(socket, self._on_message)
+        self._handover = Handover(self._channel.send, start_worker)
         self.synced = asyncio.Event()  # every worker running at the router's start has announced
 
     def next_id(self) -> int:
         return next(self._ids)
 
     def in_flight_total(self) -> int:
-        return len(self._pending)
+        return len(self._in_flight)
 
     def in_flight(self, provider: str) -> int:
-        return self._in_flight.get(provider, 0)
+        return self._in_flight.count(provider)
 
     # ------------------------------------------------------------------ requests
 
@@ -253,14 +160,13 @@ class Dispatcher:
             self._channel.send(frames)
         except ChannelError:
             return False
-        pending = _Pending(provider, done=done, sent=True)
+        pending = PendingCall(provider=provider, done=done, sent=True)
         pending.timer = asyncio.get_running_loop().call_later(backstop_s, self._backstop, call, backstop_s)
-        self._pending[call] = pending
-        self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
+        self._in_flight.add(call, pending)
         return True
 
     def _backstop(self, call: int, waited_s: float) -> None:
-        pending = self._finish(call)
+        pending = self._in_flight.take(call)
         if pending is not None:
             self._cancel_remote(pending.provider, call)
             pending.settle(
@@ -270,15 +176,6 @@ class Dispatcher:
                     "the worker may be wedged; the supervisor restarts it if its heartbeats stop",
                 )
             )
-
-    def _finish(self, call: int) -> _Pending | None:
-        """The pending entry of a request made with `request_now`, no longer pending."""
-        pending = self._pending.get(call)
-        if pending is None or pending.done is None:
-            return None
-        del self._pending[call]
-        self._in_flight[pending.provider] -= 1
-        return pending
 
     async def control(
         self, provider: str, op: str, args: dict[str, Any] | None = None, timeout_s: float = CONTROL_TIMEOUT_S
@@ -307,10 +204,10 @@ class Dispatcher:
         revive: bool = False,
     ) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        pending = self._pending[call] = _Pending(provider, future, on_progress)  # settled by _on_message
-        self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
+        pending = PendingCall(provider=provider, future=future, on_progress=on_progress)
+        self._in_flight.add(call, pending)  # settled by _on_message
         try:
-            await self._send(provider, message, revive=revive)
+            await self._handover.send(provider, self.providers.get(provider), message, revive=revive)
             pending.sent = True
             try:
                 async with asyncio.timeout(wait_s):
@@ -326,91 +223,7 @@ class Dispatcher:
                 self._cancel_remote(provider, call)
                 raise
         finally:
-            self._pending.pop(call, None)
-            self._in_flight[provider] -= 1
-
-    async def _send(self, provider: str, message: list[bytes], *, revive: bool = False) -> None:
-        """Hand a message to the worker: started if the provider has none, waited for up to
-        CONNECT_WAIT_S to (re)connect.
-
-        Waiting is safe: a message that could not be handed over never left the router.
-        """
-        frames = [provider.encode(), *message]
-        view = self.providers.get(provider)
-        retired = False
-        if view is not None and view.held is not None:
-            await self._released(view)
-            retired = not view.connected
-        elif view is not None and view.retiring:
-            await self._retired(view)
-            retired = not view.connected  # it ended (rather than stayed): the next worker takes this
-        error: Exception | str = "its worker retired"
-        if not retired:
-            try:
-                self._channel.send(frames)
-                return
-            except ChannelError as exc:
-                error = exc
-        if view is not None:
-            view.connected = False
-            view.reachable.clear()
-            await self._ensure_worker(provider, revive)
-            try:
-                async with asyncio.timeout(CONNECT_WAIT_S):
-                    while True:
-                        await view.reachable.wait()
-                        try:
-                            self._channel.send(frames)
-                            return
-                        except ChannelError as retry:
-                            error = retry
-                            view.reachable.clear()
-            except TimeoutError:
-                pass
-        raise CallError(
-            ErrorType.WORKER_UNAVAILABLE,
-            f"the worker of provider {provider} is not connected ({error})",
-            "the supervisor is restarting it; call again in a moment",
-        )
-
-    async def _retired(self, view: ProviderView) -> None:
-        try:
-            async with asyncio.timeout(RETIRE_WAIT_S):
-                await view.settled.wait()
-        except TimeoutError:
-            raise CallError(
-                ErrorType.WORKER_UNAVAILABLE,
-                f"the worker of provider {view.id} did not end within {RETIRE_WAIT_S:g}s of retiring",
-                "call again in a moment",
-            ) from None
-
-    async def _released(self, view: ProviderView) -> None:
-        """Wait out a reload that replaces the view's worker (or removes its provider)."""
-        held = view.held
-        if held is not None:
-            try:
-                async with asyncio.timeout(HOLD_WAIT_S):
-                    await held.wait()
-            except TimeoutError:
-                view.held = None
-        if self.providers.get(view.id) is not view:
-            raise CallError(
-                ErrorType.PROVIDER_REMOVED,
-                f"provider {view.id} was removed from the config before the call was sent",
-                "hangar_tools lists the providers there are now",
-            )
-
-    async def _ensure_worker(self, provider: str, revive: bool) -> None:
-        """Have the root start the provider's worker, once for everyone waiting on it."""
-        if self._start_worker is None:
-            return
-        key = (provider, revive)
-        starting = self._starting.get(key)
-        if starting is None:
-            starting = asyncio.ensure_future(self._start_worker(provider, revive))
-            self._starting[key] = starting
-            starting.add_done_callback(lambda done: self._starting.pop(key, None))
-        await asyncio.shield(starting)
+            self._in_flight.discard(call)
 
     def _send_nowait(self, provider: str, message: list[bytes]) -> None:
         self._channel.send_nowait([provider.encode(), *message])
@@ -420,7 +233,7 @@ class Dispatcher:
 
     def cancel(self, call: int) -> None:
         """The client cancelled a request made with `request_now`: tell the worker, answer nobody."""
-        pending = self._finish(call)
+        pending = self._in_flight.take(call)
         if pending is not None:
             if pending.timer is not None:
                 pending.timer.cancel()
@@ -430,10 +243,7 @@ class Dispatcher:
         """The supervisor saw this provider's worker exit: fail its requests now."""
         view = self.providers.get(provider)
         if view is not None:
-            status = self._without_worker(view)
-            status["state"] = "restarting"
-            status["reason"] = status["last_error"] = f"worker exited: {detail}"
-            view.worker_ended(status)
+            view.worker_crashed(detail)
         self._fail_pending(provider, detail)
 
     def worker_gone(self, provider: str, detail: str, *, dead: bool) -> None:
@@ -442,36 +252,52 @@ class Dispatcher:
         view = self.providers.get(provider)
         if view is None:
             return
-        status = self._without_worker(view)
-        if dead:
-            status["state"] = "dead"
-            status["reason"] = status["last_error"] = detail
-            status["restarts_in_window"] = view.status.get("restarts_in_window", 0)
-        else:
-            status["reason"] = "idle: no worker"
-        view.worker_ended(status)
+        view.worker_gone(detail, dead=dead)
         self._fail_pending(provider, detail)
 
-    def _without_worker(self, view: ProviderView) -> ProviderStatus:
-        """The view's status with everything that belonged to the worker that ended reset."""
-        old = view.status
-        status = idle_status(old["id"], old["mode"], old["group"], len(view.lists.get("tools", [])))
-        status["tools_source"] = old.get("tools_source", status["tools_source"])
-        status["rev"] = old.get("rev", -1)
-        status["health_check"] = old.get("health_check")  # the last check stays a fact
-        return status
+    # ------------------------------------------------------------------ reloads
+
+    def hold(self, provider: str) -> None:
+        """Sends to `provider` wait from now on, until `release` (its worker is being replaced)."""
+        if (view := self.providers.get(provider)) is not None:
+            view.hold()
+
+    def release(self, provider: str) -> None:
+        if (view := self.providers.get(provider)) is not None:
+            view.release()
+
+    def sent_in_flight(self, provider: str) -> int:
+        """Requests handed to the provider's worker and not answered yet."""
+        return sum(1 for p in self._in_flight if p.provider == provider and p.sent and not p.settled)
+
+    def add_views(self, views: Iterable[ProviderView]) -> None:
+        for view in views:
+            self.providers.setdefault(view.id, view)
+
+    def respec(self, spec: Any) -> None:
+        """A provider's spec changed: its predefined tools stand until it lists live ones."""
+        view = self.providers.get(spec.id)
+        if view is not None and view.status.get("tools_source") != "live":
+            view.lists = {**view.lists, "tools": [dict(t) for t in spec.tools]}
+            view.status = {**view.status, "tools_count": len(spec.tools)}
+
+    def forget(self, provider: str) -> None:
+        """A reload removed `provider`: its view goes, and sends still held for it fail."""
+        view = self.providers.pop(provider, None)
+        if view is not None:
+            view.removed = True
+            view.release()
+        self._fail_pending(provider, "removed from the config")
 
     def _fail_pending(self, provider: str, detail: str) -> None:
-        for call, pending in list(self._pending.items()):
-            if pending.provider == provider and pending.sent and not pending.settled:
-                self._finish(call)
-                pending.settle(
-                    CallError(
-                        ErrorType.WORKER_CRASHED,
-                        f"the worker of provider {provider} exited during the call ({detail})",
-                        "the supervisor restarts it; the call may have run; call again if that is safe",
-                    )
-                )
+        self._in_flight.fail(
+            provider,
+            lambda: CallError(
+                ErrorType.WORKER_CRASHED,
+                f"the worker of provider {provider} exited during the call ({detail})",
+                "the supervisor restarts it; the call may have run; call again if that is safe",
+            ),
+        )
 
     # ------------------------------------------------------------------ incoming
 
@@ -491,11 +317,10 @@ class Dispatcher:
         kind = head["k"]
         if kind == Kind.RESULT or kind == Kind.FAILED or kind == Kind.REPLY:
             call = head.get("id", -1)
-            pending = self._pending.get(call)
+            pending = self._in_flight.get(call)
             if pending is None:
                 return  # an answer to a request we gave up on
-            if pending.done is not None:
-                self._finish(call)
+            self._in_flight.take(call)
             if kind == Kind.RESULT:
                 era = ERAS.get(head.get("era", ""), Era.HANDSHAKE)
                 pending.settle(Reply(era, body or b"{}", bool(head.get("rpc_error"))))
@@ -504,7 +329,7 @@ class Dispatcher:
             else:
                 pending.settle(head.get("result"))
         elif kind == Kind.PROGRESS:
-            pending = self._pending.get(head.get("id", -1))
+            pending = self._in_flight.get(head.get("id", -1))
             if pending is not None and pending.on_progress is not None:
                 pending.on_progress(head.get("progress") or {})
         elif kind == Kind.ANNOUNCE:
@@ -525,48 +350,11 @@ class Dispatcher:
             view.retiring = False
             view.settled.set()
             return
-        agreed = self._in_flight.get(view.id, 0) == 0 and not view.retiring
+        agreed = self._in_flight.count(view.id) == 0 and not view.retiring
         if agreed:
             view.retiring = True
             view.settled.clear()
         self._send_nowait(view.id, protocol.frames(Kind.RETIRE, ok=agreed))
-
-    # ------------------------------------------------------------------ reloads
-
-    def hold(self, provider: str) -> None:
-        """Sends to `provider` wait from now on, until `release` (its worker is being replaced)."""
-        view = self.providers.get(provider)
-        if view is not None and view.held is None:
-            view.held = asyncio.Event()
-
-    def release(self, provider: str) -> None:
-        view = self.providers.get(provider)
-        if view is not None and view.held is not None:
-            view.held.set()
-            view.held = None
-
-    def sent_in_flight(self, provider: str) -> int:
-        """Requests handed to the provider's worker and not answered yet."""
-        return sum(1 for p in self._pending.values() if p.provider == provider and p.sent and not p.settled)
-
-    def add_views(self, views: Iterable[ProviderView]) -> None:
-        for view in views:
-            self.providers.setdefault(view.id, view)
-            self._in_flight.setdefault(view.id, 0)
-
-    def respec(self, spec: Any) -> None:
-        """A provider's spec changed: its predefined tools stand until it lists live ones."""
-        view = self.providers.get(spec.id)
-        if view is not None and view.status.get("tools_source") != "live":
-            view.lists = {**view.lists, "tools": [dict(t) for t in spec.tools]}
-            view.status = {**view.status, "tools_count": len(spec.tools)}
-
-    def forget(self, provider: str) -> None:
-        """A reload removed `provider`: its view goes, and sends still held for it fail."""
-        view = self.providers.pop(provider, None)
-        if view is not None and view.held is not None:
-            view.held.set()
-        self._fail_pending(provider, "removed from the config")
 
     def expect(self, running: Iterable[str]) -> None:
         """The root names the workers that run: `synced` once each of them has announced."""
@@ -576,23 +364,7 @@ class Dispatcher:
         self._check_synced()
 
     def _announced(self, view: ProviderView, head: dict[str, Any]) -> None:
-        status = head.get("status")
-        live = view.status.get("tools_source") == "live"
-        if isinstance(status, dict):
-            view.status = status  # type: ignore[assignment]
-        changed: list[str] = [str(kind) for kind in head.get("changed") or []]
-        if live and view.status.get("tools_source") != "live":
-            # a new worker that has not listed yet: the lists its predecessor learnt still hold
-            view.status = {
-                **view.status,
-                "tools_source": "live",
-                "tools_count": len(view.lists.get("tools", [])),
-            }
-        elif isinstance(head.get("lists"), dict):
-            if head["lists"] != view.lists:
-                changed.append("lists")
-            view.lists = head["lists"]
-            view.lists_rev = int(head.get("lists_rev", 0))
+        changed = view.announced(head)
         self._check_synced()
         self._on_announce(view.id, changed)
 
@@ -602,23 +374,11 @@ class Dispatcher:
             self.synced.set()
 
     def close(self) -> None:
-        pendings, self._pending = self._pending, {}
-        for pending in pendings.values():
-            if not pending.settled:
-                pending.settle(
-                    CallError(
-                        ErrorType.SHUTTING_DOWN,
-                        "hangar is shutting down",
-                        "the answer was lost with the shutdown; call again once hangar is back",
-                    )
-                )
+        self._in_flight.fail_all(
+            CallError(
+                ErrorType.SHUTTING_DOWN,
+                "hangar is shutting down",
+                "the answer was lost with the shutdown; call again once hangar is back",
+            )
+        )
         self._channel.close()
-
-
-def initial_views(specs: Iterable[Any]) -> list[ProviderView]:
-    """A view per provider spec, before any worker has announced itself."""
-    views = []
-    for spec in specs:
-        status = idle_status(spec.id, spec.mode.value, spec.group, len(spec.tools))
-        views.append(ProviderView(spec.id, status, {"tools": [dict(t) for t in spec.tools]}))
-    return views

@@ -13,7 +13,7 @@ from typing import Any
 
 from hangar.balancer import Balancer, Member, Strategy
 from hangar.config import GroupSpec
-from hangar.dispatch import ProviderView
+from hangar.provider_view import ProviderView
 from workers.spec import ProviderSpec
 from workers.status import Lists
 

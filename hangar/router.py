@@ -31,7 +31,7 @@ from hangar.call_limits import CallLimits
 from hangar.calls import Caller
 from hangar.catalog import Catalog
 from hangar.config import GroupSpec, ProfileSpec, TreeSpec
-from hangar.dispatch import Dispatcher, ProviderView, initial_views
+from hangar.dispatch import Dispatcher
 from hangar.features import (
     client_requests,
     completion,
@@ -47,6 +47,7 @@ from hangar.groups import Group
 from hangar.management import NAMES as MANAGEMENT_NAMES
 from hangar.profiles import Profile
 from hangar.protocol import RpcFailure
+from hangar.provider_view import ProviderView, initial_views
 from hangar.relay import Parked, RequestStates
 from hangar.session import ClientSession, Exchange
 from hangar.summary import Rates

@@ -31,7 +31,7 @@ from supervisors.errors import SupervisorCommandError
 from supervisors.logs import configure_logging
 from workers import tracing
 from workers.errors import CallError, ErrorType
-from workers.log_relay import LogRelay
+from workers.log_relay import ENV_LOG_LEVEL, LogRelay
 from workers.protocol import ENV_ROUTER_ENDPOINT
 from workers.spec import decode_spec
 
@@ -44,7 +44,7 @@ log = structlog.get_logger("hangar.router")
 
 async def main() -> None:
     relay = LogRelay()  # the root keeps the router's recent log lines (`hangar ctl logs router`)
-    configure_logging("router", tap=relay)
+    configure_logging("router", os.environ.get(ENV_LOG_LEVEL), tap=relay)
     tracing.setup("router")
     instance = Path(os.environ[ENV_INSTANCE_DIR])
     tree = read_tree_spec(instance)

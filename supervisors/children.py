@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from supervisors.backoff import Backoff
-from supervisors.errors import StartError, UnknownChildError
+from supervisors.errors import ChildNotRunningError, ChildTypeError, StartError, UnknownChildError
 from supervisors.exits import Exit, ExitReason
 from supervisors.host import ChildProcess, ProcessHost, ProcessOwner
 from supervisors.info import ChildInfo, ChildState
@@ -56,6 +56,16 @@ class Child:
     @property
     def id(self) -> str:
         return self.spec.id
+
+    def ended(self, exit_: Exit, now: float) -> bool:
+        """Record the end of an incarnation; whether it ended while starting."""
+        was_starting = self.state is ChildState.STARTING
+        self.process = None
+        self.nested = None
+        self.state = ChildState.STOPPED
+        self.last_exit = exit_
+        self.backoff.note_exit(now)
+        return was_starting
 
     def info(self, *, now: float, path: tuple[str, ...], restarts_in_window: int) -> ChildInfo:
         process, nested = self.process, self.nested
@@ -147,6 +157,33 @@ class Children:
     def by_id(self) -> dict[str, Child]:
         """The table itself, for the owner's restarts."""
         return self._table
+
+    def record_exit(self, child: Child, exit_: Exit, pid: int | None) -> bool:
+        """One incarnation of a child ended: record and log it; whether it ended while starting."""
+        was_starting = child.ended(exit_, self._clock())
+        level = log.info if exit_.reason is not ExitReason.ABNORMAL else log.warning
+        level(
+            "child_exited",
+            supervisor=self._owner.name,
+            child=child.id,
+            pid=pid,
+            reason=exit_.reason.value,
+            detail=exit_.detail,
+        )
+        return was_starting
+
+    def significant_running(self) -> int:
+        """Significant children not stopped (for auto_shutdown)."""
+        return sum(c.spec.significant and c.state is not ChildState.STOPPED for c in self._table.values())
+
+    def running_process(self, child_id: str) -> ChildProcess:
+        """The process of a running process child: the one a command can be sent to."""
+        child = self.get(child_id)
+        if isinstance(child.spec.start, SupervisorStart):
+            raise ChildTypeError(f"{child_id!r} is a nested supervisor: address its children with find()")
+        if child.state is not ChildState.RUNNING or child.process is None:
+            raise ChildNotRunningError(f"{child_id} is {child.state.value}")
+        return child.process
 
     def counts(self) -> dict[str, int]:
         children = list(self._table.values())

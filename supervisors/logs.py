@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-ENV_LOG_LEVEL = "HANGAR_LOG_LEVEL"
 
 
 class _Level:
@@ -36,7 +35,7 @@ def configure_logging(process: str, level: str | None = None, *, tap: Tap | None
     `tap`, when given, sees every line logged (its event dict, before rendering), so a child
     can pass its lines on to its supervisor as well.
     """
-    name = (level or os.environ.get(ENV_LOG_LEVEL) or "info").lower()
+    name = (level or "info").lower()
     threshold = LEVELS.get(name, logging.INFO)
     verbosity.debug = threshold <= logging.DEBUG
     renderer: structlog.types.Processor

@@ -15,10 +15,10 @@ spawns and reaps the processes and tells each exit to the supervisor that owns t
 ends; its parent sees an exit with reason shutdown ("gave up: ..."), and restarts it
 only if it is permanent, so a temporary one spends its own budget and nobody else's.
 
-The supervisor decides; `supervisors.children` starts and stops its children of either
-kind (`supervisors.nested` runs a nested supervisor as a child), and `supervisors.restarts`
-carries out its restarts (a backoff is waited out holding no lock, so one child's delay
-never holds up another's restart).
+The supervisor decides; `supervisors.children` keeps its table of children (each one's
+state and exits) and starts and stops children of either kind (`supervisors.nested` runs a
+nested supervisor as a child), and `supervisors.restarts` carries out its restarts (a
+backoff is waited out holding no lock, so one child's delay never holds up another's restart).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from supervisors.errors import (
     ChildTypeError,
     StartError,
 )
-from supervisors.exits import Exit, ExitReason, SupervisorExit, gave_up_reason
+from supervisors.exits import Exit, SupervisorExit, gave_up_reason
 from supervisors.host import ChildProcess, ProcessHost
 from supervisors.info import ChildInfo, ChildState, SupervisorInfo
 from supervisors.restart_window import RestartWindow
@@ -281,7 +281,7 @@ class Supervisor:
 
     async def request(self, child_id: str, op: str, timeout_s: float = REQUEST_TIMEOUT_S, **args: Any) -> Any:
         """Send a command to a child process and return its answer (raises on error or timeout)."""
-        return await self._host.channel.request(self._running_process(child_id), op, args, timeout_s)
+        return await self._host.channel.request(self._children.running_process(child_id), op, args, timeout_s)
 
     async def notify(self, child_id: str, event: str, **fields: Any) -> bool:
         """Send a one-way event to a running child process; False if it is not reachable."""
@@ -289,14 +289,6 @@ class Supervisor:
         if child is None or child.state is not ChildState.RUNNING or child.process is None:
             return False
         return await self._host.channel.notify(child.process, event, fields)
-
-    def _running_process(self, child_id: str) -> ChildProcess:
-        child = self._children.get(child_id)
-        if isinstance(child.spec.start, SupervisorStart):
-            raise ChildTypeError(f"{child_id!r} is a nested supervisor: address its children with find()")
-        if child.state is not ChildState.RUNNING or child.process is None:
-            raise ChildNotRunningError(f"{child_id} is {child.state.value}")
-        return child.process
 
     # ------------------------------------------------------- starting, stopping
 
@@ -337,21 +329,7 @@ class Supervisor:
 
     def _exited(self, child: Child, exit_: Exit, *, requested: bool, pid: int | None = None) -> None:
         """One incarnation of a child ended: record it, report it, and decide what follows."""
-        was_starting = child.state is ChildState.STARTING
-        child.process = None
-        child.nested = None
-        child.state = ChildState.STOPPED
-        child.last_exit = exit_
-        child.backoff.note_exit(self._clock())
-        level = log.info if exit_.reason is not ExitReason.ABNORMAL else log.warning
-        level(
-            "child_exited",
-            supervisor=self.name,
-            child=child.id,
-            pid=pid,
-            reason=exit_.reason.value,
-            detail=exit_.detail,
-        )
+        was_starting = self._children.record_exit(child, exit_, pid)
         self._emit(child.id, "exit", reason=exit_.reason.value, detail=exit_.detail, pid=pid)
         if requested or self._ending or was_starting:
             return  # a failed start is handled by whoever is waiting in _start_child
@@ -364,9 +342,7 @@ class Supervisor:
         spec = child.spec
         if not should_restart(spec.restart, exit_.reason, requested=False):
             if spec.significant:
-                remaining = sum(
-                    c.spec.significant and c.state is not ChildState.STOPPED for c in self._children
-                )
+                remaining = self._children.significant_running()
                 if should_auto_shutdown(
                     self.flags.auto_shutdown, exited_significant=True, significant_remaining=remaining
                 ):

@@ -12,7 +12,7 @@ import zmq.asyncio
 from supervisors.child import ChildLink, run
 from supervisors.logs import configure_logging
 from workers import tracing
-from workers.log_relay import LogRelay
+from workers.log_relay import ENV_LOG_LEVEL, LogRelay
 from workers.protocol import ENV_ROUTER_ENDPOINT
 from workers.spec import PROVIDER_SPEC_ENV, ProviderSpec, decode_spec
 from workers.worker import Worker
@@ -21,7 +21,7 @@ from workers.worker import Worker
 async def main() -> None:
     spec = decode_spec(os.environ[PROVIDER_SPEC_ENV], ProviderSpec)
     relay = LogRelay()  # the root keeps each provider's recent log lines
-    configure_logging(f"worker:{spec.id}", tap=relay)
+    configure_logging(f"worker:{spec.id}", os.environ.get(ENV_LOG_LEVEL), tap=relay)
     tracing.setup(f"worker:{spec.id}", **{"hangar.provider": spec.id})
     context = zmq.asyncio.Context()
     worker = Worker(spec, context, os.environ[ENV_ROUTER_ENDPOINT])

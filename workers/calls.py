@@ -28,12 +28,13 @@ import structlog
 from supervisors import logs
 from workers import jsonrpc, tracing
 from workers.breaker import BreakerState
+from workers.connection import Connection
 from workers.eras import fit_params
 from workers.errors import CallError, ErrorType
 from workers.health import Health
 from workers.lifecycle import ProviderState
 from workers.protocol import Era
-from workers.provider import Connection, Provider
+from workers.provider import Provider
 from workers.session import Answer, SessionClosed
 from workers.transport import MessageTooLarge
 

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+ENV_LOG_LEVEL = "HANGAR_LOG_LEVEL"  # the root hands its children its log level here
 FLUSH_S = 0.2  # lines reach the root this long after they are logged, at most, in one message
 MAX_QUEUED = 1_000  # lines waiting to be sent; beyond this the oldest are dropped
 MAX_TEXT = 2_000  # characters of one line; a longer one is cut

@@ -7,11 +7,11 @@ only one era serves both, and the router translates. The first connection is the
 start: single-flight, so every caller waiting on a cold provider awaits the same start. A
 connection whose process exits, or whose stdout closes, is a crash of the whole provider: every
 connection is torn down and the provider restarts with backoff (`supervisors.backoff`), or goes
-`dead` after more than `intensity` restarts within `period_s` (`supervisors.restart_window`).
+`dead` after more than `intensity` restarts within `period_s` (`workers.restart_policy`).
 
-While a connection is open the provider's lists (tools, prompts, resources, templates) are kept
-current: fetched at start, fetched again on a `list_changed` notification (in 2026-07-28 those
-arrive on a `subscriptions/listen` stream the worker keeps open).
+While a connection is open the provider's lists (`workers.lists`) are kept current: fetched at
+start, fetched again on a `list_changed` notification (in 2026-07-28 those arrive on a
+`subscriptions/listen` stream the worker keeps open).
 """
 
 from __future__ import annotations
@@ -20,45 +20,26 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
 
-from supervisors.backoff import Backoff
-from supervisors.exits import classify_exit
-from supervisors.restart_window import RestartWindow
-from supervisors.strategy import should_restart
+from workers.connection import Connection, Connections, TransportFactory, open_connection
 from workers.errors import CallError, ErrorType
 from workers.figures import WorkerFigures
 from workers.jsonrpc import Raw
 from workers.lifecycle import Lifecycle, ProviderState
+from workers.lists import LIST_CHANGED, LISTEN_FILTER, ProviderLists
 from workers.protocol import Era
-from workers.session import McpSession, RpcError, SessionClosed
+from workers.restart_policy import RestartPolicy
+from workers.session import RpcError, SessionClosed
 from workers.spec import ProtocolChoice, ProviderSpec
-from workers.status import Lists
-from workers.transport import ProviderTransport, TransportError
+from workers.transport import TransportError
 from workers.transports import open_transport
 
-LIST_TIMEOUT_S = 10.0  # a provider that cannot list within this is listed as having nothing
 STDERR_IN_HINT = 3  # last provider stderr lines quoted in a crash error
-EXIT_GRACE_S = 0.2  # a provider whose stdout ended because it is exiting: its exit follows this soon
-LISTS = (  # (capability, method, result key, our key)
-    ("tools", "tools/list", "tools", "tools"),
-    ("prompts", "prompts/list", "prompts", "prompts"),
-    ("resources", "resources/list", "resources", "resources"),
-    ("resources", "resources/templates/list", "resourceTemplates", "resource_templates"),
-)
-LIST_CHANGED = {
-    "notifications/tools/list_changed": "tools",
-    "notifications/prompts/list_changed": "prompts",
-    "notifications/resources/list_changed": "resources",
-}
-LISTEN_FILTER = {"toolsListChanged": True, "promptsListChanged": True, "resourcesListChanged": True}
-
 log = structlog.get_logger("workers.provider")
 
-TransportFactory = Callable[[ProviderSpec, Callable[[str], None]], ProviderTransport]
 StageFn = Callable[[dict[str, Any]], None]
 
 
@@ -75,15 +56,6 @@ class ProviderEvents(Protocol):
         """A request from the provider to the client (sampling, elicitation, roots)."""
 
 
-@dataclass
-class Connection:
-    era: Era
-    transport: ProviderTransport
-    session: McpSession
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    down: asyncio.Event = field(default_factory=asyncio.Event)  # its loss has been handled
-
-
 class Provider:
     def __init__(
         self,
@@ -98,27 +70,20 @@ class Provider:
         self._transports = transports
         self._clock = clock
         self.lifecycle = Lifecycle(clock=clock)
-        self.restarts = 0
         self.last_error: str | None = None
         self.figures = WorkerFigures()
-        self.lists: Lists = {"tools": [dict(t) for t in spec.tools]}
-        self.tools_source = "config" if spec.tools else "none"
-        self.lists_rev = 0  # goes up whenever `lists` changes
-        self.list_signals: set[str] = set()  # lists the provider said changed, not yet announced
         self.started_at: float | None = None
         self.last_activity = clock()
         self.modern_supported: bool | None = None  # unknown until a 2026-07-28 probe was answered
-        self.connections: dict[Era, Connection] = {}
-        self._primary: Era | None = None
         self._starting: dict[Era, asyncio.Task[Connection]] = {}
         self._stage_listeners: set[StageFn] = set()
-        self._window = RestartWindow(spec.intensity, spec.period_s)
-        self._backoff = Backoff(spec.backoff)
+        self._restarts = RestartPolicy(spec, clock)
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._last_stderr: list[str] = []  # of the last process, for hints after it is gone
         self._kill_reason: str | None = None  # why we killed a hung provider
         self._log = log.bind(provider=spec.id)
+        self.lists = ProviderLists(spec, self._log)
+        self._links = Connections(spec.shutdown_timeout_s, self._log)
 
     # ------------------------------------------------------------------ reading
 
@@ -132,19 +97,27 @@ class Provider:
         return bool(self.connections or self._starting or self._stopping)
 
     @property
+    def connections(self) -> dict[Era, Connection]:
+        """The open connections by era (at most one each)."""
+        return self._links.by_era
+
+    @property
     def pid(self) -> int | None:
-        primary = self.connections.get(self._primary) if self._primary else None
+        primary = self.primary()
         return primary.transport.pid if primary and self.state.serving else None
 
+    @property
+    def restarts(self) -> int:
+        return self._restarts.restarts
+
     def restarts_in_window(self) -> int:
-        return self._window.count(self._clock())
+        return self._restarts.in_window()
 
     def primary(self) -> Connection | None:
-        return self.connections.get(self._primary) if self._primary else None
+        return self._links.primary()
 
     def stderr_tail(self) -> list[str]:
-        primary = self.primary()
-        return primary.transport.stderr_tail() if primary else list(self._last_stderr)
+        return self._links.stderr_tail()
 
     # --------------------------------------------------------------- connections
 
@@ -159,12 +132,7 @@ class Provider:
         if current is not None and self.state.serving:
             return current
         if self.state is ProviderState.DEAD:
-            raise CallError(
-                ErrorType.PROVIDER_DEAD,
-                f"provider {self.spec.id} is down: {self.lifecycle.reason}",
-                f"fix the cause, then hangar_start('{self.spec.id}') or "
-                f"`hangar ctl restart {self.spec.id}`" + self._stderr_suffix(),
-            )
+            raise _dead(self.spec.id, self.lifecycle.reason, self.stderr_tail())
         if self.state is ProviderState.STOPPING:
             raise CallError(
                 ErrorType.PROVIDER_NOT_READY, f"provider {self.spec.id} is stopping", "call again in a moment"
@@ -197,16 +165,7 @@ class Provider:
         try:
             return await asyncio.shield(task)
         except (TransportError, SessionClosed, RpcError, TimeoutError) as exc:
-            hint = (
-                "check the provider's command in the config"
-                if isinstance(exc, TransportError)
-                else self._crash_hint()
-            )
-            raise CallError(
-                ErrorType.PROVIDER_START_FAILED,
-                f"provider {self.spec.id} did not start: {self._failure(exc)}",
-                hint + self._stderr_suffix(),
-            ) from exc
+            raise _start_failed(self.spec, exc, self.stderr_tail()) from exc
 
     def _track_start(self, era: Era, work: Coroutine[Any, Any, Connection]) -> asyncio.Task[Connection]:
         task = self._spawn(work)
@@ -219,12 +178,6 @@ class Provider:
         task.add_done_callback(forget)
         return task
 
-    def _failure(self, exc: BaseException) -> str:
-        """What went wrong with a start, in words."""
-        if isinstance(exc, TimeoutError):
-            return f"no answer to initialize within {self.spec.startup_timeout_s:g}s"
-        return str(exc) or type(exc).__name__
-
     async def _start(self, era: Era, delay_s: float) -> Connection:
         """The provider's start: its first connection. Failures schedule a restart (or give up)."""
         try:
@@ -233,12 +186,12 @@ class Provider:
             self._move(ProviderState.STARTING, "starting")
             started = self._clock()
             connection = await self._open(era)
-            self._primary = connection.era
+            self._links.primary_era = connection.era
             self.connections[connection.era] = connection
             self.started_at = self._clock()
             self.last_activity = self.started_at
-            self._backoff.note_ready(self.started_at)
-            await self._fetch_lists(connection)
+            self._restarts.note_ready(self.started_at)
+            await self.lists.fetch(connection.session)
             elapsed_ms = round((self._clock() - started) * 1000, 1)
             self.figures.starts += 1
             self.figures.cold_start_s.observe(elapsed_ms / 1000)
@@ -247,7 +200,7 @@ class Provider:
                 pid=connection.transport.pid,
                 era=connection.era.value,
                 elapsed_ms=elapsed_ms,
-                tools=len(self.lists.get("tools", [])),
+                tools=self.lists.tools_count,
             )
             self._move(ProviderState.READY, f"started in {elapsed_ms:g} ms")
             self._stage("ready")
@@ -256,7 +209,7 @@ class Provider:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.last_error = f"start failed: {self._failure(exc)}"
+            self.last_error = f"start failed: {_failure(self.spec, exc)}"
             await self._teardown()
             self._down(None, self.last_error)
             raise
@@ -266,13 +219,13 @@ class Provider:
         connection = await self._open(era)
         if connection.era is not era:  # it speaks only the handshake era: one connection is enough
             self.modern_supported = False
-            await self._close_connection(connection)
+            await self._links.close(connection)
             existing = self.connections.get(Era.HANDSHAKE)
             if existing is None:
                 raise CallError(ErrorType.PROVIDER_NOT_READY, f"provider {self.spec.id} is restarting")
             return existing
         if not self.state.serving:
-            await self._close_connection(connection)
+            await self._links.close(connection)
             raise CallError(ErrorType.PROVIDER_NOT_READY, f"provider {self.spec.id} is {self.state.value}")
         self.connections[era] = connection
         self._log.info("provider_connection_opened", era=era.value, pid=connection.transport.pid)
@@ -281,70 +234,37 @@ class Provider:
         return connection
 
     async def _open(self, era: Era) -> Connection:
-        transport = self._transports(self.spec, self._on_stderr)
-        holder: list[Connection] = []
-
-        def on_notification(method: str, params: Raw, call: int | None) -> None:
-            self._notification(holder[0], method, params, call)
-
-        def on_request(request_id: int | str, method: str, params: Raw, call: int | None) -> None:
-            self.events.request(holder[0].era, request_id, method, params, call)
-
-        session = McpSession(transport, on_notification=on_notification, on_request=on_request)
-        connection = Connection(era, transport, session)
-        holder.append(connection)
-        await transport.start(session)
-        self._stage("launching")
-        try:
-            await session.open(era, self.spec.startup_timeout_s)
-        except BaseException:
-            await session.close()
-            self._last_stderr_from(transport)
-            with contextlib.suppress(Exception):
-                await transport.stop(self.spec.shutdown_timeout_s)
-            raise
-        connection.era = session.era
+        connection = await open_connection(
+            self.spec,
+            era,
+            self._transports,
+            on_stderr=self._on_stderr,
+            on_notification=self._notification,
+            on_request=lambda connection, request_id, method, params, call: self.events.request(
+                connection.era, request_id, method, params, call
+            ),
+            on_launched=lambda: self._stage("launching"),
+            on_failed=self._links.keep_stderr,
+        )
         if era is Era.MODERN:
-            self.modern_supported = session.era is Era.MODERN
+            self.modern_supported = connection.era is Era.MODERN
         return connection
 
     def _watch(self, connection: Connection) -> None:
-        task = asyncio.create_task(self._watch_connection(connection))
-        connection.tasks.add(task)
-        task.add_done_callback(connection.tasks.discard)
+        connection.run(self._watch_connection(connection))
         if connection.era is Era.MODERN:
-            listen = asyncio.create_task(self._listen(connection))
-            connection.tasks.add(listen)
-            listen.add_done_callback(connection.tasks.discard)
+            connection.run(self._listen(connection))
 
     async def _watch_connection(self, connection: Connection) -> None:
         """A connection's process exited or its stdout closed: the provider crashed."""
-        exit_wait = asyncio.ensure_future(connection.transport.wait())
-        closed = asyncio.ensure_future(connection.session.closed.wait())
-        try:
-            await asyncio.wait({exit_wait, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
+        exit_wait = await connection.lost()
         if self._stopping or self.connections.get(connection.era) is not connection:
             exit_wait.cancel()
             return
-        transport = connection.transport
-        if self._kill_reason is not None:
-            returncode = await exit_wait
-            detail = transport.exit_detail(returncode, self._kill_reason)
-            self._kill_reason = None
-        elif exit_wait.done() or await _exits_soon(exit_wait):
-            returncode = exit_wait.result()
-            detail = transport.exit_detail(returncode)
-        else:
-            # its process lives, but its session is unusable: it is a crashed provider all the same
-            reason = connection.session.close_reason
-            self._log.warning("provider_session_lost", reason=reason)
-            transport.kill()
-            returncode = await exit_wait
-            detail = transport.exit_detail(returncode, reason)
+        kill_reason, self._kill_reason = self._kill_reason, None
+        returncode, detail = await connection.loss(exit_wait, kill_reason, self._log)
         self.last_error = detail
-        self._last_stderr_from(connection.transport)
+        self._links.keep_stderr(connection.transport)
         del self.connections[connection.era]
         await self._teardown()
         self._down(returncode, detail)
@@ -352,12 +272,13 @@ class Provider:
         # its process may be gone while a child of its own still holds its stdout: the session
         # must end now (its calls fail as crashed) and the rest of its process group with it
         # (after the state moved on, so that nothing takes the provider for ready meanwhile)
-        await self._close_connection(connection)
+        await self._links.close(connection)
 
     async def _listen(self, connection: Connection) -> None:
         """Keep a 2026-07-28 `subscriptions/listen` open, so list changes reach the worker."""
         try:
-            await connection.session.request("subscriptions/listen", {"notifications": LISTEN_FILTER}, None)
+            filters = {"notifications": LISTEN_FILTER}
+            await connection.session.request("subscriptions/listen", filters, None)
         except Exception as exc:
             self._log.info("provider_listen_ended", error=repr(exc))
 
@@ -369,27 +290,15 @@ class Provider:
             return
         self.started_at = None
         self.figures.crashes += 1
-        now = self._clock()
-        self._backoff.note_exit(now)
-        exit_ = classify_exit(returncode=1 if returncode is None else returncode, stop_requested=False)
-        if not should_restart(self.spec.restart, exit_.reason):
-            self._move(ProviderState.COLD, f"{detail}; not restarted ({self.spec.restart.value})")
-            return
-        if not self._window.record(now):
+        verdict = self._restarts.after_exit(returncode)
+        if verdict.state is ProviderState.DEAD:
             self._log.error("provider_gave_up", restarts=self.restarts, detail=detail)
-            self._move(
-                ProviderState.DEAD,
-                f"{detail}; gave up after more than {self.spec.intensity} restarts "
-                f"in {self.spec.period_s:g}s",
-            )
-            return
-        delay_s = self._backoff.next_delay()
-        self.restarts += 1
-        era = self._primary or Era.HANDSHAKE
-        self._move(ProviderState.RESTARTING, f"{detail}; restarting in {delay_s:.2f}s")
-        task = self._track_start(era, self._start(era, delay_s=delay_s))
-        # a failed restart schedules the next one itself; nobody need await it
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._move(verdict.state, f"{detail}; {verdict.why}")
+        if verdict.state is ProviderState.RESTARTING:
+            era = self._links.primary_era or Era.HANDSHAKE
+            task = self._track_start(era, self._start(era, delay_s=verdict.delay_s))
+            # a failed restart schedules the next one itself; nobody need await it
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def hung(self, detail: str) -> None:
         """The provider stopped answering: kill it, and let the crash handling restart it."""
@@ -424,8 +333,7 @@ class Provider:
     async def start(self, *, revive: bool = False, era: Era = Era.HANDSHAKE) -> None:
         """Start now (warm); `revive` also brings back a `dead` provider."""
         if revive and self.state is ProviderState.DEAD:
-            self._window.reset()
-            self._backoff.reset()
+            self._restarts.reset()
             self._move(ProviderState.COLD, "revived on request")
         if revive and self.state is ProviderState.RESTARTING:
             for task in list(self._starting.values()):
@@ -438,8 +346,7 @@ class Provider:
         """Stop every connection (calls in flight get an error) and go cold."""
         if self.state in (ProviderState.COLD, ProviderState.DEAD) and not self._starting:
             if self.state is ProviderState.DEAD:
-                self._window.reset()
-                self._backoff.reset()
+                self._restarts.reset()
                 self._move(ProviderState.COLD, reason)
             return
         self._stopping = True
@@ -461,61 +368,17 @@ class Provider:
             self._stopping = False
 
     async def _teardown(self, reason: str | None = None) -> None:
-        connections = list(self.connections.values())
-        self.connections.clear()
         self.started_at = None
-        for connection in connections:
-            self._last_stderr_from(connection.transport)
-            await self._close_connection(connection, reason)
-
-    async def _close_connection(self, connection: Connection, reason: str | None = None) -> None:
-        for task in list(connection.tasks):
-            task.cancel()
-        returncode = await connection.transport.stop(self.spec.shutdown_timeout_s)
-        await connection.session.close()
-        if reason is not None:
-            self._log.info(
-                "provider_stopped", pid=connection.transport.pid, returncode=returncode, reason=reason
-            )
+        await self._links.close_all(reason)
 
     # --------------------------------------------------------------------- lists
 
-    async def _fetch_lists(self, connection: Connection) -> None:
-        capabilities = connection.session.capabilities
-        lists: Lists = {
-            "capabilities": capabilities,
-            "instructions": connection.session.instructions,
-        }
-        for capability, method, key, ours in LISTS:
-            if capability not in capabilities and not (ours == "tools" and not capabilities):
-                continue
-            try:
-                lists[ours] = await connection.session.list_all(method, key, LIST_TIMEOUT_S)  # type: ignore[literal-required]
-            except (RpcError, SessionClosed, TimeoutError) as exc:
-                self._log.warning("provider_list_failed", method=method, error=str(exc) or "timeout")
-        self.lists = lists
-        self.lists_rev += 1
-        self.tools_source = "live"
-
     async def refresh(self, which: str) -> None:
-        """Fetch one list again (after the provider said it changed)."""
+        """Fetch one list again (after the provider said it changed), and announce it."""
         primary = self.primary()
         if primary is None:
             return
-        for _capability, method, key, ours in LISTS:
-            if ours != which and not (which == "resources" and ours == "resource_templates"):
-                continue
-            try:
-                items = await primary.session.list_all(method, key, LIST_TIMEOUT_S)
-            except (RpcError, SessionClosed, TimeoutError) as exc:
-                self._log.warning("provider_list_failed", method=method, error=str(exc) or "timeout")
-                continue
-            if items != self.lists.get(ours):
-                self.lists[ours] = items  # type: ignore[literal-required]
-                self._log.info("provider_list_changed", list=ours, items=len(items))
-        # clients hear of it even when the list is back as it was by now: the provider said so
-        self.lists_rev += 1
-        self.list_signals.add(which)
+        await self.lists.refresh(primary.session, which)
         self.events.changed()
 
     def _notification(self, connection: Connection, method: str, params: Raw, call: int | None) -> None:
@@ -556,18 +419,6 @@ class Provider:
     def _on_stderr(self, line: str) -> None:
         self._log.info("provider_stderr", line=line)
 
-    def _last_stderr_from(self, transport: ProviderTransport) -> None:
-        tail = transport.stderr_tail()
-        if tail:
-            self._last_stderr = tail
-
-    def _stderr_suffix(self) -> str:
-        tail = self.stderr_tail()[-STDERR_IN_HINT:]
-        return ("; provider stderr: " + " | ".join(tail)) if tail else ""
-
-    def _crash_hint(self) -> str:
-        return "the provider restarts by itself; see `hangar ctl status` and the log"
-
     async def close(self) -> None:
         """The worker is exiting."""
         await self.stop("worker shutting down")
@@ -576,11 +427,38 @@ class Provider:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def _exits_soon(exit_wait: asyncio.Future[int]) -> bool:
-    """Whether a provider whose output ended exits within EXIT_GRACE_S (it was exiting anyway)."""
-    try:
-        async with asyncio.timeout(EXIT_GRACE_S):
-            await asyncio.shield(exit_wait)
-    except TimeoutError:
-        return False
-    return True
+# ---------------------------------------------------------------- what a caller is told
+
+
+def _dead(provider: str, reason: str, stderr: list[str]) -> CallError:
+    return CallError(
+        ErrorType.PROVIDER_DEAD,
+        f"provider {provider} is down: {reason}",
+        f"fix the cause, then hangar_start('{provider}') or `hangar ctl restart {provider}`"
+        + _stderr_suffix(stderr),
+    )
+
+
+def _start_failed(spec: ProviderSpec, exc: BaseException, stderr: list[str]) -> CallError:
+    hint = (
+        "check the provider's command in the config"
+        if isinstance(exc, TransportError)
+        else "the provider restarts by itself; see `hangar ctl status` and the log"
+    )
+    return CallError(
+        ErrorType.PROVIDER_START_FAILED,
+        f"provider {spec.id} did not start: {_failure(spec, exc)}",
+        hint + _stderr_suffix(stderr),
+    )
+
+
+def _failure(spec: ProviderSpec, exc: BaseException) -> str:
+    """What went wrong with a start, in words."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer to initialize within {spec.startup_timeout_s:g}s"
+    return str(exc) or type(exc).__name__
+
+
+def _stderr_suffix(stderr: list[str]) -> str:
+    tail = stderr[-STDERR_IN_HINT:]
+    return ("; provider stderr: " + " | ".join(tail)) if tail else ""

@@ -28,14 +28,15 @@ from typing import Any
 
 import structlog
 
-from workers import jsonrpc
+from workers import __version__, jsonrpc
 from workers.jsonrpc import Raw
+from workers.pending import Pending, ProgressFn
 from workers.protocol import Era
 from workers.transport import MessageTooLarge, ProviderTransport, TransportError
 
 HANDSHAKE_VERSION = "2025-11-25"  # the newest handshake-era version; older servers answer with theirs
 MODERN_VERSION = Era.MODERN.value
-CLIENT_INFO = {"name": "hangar", "version": "0.1.0"}
+CLIENT_INFO = {"name": "hangar", "version": __version__}
 # what hangar offers its providers: it relays these to the client that made the call
 CLIENT_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {}}
 HANDSHAKE_CAPABILITIES: dict[str, Any] = {**CLIENT_CAPABILITIES, "roots": {"listChanged": True}}
@@ -52,7 +53,6 @@ log = structlog.get_logger("workers.session")
 
 NotificationFn = Callable[[str, Raw, "int | None"], None]  # method, params, the call it belongs to
 RequestFn = Callable[[int | str, str, Raw, "int | None"], None]  # provider's request id, method, params, call
-ProgressFn = Callable[[dict[str, Any]], None]
 
 
 class SessionClosed(Exception):
@@ -80,27 +80,11 @@ class Answer:
 AnswerFn = Callable[["Answer | BaseException"], None]
 
 
-@dataclass
-class _Pending:
-    """A request waiting for its answer: awaited (`future`), or answered to a callback (`done`)."""
+@dataclass(kw_only=True)
+class _Pending(Pending[Answer | BaseException]):
+    """A request to the provider waiting for its answer."""
 
     call: int | None  # the router's call id for a forwarded request
-    future: asyncio.Future[Answer] | None = None
-    done: AnswerFn | None = None
-    timer: asyncio.TimerHandle | None = None
-    on_progress: ProgressFn | None = None
-
-    def settle(self, outcome: Answer | BaseException) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.done is not None:
-            done, self.done = self.done, None
-            done(outcome)
-        elif self.future is not None and not self.future.done():
-            if isinstance(outcome, BaseException):
-                self.future.set_exception(outcome)
-            else:
-                self.future.set_result(outcome)
 
 
 class McpSession:
@@ -187,7 +171,7 @@ class McpSession:
         if on_progress is not None:
             params = jsonrpc.replace_members(params, {META: _with_token(params, request_id)})
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(call, future=future, on_progress=on_progress)
+        self._pending[request_id] = _Pending(call=call, future=future, on_progress=on_progress)
         try:
             await self._write(jsonrpc.request(request_id, method, params))
             async with asyncio.timeout(timeout_s):
@@ -219,7 +203,7 @@ class McpSession:
             self._transport.write(jsonrpc.request(request_id, method, params) + b"\n")
         except TransportError as exc:
             raise SessionClosed(str(exc)) from exc
-        pending = _Pending(call, done=done)
+        pending = _Pending(call=call, done=done)
         pending.timer = asyncio.get_running_loop().call_later(timeout_s, self._expire, request_id)
         self._pending[request_id] = pending
         return request_id

@@ -2,10 +2,11 @@
 
 A worker is one OS process that owns one provider. It connects a DEALER socket (identity: the
 provider id) to the router and speaks the relay protocol (`workers.protocol`): requests are
-forwarded through `workers.calls`, control operations (start, stop, restart, status, details,
-sync) act on `workers.provider`, and what the provider sends on its own (progress, log
-messages, resource updates, its requests to the client) goes back to the router. Once a second
-it sends a heartbeat, stops an idle provider and runs a due health check (`workers.health`).
+forwarded through `workers.calls`, control operations act on `workers.provider` through the
+command table (`workers.commands`), and what the provider sends on its own (progress, log
+messages, resource updates, its requests to the client) goes back to the router, with the
+status `workers.report` builds. Once a second it sends a heartbeat, stops an idle provider and
+runs a due health check (`workers.health`).
 
 A worker lives only while its provider needs it: once the provider is cold (never started, or
 stopped after `idle_ttl_s`) and nothing has come for RETIRE_AFTER_S, the worker asks the router
@@ -19,7 +20,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +29,8 @@ import zmq
 
 from supervisors.child import HEARTBEAT_INTERVAL_S, LINGER_MS, CommandError
 from supervisors.socket_channel import SocketChannel
-from workers import protocol, tracing
+from supervisors.tasks import TaskSet
+from workers import commands, protocol, report, tracing
 from workers.calls import Calls, Forward, Outcome
 from workers.errors import CallError, ErrorType
 from workers.health import Health
@@ -37,8 +38,8 @@ from workers.jsonrpc import Raw
 from workers.lifecycle import ProviderState
 from workers.protocol import ERAS, ROUTER_HWM, Era, Kind
 from workers.provider import Provider
-from workers.spec import ProviderMode, ProviderSpec
-from workers.status import FiguresData, Lists, ProviderStatus
+from workers.spec import ProviderSpec
+from workers.status import Lists, ProviderStatus
 
 RETIRE_AFTER_S = 2.0  # a worker whose provider is cold and that heard nothing this long ends
 
@@ -57,7 +58,7 @@ class Worker:
         self._requests: dict[int, asyncio.Task[None] | Callable[[], None]] = {}  # a task, or a cancel
         self._asks: dict[int, tuple[Era, int | str]] = {}  # our id -> (connection era, provider's id)
         self._ask_ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(f"worker {spec.id}")  # answers, control operations, status pushes
         self._lists_announced = -1
         self._quiet_since = time.monotonic()  # the last message from the router or the root
         self._retire_asked = False
@@ -76,78 +77,33 @@ class Worker:
     # ------------------------------------------------------------------ status
 
     def status(self) -> ProviderStatus:
-        provider = self.provider
-        primary = provider.primary()
-        figures: FiguresData = provider.figures.snapshot()  # type: ignore[assignment]
-        return {
-            "id": self.spec.id,
-            "mode": self.spec.mode.value,
-            "group": self.spec.group,
-            "state": provider.state.value,
-            "reason": provider.lifecycle.reason,
-            "worker_pid": os.getpid(),
-            "provider_pid": provider.pid,
-            "connections": {era.value: c.transport.pid for era, c in provider.connections.items()},
-            "restarts": provider.restarts,
-            "in_flight": self.calls.in_flight,
-            "calls": self.calls.calls,
-            "last_error": provider.last_error,
-            "tools_count": len(provider.lists.get("tools", [])),
-            "tools_source": provider.tools_source,
-            "rev": self.rev,
-            "breaker": self.health.breaker.state.value,
-            "health_failures": self.health.failures,
-            "health_check": self.health.last_check,
-            "restarts_in_window": provider.restarts_in_window(),
-            "figures": figures,
-            "uptime_s": round(time.monotonic() - provider.started_at, 3) if provider.started_at else None,
-            "retiring": self.retired.is_set(),
-            "transport": primary.transport.describe() if primary and provider.state.serving else None,
-        }
+        retiring = self.retired.is_set()
+        return report.status(self.provider, self.calls, self.health, rev=self.rev, retiring=retiring)
 
     def details(self) -> dict[str, Any]:
-        provider, spec = self.provider, self.spec
-        primary = provider.primary()
-        return {
-            **self.status(),
-            "command": list(spec.command),
-            "cwd": spec.cwd,
-            "description": spec.description,
-            **_kind_details(spec),
-            "idle_ttl_s": spec.idle_ttl_s,
-            "max_concurrency": spec.max_concurrency,
-            "restart": spec.restart.value,
-            "protocol": spec.protocol.value,
-            "server_info": primary.session.server_info if primary else None,
-            "protocol_version": primary.session.protocol_version if primary else None,
-            "stderr_tail": provider.stderr_tail(),
-            "history": [
-                {"from": t.before.value, "to": t.after.value, "reason": t.reason, "at": t.at}
-                for t in provider.lifecycle.history
-            ],
-        }
+        return report.details(self.provider, self.status())
 
     def lists(self) -> Lists:
-        return self.provider.lists
+        return self.provider.lists.items
 
     def changed(self) -> None:
         """Something a reader of the status would see changed: tell the router (and the root)."""
         self.rev += 1
         self.announce()
         if self.on_status is not None:
-            self._background(self.on_status())
+            self._tasks.spawn(self.on_status())
 
     def announce(self, *, full: bool = False) -> None:
         """Send the status, and the lists when they changed since the last announcement (or `full`)."""
-        lists_rev = self.provider.lists_rev
+        lists = self.provider.lists
+        lists_rev = lists.rev
         if full or lists_rev != self._lists_announced:
             self._lists_announced = lists_rev
-            signals = sorted(self.provider.list_signals)
-            self.provider.list_signals.clear()
+            signals = lists.take_signals()
             self._send(
                 Kind.ANNOUNCE,
                 status=self.status(),
-                lists=self.provider.lists,
+                lists=lists.items,
                 lists_rev=lists_rev,
                 changed=signals,
             )
@@ -245,9 +201,9 @@ class Worker:
             elif running is not None:
                 running()
         elif kind == Kind.ANSWER:
-            self._background(self._answer(head, body))
+            self._tasks.spawn(self._answer(head, body))
         elif kind == Kind.CONTROL:
-            self._background(self._control(head))
+            self._tasks.spawn(self._control(head))
 
     def _request(self, head: dict[str, Any], body: bytes | None) -> None:
         """A request from the router: sent at once when the provider can take it, else by a task."""
@@ -368,42 +324,10 @@ class Worker:
         self._quiet_since = time.monotonic()
         self._commands += 1
         try:
-            return await self._command(op, args)
+            return await commands.run(self, op, args)
         finally:
             self._commands -= 1
             self._quiet_since = time.monotonic()
-
-    async def _command(self, op: str, args: dict[str, Any]) -> Any:
-        era = Era(args.get("era", Era.HANDSHAKE))
-        if op == "start":
-            self.health.reset()
-            await self.provider.start(revive=True, era=era)
-            return self.status()
-        if op == "stop":
-            await self.provider.stop("stopped on request")
-            return self.status()
-        if op == "restart":
-            self.health.reset()
-            await self.provider.stop("restart requested")
-            await self.provider.start(revive=True, era=era)
-            return self.status()
-        if op == "status":
-            return self.status()
-        if op == "details":
-            return self.details()
-        if op == "sync":
-            self.announce(full=True)
-            return self.status()
-        if op == "notify":  # a client's notification for the provider (roots changed)
-            for connection in self.provider.connections.values():
-                if connection.era is Era.HANDSHAKE:
-                    await connection.session.notify(str(args.get("method")), args.get("params"))
-            return None
-        if op == "lists":
-            if args.get("start") and not self.provider.state.serving:
-                await self.provider.connection(era)
-            return self.provider.lists
-        raise CommandError("unknown_command", f"worker does not know the command {op!r}")
 
     async def shutdown(self) -> None:
         """The worker is exiting: stop the provider, close the socket."""
@@ -413,51 +337,10 @@ class Worker:
             else:
                 running()
         await self.provider.close()
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.cancel()
         self._channel.close()
 
     # ---------------------------------------------------------------- helpers
 
     def _send(self, kind: Kind, body: bytes | None = None, **fields: Any) -> None:
         self._channel.send_nowait(protocol.frames(kind, body, **fields))
-
-    def _background(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("background_task_failed", error=repr(task.exception()))
-
-
-def _kind_details(spec: ProviderSpec) -> dict[str, Any]:
-    """What `hangar_details` shows of a provider's kind: its image, URL, limits (never a secret)."""
-    details: dict[str, Any] = {}
-    if spec.memory is not None or spec.cpus is not None:
-        details["limits"] = {"memory": spec.memory, "cpus": spec.cpus}
-    if spec.auto_approve:
-        details["auto_approve"] = list(spec.auto_approve)
-    if spec.mode is ProviderMode.CONTAINER:
-        details["container"] = {
-            "image": spec.image,
-            "runtime": spec.runtime,
-            "network": spec.network,
-            "read_only": spec.read_only,
-            "user": spec.user,
-            "pids_limit": spec.pids_limit,
-            "volumes": list(spec.volumes),
-            "tmpfs": list(spec.tmpfs),
-            "pull": spec.pull.value,
-        }
-    elif spec.mode is ProviderMode.REMOTE:
-        details["remote"] = {
-            "url": spec.url,
-            "transport": spec.transport.value,
-            "headers": sorted(spec.headers),  # names only: values may be credentials
-            "bearer_token_env": spec.bearer_token_env,
-            "verify_tls": spec.verify_tls,
-        }
-    return details

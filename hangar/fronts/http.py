@@ -17,8 +17,6 @@ admin API (`/api/v1`) is `hangar.fronts.admin`, the dashboard (`/ui`) `hangar.fr
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import ipaddress
 import json
@@ -35,9 +33,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hangar import management, protocol
 from hangar.config import HttpLimits, HttpSettings
 from hangar.errors import HangarError
-from hangar.fronts import access, streams
+from hangar.fronts import access, modern_headers, streams
 from hangar.fronts.access import ANONYMOUS, Token, find, load_tokens, scope_for
 from hangar.fronts.http_sessions import HttpSession, Sessions
+from hangar.fronts.modern_headers import VERSION_HEADER
 from hangar.fronts.streams import COMMIT_AFTER_S, Stream, header_value, reply_empty, reply_json
 from hangar.profiles import Profile
 from hangar.ratelimit import RateLimiter
@@ -45,7 +44,6 @@ from hangar.session import ClientSession, Exchange
 from hangar.tree import ENV_HTTP_FD, ENV_HTTP_HOST
 from workers import jsonrpc
 from workers.protocol import Era
-from workers.session import META_VERSION
 
 if TYPE_CHECKING:
     from hangar.router import Router
@@ -63,10 +61,6 @@ BACKLOG = 1024  # connections that wait while a restarted router comes up
 _LIMITS = HttpLimits()
 MAX_BODY_BYTES = _LIMITS.max_body_bytes  # one request; a larger one is answered 413 (`http.limits`)
 SESSION_HEADER = b"mcp-session-id"
-VERSION_HEADER = b"mcp-protocol-version"
-METHOD_HEADER = b"mcp-method"
-NAME_HEADER = b"mcp-name"
-PARAM_HEADER_PREFIX = b"mcp-param-"
 STATUS_FOR_CODE = {  # 2026-07-28: a JSON-RPC error's HTTP status
     jsonrpc.INVALID_PARAMS: 400,
     jsonrpc.HEADER_MISMATCH: 400,
@@ -76,7 +70,6 @@ STATUS_FOR_CODE = {  # 2026-07-28: a JSON-RPC error's HTTP status
     jsonrpc.INVALID_REQUEST: 400,
     jsonrpc.PARSE_ERROR: 400,
 }
-NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 log = structlog.get_logger("hangar.http")
 
@@ -441,7 +434,7 @@ class McpEndpoint:
             await reply_empty(send, 202)
             return
         assert isinstance(message.id, int | str)
-        problem = self._header_problem(scope, message)
+        problem = modern_headers.problem(scope, message, self.router.catalog.tools)
         if problem is not None:
             error = jsonrpc.error(message.id, jsonrpc.HEADER_MISMATCH, problem)
             await reply_json(send, 400, error)
@@ -456,65 +449,6 @@ class McpEndpoint:
         exchange = Exchange(session, message.id, message.method, message.params, stream)
         task = asyncio.create_task(self.router.handle(exchange))
         await self._respond(scope, receive, send, stream, task, [], cancel_on_disconnect=True, modern=True)
-
-    def _header_problem(self, scope: Scope, message: jsonrpc.Envelope) -> str | None:
-        """What the 2026-07-28 request headers say that the body does not (SEP-2243)."""
-        for name in (VERSION_HEADER, METHOD_HEADER, NAME_HEADER):
-            if len(header_value(scope, name)) > 1:
-                return f"{name.decode()} header given more than once"
-        version = header_value(scope, VERSION_HEADER)[0].decode("latin-1").strip()
-        try:
-            params = jsonrpc.members(message.params) if message.params else {}
-        except ValueError:
-            params = {}
-        meta = protocol.read_meta(params)
-        body_version = meta.get(META_VERSION)
-        if body_version is not None and body_version != version:
-            return "MCP-Protocol-Version header does not match the request body's protocol version"
-        method = header_value(scope, METHOD_HEADER)
-        if not method:
-            return "Mcp-Method header is missing"
-        if method[0].decode("latin-1").strip() != message.method:
-            return "mcp-method header does not match the request body's method"
-        member = NAME_PARAM.get(message.method)
-        if member is not None and member in params:
-            value = jsonrpc.value(params[member])
-            names = header_value(scope, NAME_HEADER)
-            if not names:
-                return "Mcp-Name header is missing"
-            if names[0].decode("utf-8", "replace").strip() != value:
-                return "mcp-name header does not match the request body's name"
-            if message.method == "tools/call":
-                return self._param_headers_problem(scope, str(value), params)
-        return None
-
-    def _param_headers_problem(self, scope: Scope, tool: str, params: dict[str, jsonrpc.Raw]) -> str | None:
-        schema = next(
-            (t.get("inputSchema") for t in self.router.catalog.tools() if t.get("name") == tool), None
-        )
-        properties = (schema or {}).get("properties") or {}
-        arguments = jsonrpc.value(params["arguments"]) if "arguments" in params else {}
-        if not isinstance(arguments, dict):
-            return None
-        for prop, definition in properties.items():
-            header = definition.get("x-mcp-header") if isinstance(definition, dict) else None
-            if not isinstance(header, str):
-                continue
-            given = header_value(scope, PARAM_HEADER_PREFIX + header.lower().encode())
-            if prop not in arguments:
-                if given:
-                    return (
-                        f"Mcp-Param-{header} header is present but the request body has no '{prop}' argument"
-                    )
-                continue
-            if not given:
-                return f"Mcp-Param-{header} header is missing but the body's '{prop}' argument is present"
-            decoded = _param_value(given[0].decode("latin-1").strip())
-            if decoded is None:
-                return f"Mcp-Param-{header} header is not a valid value"
-            if decoded != _header_text(arguments[prop]):
-                return f"Mcp-Param-{header} header does not match the request body's '{prop}' argument"
-        return None
 
     # -------------------------------------------------------------- answering
 
@@ -592,25 +526,6 @@ def _status(line: bytes) -> int:
     if not message.error:
         return 200
     return STATUS_FOR_CODE.get(jsonrpc.error_object(message.error).code, 200)
-
-
-def _param_value(header: str) -> str | None:
-    """An `Mcp-Param-*` value: literal, or `=?base64?...?=` (None when that is malformed)."""
-    if header.startswith("=?base64?") and header.endswith("?="):
-        encoded = header[len("=?base64?") : -2]
-        try:
-            return base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return None
-    return header
-
-
-def _header_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value, separators=(",", ":"))
 
 
 # ------------------------------------------------------------------------------- the app
