@@ -82,6 +82,17 @@ class CallLimits:
             if group.rate_limit is not None
         }
 
+    def keep_from(self, before: CallLimits) -> None:
+        """After a reload: the buckets (and counts) of limits that did not change go on as they were."""
+        for mine, theirs in ((self._providers, before._providers), (self._groups, before._groups)):
+            for entry, limit in mine.items():
+                old = theirs.get(entry)
+                if old is not None and (old.bucket.rate_per_s, old.bucket.burst) == (
+                    limit.bucket.rate_per_s,
+                    limit.bucket.burst,
+                ):
+                    mine[entry] = old
+
     def _limit(self, limit: RateLimit, what: str) -> _Limit:
         return _Limit(TokenBucket(limit.requests_per_s, limit.burst, self._clock), what)
 

@@ -166,7 +166,9 @@ class Router:
             if entry not in self.public:
                 self.public.append(entry)
         self.caller.specs, self.caller.groups = self.specs, self.groups
-        self.caller.limits = CallLimits(self.specs.values(), (group.spec for group in self.groups.values()))
+        limits = CallLimits(self.specs.values(), (group.spec for group in self.groups.values()))
+        limits.keep_from(self.caller.limits)  # unchanged limits keep their buckets
+        self.caller.limits = limits
         self.catalog.reconfigure(self.public, self.exposure_of)
         old_caches, self.caches = self.caches, {}
         for entry in self.public:

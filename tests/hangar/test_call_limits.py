@@ -86,3 +86,16 @@ def test_a_waiter_that_is_cancelled_gives_its_token_back() -> None:
         return info.tokens
 
     assert asyncio.run(scenario()) == pytest.approx(0.0)
+
+
+def test_a_reload_keeps_the_buckets_of_unchanged_limits_and_starts_changed_ones_afresh() -> None:
+    clock = FakeClock()
+    before = limits(clock)
+    asyncio.run(before.admit("fx"))  # fx's one token spent
+    same = limits(clock)
+    same.keep_from(before)
+    with pytest.raises(CallError):
+        asyncio.run(same.admit("fx"))  # still spent: the same bucket
+    changed = CallLimits([ProviderSpec(id="fx", rate_limit=RateLimit(5.0, 1))], [], clock)
+    changed.keep_from(before)
+    assert asyncio.run(changed.admit("fx")) == 0.0  # a new limit, a full bucket
