@@ -2,13 +2,14 @@
 #
 #   docker build -t hangar .                                   # from PyPI, on python:3.12-slim
 #   docker build --build-arg EXTRAS=examples -t hangar .       # with extras (mcp, mcp-server-time)
-#   docker run --read-only --tmpfs /run/hangar --tmpfs /tmp -p 8000:8000 \
+#   docker run --read-only --tmpfs /run/hangar --tmpfs /tmp --tmpfs /var/lib/hangar -p 8000:8000 \
 #       -e HANGAR_TOKENS=... -v ./hangar.yaml:/etc/hangar/hangar.yaml:ro hangar
 #
 # BASE is any image with python3 (>= 3.11) whose pip and venv work; nothing else is needed from it
-# (no shell: every RUN is in exec form). Offline, build a wheelhouse first and hand it in:
-#   pip wheel --wheel-dir wheels '.[examples]' && docker build --build-arg WHEELHOUSE=wheels \
-#       --build-arg PIP_NO_INDEX=1 ...
+# (no shell: every RUN is in exec form). Offline, build a wheelhouse for the base's Python first
+# and hand it in (hangar itself is always built from the sources):
+#   pip wheel --wheel-dir wheels '.[examples]' 'setuptools>=68' && rm wheels/hangar-*.whl
+#   docker build --build-arg WHEELHOUSE=wheels --build-arg PIP_NO_INDEX=1 ...
 # The index can be chosen with PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_TRUSTED_HOST.
 # docs/scaling.md describes the image and the Kubernetes manifests in deploy/kubernetes.
 ARG BASE=python:3.12-slim
@@ -34,19 +35,21 @@ import os, subprocess; extras = os.environ.get('EXTRAS', '').strip(); \
 subprocess.run(['python3', '-m', 'pip', '--python', '/opt/hangar/bin/python', 'install', '--no-compile', \
 '/src[%s]' % extras if extras else '/src'], check=True)"]
 RUN ["/opt/hangar/bin/python", "-m", "compileall", "-q", "/opt/hangar/lib"]
-# the writable places (volumes or tmpfs at run time), owned by the user hangar runs as
+# the writable places (volumes or tmpfs at run time): world-writable and sticky like /tmp, as an
+# emptyDir is; hangar makes its own private directory in the runtime one
 RUN ["python3", "-c", "\
-import os; [(os.makedirs('/out' + d, mode=0o700), os.chown('/out' + d, 10001, 10001)) \
+import os; [(os.makedirs('/out' + d), os.chmod('/out' + d, 0o1777)) \
 for d in ('/run/hangar', '/var/lib/hangar')]; os.makedirs('/out/etc/hangar')"]
 
 FROM ${BASE}
 COPY --from=build /opt/hangar /opt/hangar
 COPY --from=build /out/ /
 COPY deploy/docker/hangar.yaml /etc/hangar/hangar.yaml
-# RUNTIME_DIRECTORY: where hangar makes its instance directory (ZeroMQ sockets, the control
-# socket), as systemd's RuntimeDirectory= would; HOME holds what a provider writes (state)
+# XDG_RUNTIME_DIR: hangar makes its own 0700 directory in it (/run/hangar/hangar) for each
+# instance's ZeroMQ and control sockets, so a volume owned by root (an emptyDir, a tmpfs) will do;
+# HOME holds what a provider writes (state)
 ENV PATH=/opt/hangar/bin:/usr/local/bin:/usr/bin:/bin \
-    RUNTIME_DIRECTORY=/run/hangar \
+    XDG_RUNTIME_DIR=/run/hangar \
     HOME=/var/lib/hangar \
     HANGAR_HTTP_HOST=0.0.0.0 \
     HANGAR_HTTP_PORT=8000 \

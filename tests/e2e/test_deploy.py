@@ -236,8 +236,8 @@ def run_hangar(image: str, tmp_path: Path) -> Iterator[Any]:
             "run", "--detach", "--name", name, "--label", LABEL,
             "--network", "host",  # the engine has no bridge here; hangar binds loopback only
             "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--tmpfs", f"/run/hangar:uid={UID},gid={UID},mode=0700", "--tmpfs", "/tmp",
-            "--tmpfs", f"/var/lib/hangar:uid={UID},gid={UID}",
+            # owned by root, as a Kubernetes emptyDir is: hangar makes its private directory inside
+            "--tmpfs", "/run/hangar", "--tmpfs", "/tmp", "--tmpfs", "/var/lib/hangar",
             "--health-interval", "1s", "--health-start-period", "30s",
             "--env", "HANGAR_HTTP_HOST=127.0.0.1", "--env", f"HANGAR_HTTP_PORT={port}",
             "--env", f"HANGAR_TOKENS={TOKEN}", "--env", f"HANGAR_SESSION_KEY={SESSION_KEY}",
