@@ -22,7 +22,7 @@ CHROMIUM_STAMP := .cache/chromium.installed
 # the load balancer the replica tests put three hangars behind, from Debian's packages
 HAPROXY_STAMP := .cache/haproxy.installed
 
-.PHONY: setup run test lint typecheck pytest engines clean bench bench-quick soak
+.PHONY: setup run test lint typecheck pytest engines clean bench bench-quick soak image
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ $(CHROMIUM_STAMP):
 	command -v chromium >/dev/null || (apt-get update -qq && \
 		apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
 	mkdir -p .cache && touch $@
+
+# hangar's container image (Dockerfile, docs/scaling.md), from PyPI on python:3.12-slim; `make test`
+# builds it offline from a local base instead (tests/e2e/test_deploy.py)
+IMAGE ?= hangar:$(shell sed -n 's/^__version__ = "\([^"]*\)".*/\1/p' hangar/__init__.py)
+
+image:
+	docker build --network host -t $(IMAGE) .
 
 lint: setup
 	$(BIN)/ruff check .
