@@ -28,6 +28,11 @@ class ContainerJanitor:
         self._instance = engine.this_instance()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def know(self, providers: Sequence[ProviderSpec]) -> None:
+        """Providers a reload or discovery added: their dead workers' containers are removed too
+        (those of providers gone stay known, for a worker that outlives its provider's removal)."""
+        self._runtimes.update({p.id: p.runtime for p in providers if p.mode is ProviderMode.CONTAINER})
+
     def start(self) -> None:
         """Remove the leftovers of instances that are gone, once per runtime in use."""
         for runtime in set(self._runtimes.values()):

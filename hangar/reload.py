@@ -189,6 +189,7 @@ class Reloader:
             report = ReloadReport.of(planned, source=source, config=config.path, dry_run=dry_run)
             if dry_run:
                 return report
+            root.containers.know(config.providers)  # before any worker of an added provider runs
             await self.apply(planned, config)
             root.config = config
             if root.discovery is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from tests.conftest import (
     async_wait_until,
+    fixture_provider,
     require,
     running_hangar,
     start_serve,
@@ -237,6 +239,51 @@ def test_the_root_holds_no_engine_connection_for_each_dead_worker_it_cleaned_up_
         proc.stdin.close()  # type: ignore[union-attr]
         proc.wait(20)
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_container_provider_added_by_a_reload_leaves_no_container_when_its_worker_is_killed(
+    write_config: Any, short_tmp: Path, unique: str
+) -> None:
+    client = engine("docker")
+    config = write_config({"plain": fixture_provider()})
+    sock = short_tmp / "ctl.sock"
+    proc = start_serve(config, sock)
+    try:
+        from hangar.control import request
+
+        # a server that ignores its stdin closing: only the root can remove its container
+        deaf = [
+            "python3",
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)",
+        ]
+        write_config(
+            {
+                "plain": fixture_provider(),
+                unique: provider_spec("docker", command=deaf, startup_timeout_s=120),
+            }
+        )
+        request(sock, "reload", {"dry_run": False})
+        starting = threading.Thread(target=_start_quietly, args=(request, sock, unique))
+        starting.start()
+        wait_until(lambda: len(containers(client, unique)) == 1, 30.0, "the added provider's container")
+        worker = wait_until(
+            lambda: next(row for row in request(sock, "status", {}) if row["id"] == unique).get("worker_pid"),
+            15.0,
+            "its worker",
+        )
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: containers(client, unique) == [], 20.0, "the dead worker's container removed")
+        starting.join(30)
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(20)
+        proc.stdout.close()  # type: ignore[union-attr]
+
+
+def _start_quietly(request: Any, sock: Path, provider: str) -> None:
+    with contextlib.suppress(Exception):  # the start fails: its worker is killed meanwhile
+        request(sock, "start", {"id": provider})
 
 
 def test_root_killed_by_sigkill_leaves_no_container_and_leftovers_are_swept(
