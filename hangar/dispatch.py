@@ -257,29 +257,9 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ reloads
 
-    def hold(self, provider: str) -> None:
-        """Sends to `provider` wait from now on, until `release` (its worker is being replaced)."""
-        if (view := self.providers.get(provider)) is not None:
-            view.hold()
-
-    def release(self, provider: str) -> None:
-        if (view := self.providers.get(provider)) is not None:
-            view.release()
-
     def sent_in_flight(self, provider: str) -> int:
         """Requests handed to the provider's worker and not answered yet."""
         return sum(1 for p in self._in_flight if p.provider == provider and p.sent and not p.settled)
-
-    def add_views(self, views: Iterable[ProviderView]) -> None:
-        for view in views:
-            self.providers.setdefault(view.id, view)
-
-    def respec(self, spec: Any) -> None:
-        """A provider's spec changed: its predefined tools stand until it lists live ones."""
-        view = self.providers.get(spec.id)
-        if view is not None and view.status.get("tools_source") != "live":
-            view.lists = {**view.lists, "tools": [dict(t) for t in spec.tools]}
-            view.status = {**view.status, "tools_count": len(spec.tools)}
 
     def forget(self, provider: str) -> None:
         """A reload removed `provider`: its view goes, and sends still held for it fail."""

@@ -48,6 +48,12 @@ class ProviderView:
             self.held.set()
             self.held = None
 
+    def respec(self, spec: Any) -> None:
+        """Its spec changed: its predefined tools stand until it lists live ones."""
+        if self.status.get("tools_source") != "live":
+            self.lists = {**self.lists, "tools": [dict(t) for t in spec.tools]}
+            self.status = {**self.status, "tools_count": len(spec.tools)}
+
     @property
     def state(self) -> str:
         return self.status["state"]

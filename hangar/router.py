@@ -34,14 +34,12 @@ from hangar.config import GroupSpec, ProfileSpec, TreeSpec
 from hangar.dispatch import Dispatcher
 from hangar.features import (
     client_requests,
-    completion,
-    lifecycle,
     logs,
-    prompts,
     resources,
     subscriptions,
     tools,
 )
+from hangar.features.methods import Handler, method_table
 from hangar.figures import RouterFigures
 from hangar.groups import Group
 from hangar.management import NAMES as MANAGEMENT_NAMES
@@ -64,9 +62,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("hangar.router")
 
-Handler = Callable[[Exchange], Awaitable[None]]
 # requests refused for what the client sent (each logged: a client waiting on them learns why)
-DRAIN_POLL_S = 0.01  # how often a reload looks whether the calls it waits for have been answered
 CLIENT_FAULTS = frozenset({jsonrpc.INVALID_REQUEST, jsonrpc.METHOD_NOT_FOUND, jsonrpc.INVALID_PARAMS})
 
 
@@ -108,23 +104,7 @@ class Router:
         self.parked: dict[int, Parked] = {}  # 2026-07-28 calls waiting for the client's input
         self.request_states = RequestStates()
         self.listeners = subscriptions.Listeners(self)
-        self.methods: dict[str, Handler] = {
-            "initialize": lambda x: lifecycle.initialize(self, x),
-            "ping": lifecycle.ping,
-            "server/discover": lambda x: lifecycle.discover(self, x),
-            "tools/list": lambda x: tools.list_tools(self, x),
-            "tools/call": lambda x: tools.call_tool(self, x),
-            "resources/list": lambda x: resources.list_resources(self, x),
-            "resources/templates/list": lambda x: resources.list_templates(self, x),
-            "resources/read": lambda x: resources.read(self, x),
-            "resources/subscribe": lambda x: resources.subscribe(self, x),
-            "resources/unsubscribe": lambda x: resources.unsubscribe(self, x),
-            "prompts/list": lambda x: prompts.list_prompts(self, x),
-            "prompts/get": lambda x: prompts.get_prompt(self, x),
-            "completion/complete": lambda x: completion.complete(self, x),
-            "logging/setLevel": lambda x: logs.set_level(self, x),
-            "subscriptions/listen": lambda x: subscriptions.listen(self, x),
-        }
+        self.methods: dict[str, Handler] = method_table(self)
         self.resource_subscriptions = resources.Subscriptions()
         self.on_initialize: Callable[[ClientSession, dict[str, Any]], None] | None = None  # for resuming
         self.ask_root: Callable[..., Awaitable[Any]] | None = (
@@ -180,20 +160,8 @@ class Router:
                 cache if cache is not None and cache.spec == kept_spec else ResultCache(kept_spec)
             )
 
-    async def reconfigure(
-        self, tree: TreeSpec, *, drain: Sequence[str] = (), removed: Sequence[str] = (), drain_s: float = 0.0
-    ) -> dict[str, Any]:
-        """A reload (`hangar.reload`): the new tree's catalog and settings, sessions kept.
-
-        Calls to the providers in `drain` (whose workers the root replaces or stops) are held from
-        now on; this returns once those already sent have been answered, or after `drain_s`.
-        Providers in `removed` are forgotten then. Clients hear `list_changed` where their lists
-        changed.
-        """
-        dispatcher = self.dispatcher
-        for provider in drain:
-            dispatcher.hold(provider)
-        before = self.specs
+    def configure(self, tree: TreeSpec, *, leaving: Sequence[str] = ()) -> None:
+        """Take up a reloaded tree's settings (`hangar.router_reload`)."""
         self._configure(
             tree.providers,
             tree.groups,
@@ -201,36 +169,14 @@ class Router:
             tree.validate_arguments,
             tree.tool_listing,
             tree.pinned,
-            leaving=removed,
+            leaving=leaving,
         )
-        dispatcher.add_views(initial_views(s for s in tree.providers if s.id not in before))
-        for spec in tree.providers:
-            if spec.id in before and before[spec.id].tools != spec.tools:
-                dispatcher.respec(spec)
-        self.catalog.invalidate()
-        self.lists_changed()
-        deadline = asyncio.get_running_loop().time() + drain_s
-        while (
-            any(dispatcher.sent_in_flight(p) for p in drain) and asyncio.get_running_loop().time() < deadline
-        ):
-            await asyncio.sleep(DRAIN_POLL_S)
-        undrained = [p for p in drain if dispatcher.sent_in_flight(p)]
-        for provider in removed:
-            dispatcher.forget(provider)
-            self.specs.pop(provider, None)
-            self._serving.discard(provider)
-        log.info(
-            "router_reconfigured", providers=len(tree.providers), drained=list(drain), undrained=undrained
-        )
-        return {"undrained": undrained}
 
-    def released(self, providers: Sequence[str]) -> None:
-        """The root replaced (or stopped) these providers' workers: held calls go on."""
-        for provider in providers:
-            if provider in self.dispatcher.providers:
-                self.dispatcher.worker_gone(provider, "replaced by a reload", dead=False)
-                self.dispatcher.release(provider)
-                self.announced(provider, [])
+    def forget(self, provider: str) -> None:
+        """A reload removed `provider`, and its calls in flight have been answered."""
+        self.dispatcher.forget(provider)
+        self.specs.pop(provider, None)
+        self._serving.discard(provider)
 
     def own(self, task: asyncio.Future[Any]) -> None:
         """Hold a detached task until it is done (a failure is logged)."""

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 import zmq.asyncio
 
+from hangar import router_reload
 from hangar.call_audit import CallAudit
 from hangar.config import TreeSpec, read_tree_spec
 from hangar.dispatch import Dispatcher
@@ -94,7 +95,7 @@ async def main() -> None:
             dispatcher.worker_gone(provider, detail, dead=event == "worker_dead")
             router.announced(provider, [])
         elif event == "reload_released":  # a reload replaced or stopped these workers
-            router.released([str(p) for p in message.get("providers") or []])
+            router_reload.released(router, [str(p) for p in message.get("providers") or []])
         elif event == "supervisor_figures":
             supervisor_figures.update(message.get("figures") or {})
 
@@ -106,7 +107,8 @@ async def main() -> None:
         if op == "reconfigure":  # a reload (hangar.reload): the new tree, and who to drain
             nonlocal tree
             tree = decode_spec(str(args["tree"]).encode(), TreeSpec)
-            return await router.reconfigure(
+            return await router_reload.reconfigure(
+                router,
                 tree,
                 drain=[str(p) for p in args.get("drain") or []],
                 removed=[str(p) for p in args.get("removed") or []],
