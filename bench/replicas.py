@@ -21,6 +21,7 @@ from tests.replicas import cluster
 TITLE = "8. Replicas behind HAProxy (closed loop, echo, concurrency 50)"
 CONCURRENCY = 50
 REPLICAS = (1, 2, 3)
+QUICK_REPLICAS = (1, 2)  # the smoke run: each cluster costs its replicas' start-up
 
 
 async def measure(url: str, seconds: float) -> dict[str, Any]:
@@ -38,7 +39,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     providers = {"bench": bench_provider(warm=True)}
     measured: dict[int, dict[str, Any]] = {}
     alone: dict[str, Any] | None = None
-    for count in REPLICAS:
+    for count in QUICK_REPLICAS if ctx.quick else REPLICAS:
         with cluster(ctx.new_dir(f"replicas-{count}"), count, drain_s=0.0, providers=providers) as running:
             if count == 1:  # the baseline: the same replica, without the load balancer
                 alone = await measure(f"http://127.0.0.1:{running.replicas[0].port}/mcp", seconds)

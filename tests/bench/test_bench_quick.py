@@ -14,10 +14,10 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.bench
 
-SCENARIOS = {"overhead", "batch", "cold_start", "throughput", "startup_memory", "peer", "views"}
+SCENARIOS = {"overhead", "batch", "cold_start", "throughput", "startup_memory", "peer", "views", "replicas"}
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_quick_bench_writes_results_for_every_scenario(tmp_path: Path) -> None:
     out = tmp_path / "results"
     done = subprocess.run(
@@ -25,7 +25,7 @@ def test_quick_bench_writes_results_for_every_scenario(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
 
