@@ -104,6 +104,28 @@ def check_envelope(params: dict[str, Raw]) -> Envelope:
     return envelope
 
 
+def admit(era: Era | None, initialized: bool, method: str, params: dict[str, Raw]) -> Envelope | None:
+    """Whether a session of `era` may send `method` now; a 2026-07-28 request's envelope.
+
+    Raises:
+        RpcFailure: a method of the other era (-32601), a handshake-era request before
+            `initialize` (-32602), or a 2026-07-28 request without its envelope.
+    """
+    if era is Era.MODERN:
+        if method in REMOVED_IN_MODERN:
+            raise RpcFailure(jsonrpc.METHOD_NOT_FOUND, "Method not found", method)
+        return check_envelope(params)
+    if method in MODERN_ONLY:
+        raise RpcFailure(jsonrpc.METHOD_NOT_FOUND, "Method not found", method)
+    if not initialized and method not in INIT_EXEMPT:
+        raise RpcFailure(
+            jsonrpc.INVALID_PARAMS,
+            f"Invalid request parameters: {method} before initialize",
+            "send initialize first",
+        )
+    return None
+
+
 def negotiate(requested: Any) -> str:
     """The handshake-era version hangar answers an `initialize` with."""
     return requested if requested in HANDSHAKE_VERSIONS else LATEST_HANDSHAKE

@@ -42,6 +42,7 @@ from hangar.features import (
 from hangar.features.methods import Handler, method_table
 from hangar.figures import RouterFigures
 from hangar.groups import Group
+from hangar.list_changes import ListChanges
 from hangar.management import NAMES as MANAGEMENT_NAMES
 from hangar.profiles import Profile
 from hangar.protocol import RpcFailure
@@ -49,6 +50,7 @@ from hangar.provider_view import ProviderView, initial_views
 from hangar.relay import Parked, RequestStates
 from hangar.session import ClientSession, Exchange
 from hangar.summary import Rates
+from supervisors.tasks import TaskSet
 from workers import jsonrpc
 from workers import tracing as traces
 from workers.errors import CallError
@@ -111,9 +113,8 @@ class Router:
             None  # (op, **args): the root's control commands
         )
         self._discovery = tools.Discovery(self)
-        self._notify_scheduled = False
-        self._signalled: set[str] = set()  # list kinds a provider said changed, not yet told
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._list_changes = ListChanges(self.catalog, self.sessions, self.listeners)
+        self._tasks = TaskSet("router")  # detached tasks: held until done, failures logged
         self._serving: set[str] = set()  # providers last seen ready or degraded
         _ = self.catalog.built  # what clients can see before any provider changed
 
@@ -180,13 +181,7 @@ class Router:
 
     def own(self, task: asyncio.Future[Any]) -> None:
         """Hold a detached task until it is done (a failure is logged)."""
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Future[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background_task_failed", error=repr(task.exception()))
+        self._tasks.spawn(task)
 
     # ------------------------------------------------------------------ providers
 
@@ -282,19 +277,7 @@ class Router:
                 exchange.params = jsonrpc.members(exchange.raw_params)
             except ValueError:
                 raise RpcFailure(jsonrpc.INVALID_PARAMS, "Invalid params: params must be an object") from None
-            if session.era is Era.MODERN:
-                if method in protocol.REMOVED_IN_MODERN:
-                    raise RpcFailure(jsonrpc.METHOD_NOT_FOUND, "Method not found", method)
-                exchange.envelope = protocol.check_envelope(exchange.params)
-            else:
-                if method in protocol.MODERN_ONLY:
-                    raise RpcFailure(jsonrpc.METHOD_NOT_FOUND, "Method not found", method)
-                if not session.initialized and method not in protocol.INIT_EXEMPT:
-                    raise RpcFailure(
-                        jsonrpc.INVALID_PARAMS,
-                        f"Invalid request parameters: {method} before initialize",
-                        "send initialize first",
-                    )
+            exchange.envelope = protocol.admit(session.era, session.initialized, method, exchange.params)
             handler = self.methods.get(method)
             if handler is None:
                 raise RpcFailure(jsonrpc.METHOD_NOT_FOUND, "Method not found", method)
@@ -358,26 +341,8 @@ class Router:
         (self._serving.add if serving else self._serving.discard)(provider)
 
     def lists_changed(self, kinds: list[str] | None = None) -> None:
-        """Tell every client that can hear it that hangar's lists changed (once per loop turn).
-
-        `kinds` are lists a provider said changed: those are announced even if they look the same.
-        """
-        self._signalled.update(kinds or ())
-        if not self._notify_scheduled:
-            self._notify_scheduled = True
-            asyncio.get_running_loop().call_soon(self._notify_lists_changed)
-
-    def _notify_lists_changed(self) -> None:
-        self._notify_scheduled = False
-        changed = set(self.catalog.diff_since_notified()) | self._signalled
-        self._signalled.clear()
-        for kind in sorted(changed):
-            method = f"notifications/{kind}/list_changed"
-            line = jsonrpc.notification(method, None)
-            for session in list(self.sessions):
-                if session.era is not Era.MODERN and session.initialized:
-                    session.notify(line)
-            self.listeners.list_changed(kind)
+        """Tell every client that can hear it that hangar's lists changed (`hangar.list_changes`)."""
+        self._list_changes.announce(kinds or ())
 
     def _provider_notification(self, provider: str, head: dict[str, Any], body: bytes | None) -> None:
         method = str(head.get("method"))

@@ -17,13 +17,13 @@ start, fetched again on a `list_changed` notification (in 2026-07-28 those arriv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
+from supervisors.tasks import TaskSet
 from workers.connection import Connection, Connections, TransportFactory, open_connection
 from workers.errors import CallError, ErrorType
 from workers.figures import WorkerFigures
@@ -34,13 +34,12 @@ from workers.protocol import Era
 from workers.restart_policy import RestartPolicy
 from workers.session import RpcError, SessionClosed
 from workers.spec import ProtocolChoice, ProviderSpec
+from workers.starts import StageFn, Starts
 from workers.transport import TransportError
 from workers.transports import open_transport
 
 STDERR_IN_HINT = 3  # last provider stderr lines quoted in a crash error
 log = structlog.get_logger("workers.provider")
-
-StageFn = Callable[[dict[str, Any]], None]
 
 
 class ProviderEvents(Protocol):
@@ -75,11 +74,10 @@ class Provider:
         self.started_at: float | None = None
         self.last_activity = clock()
         self.modern_supported: bool | None = None  # unknown until a 2026-07-28 probe was answered
-        self._starting: dict[Era, asyncio.Task[Connection]] = {}
-        self._stage_listeners: set[StageFn] = set()
+        self._starting = Starts()
         self._restarts = RestartPolicy(spec, clock)
         self._stopping = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(f"provider {spec.id}")  # list refreshes
         self._kill_reason: str | None = None  # why we killed a hung provider
         self._log = log.bind(provider=spec.id)
         self.lists = ProviderLists(spec, self._log)
@@ -137,14 +135,8 @@ class Provider:
             raise CallError(
                 ErrorType.PROVIDER_NOT_READY, f"provider {self.spec.id} is stopping", "call again in a moment"
             )
-        if on_stage is not None:
-            on_stage({"stage": "cold_start"})
-            self._stage_listeners.add(on_stage)
-        try:
+        with self._starting.watching(on_stage):
             return await self._await_start(wanted)
-        finally:
-            if on_stage is not None:
-                self._stage_listeners.discard(on_stage)
 
     def era_for(self, era: Era) -> Era:
         """The era of the connection that serves a client of `era`."""
@@ -158,25 +150,13 @@ class Provider:
         """Join the start of a connection of `era` (single-flight), or begin it."""
         task = self._starting.get(era)
         if task is None:
-            if self.connections:
-                task = self._track_start(era, self._open_extra(era))
-            else:
-                task = self._track_start(era, self._start(era, delay_s=0.0))
+            work = self._open_extra(era) if self.connections else self._start(era, delay_s=0.0)
+            task = self._starting.begin(era, work)
         try:
-            return await asyncio.shield(task)
+            connection: Connection = await asyncio.shield(task)
+            return connection
         except (TransportError, SessionClosed, RpcError, TimeoutError) as exc:
             raise _start_failed(self.spec, exc, self.stderr_tail()) from exc
-
-    def _track_start(self, era: Era, work: Coroutine[Any, Any, Connection]) -> asyncio.Task[Connection]:
-        task = self._spawn(work)
-        self._starting[era] = task
-
-        def forget(done: asyncio.Task[Connection]) -> None:
-            if self._starting.get(era) is done:
-                del self._starting[era]
-
-        task.add_done_callback(forget)
-        return task
 
     async def _start(self, era: Era, delay_s: float) -> Connection:
         """The provider's start: its first connection. Failures schedule a restart (or give up)."""
@@ -203,7 +183,7 @@ class Provider:
                 tools=self.lists.tools_count,
             )
             self._move(ProviderState.READY, f"started in {elapsed_ms:g} ms")
-            self._stage("ready")
+            self._starting.stage("ready")
             self._watch(connection)
             return connection
         except asyncio.CancelledError:
@@ -243,7 +223,7 @@ class Provider:
             on_request=lambda connection, request_id, method, params, call: self.events.request(
                 connection.era, request_id, method, params, call
             ),
-            on_launched=lambda: self._stage("launching"),
+            on_launched=lambda: self._starting.stage("launching"),
             on_failed=self._links.keep_stderr,
         )
         if era is Era.MODERN:
@@ -296,18 +276,14 @@ class Provider:
         self._move(verdict.state, f"{detail}; {verdict.why}")
         if verdict.state is ProviderState.RESTARTING:
             era = self._links.primary_era or Era.HANDSHAKE
-            task = self._track_start(era, self._start(era, delay_s=verdict.delay_s))
             # a failed restart schedules the next one itself; nobody need await it
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._starting.begin(era, self._start(era, delay_s=verdict.delay_s))
 
     def hung(self, detail: str) -> None:
         """The provider stopped answering: kill it, and let the crash handling restart it."""
         primary = self.primary()
-        if primary is None or self._stopping:
-            return
-        self._log.warning("provider_killed", reason=detail)
-        self._kill_reason = f"stopped answering ({detail})"
-        primary.transport.kill()
+        if primary is not None and not self._stopping:
+            self._kill(primary, f"stopped answering ({detail})")
 
     def check_limits(self) -> None:
         """Kill a provider over its resource limits (where no cgroup does): a crash that says why."""
@@ -316,9 +292,12 @@ class Provider:
             return
         reason = primary.transport.over_limit()
         if reason is not None:
-            self._log.warning("provider_killed", reason=reason)
-            self._kill_reason = reason
-            primary.transport.kill()
+            self._kill(primary, reason)
+
+    def _kill(self, primary: Connection, reason: str) -> None:
+        self._log.warning("provider_killed", reason=reason)
+        self._kill_reason = reason  # what the crash it causes will say
+        primary.transport.kill()
 
     def degrade(self, reason: str) -> None:
         if self.state is ProviderState.READY:
@@ -336,9 +315,7 @@ class Provider:
             self._restarts.reset()
             self._move(ProviderState.COLD, "revived on request")
         if revive and self.state is ProviderState.RESTARTING:
-            for task in list(self._starting.values()):
-                task.cancel()
-            self._starting.clear()
+            self._starting.cancel()
             self._move(ProviderState.COLD, "restart requested")
         await self.connection(era)
 
@@ -351,11 +328,7 @@ class Provider:
             return
         self._stopping = True
         try:
-            for task in list(self._starting.values()):
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-            self._starting.clear()
+            await self._starting.stop()
             if self.state in (ProviderState.COLD, ProviderState.DEAD) and not self.connections:
                 # The start was cancelled before it began: nothing to tear down.
                 if self.state is ProviderState.DEAD:
@@ -384,7 +357,7 @@ class Provider:
     def _notification(self, connection: Connection, method: str, params: Raw, call: int | None) -> None:
         which = LIST_CHANGED.get(method)
         if which is not None:
-            self._background(self.refresh(which))
+            self._tasks.spawn(self.refresh(which))
             return
         if method == "notifications/subscriptions/acknowledged":
             return
@@ -398,33 +371,14 @@ class Provider:
             self._log.info("provider_state", before=before.value, after=state.value, reason=reason)
             self.events.changed()
 
-    def _stage(self, stage: str) -> None:
-        for listener in list(self._stage_listeners):
-            listener({"stage": stage})
-
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` without waiting for it; a failure is a bug, and is logged as one."""
-        self._spawn(work).add_done_callback(self._log_failure)
-
-    def _log_failure(self, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("background_task_failed", error=repr(task.exception()))
-
     def _on_stderr(self, line: str) -> None:
         self._log.info("provider_stderr", line=line)
 
     async def close(self) -> None:
         """The worker is exiting."""
         await self.stop("worker shutting down")
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._starting.stop()  # a restart the stop did not see (it began as the stop ended)
+        await self._tasks.cancel()
 
 
 # ---------------------------------------------------------------- what a caller is told
