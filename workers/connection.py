@@ -97,9 +97,27 @@ class Connections:
         self._shutdown_timeout_s = shutdown_timeout_s
         self._last_stderr: list[str] = []  # of the last process, for hints after it is gone
         self._log = log
+        self.kill_reason: str | None = None  # why we killed the primary: what its loss will say
 
     def primary(self) -> Connection | None:
         return self.by_era.get(self.primary_era) if self.primary_era else None
+
+    def kill(self, reason: str) -> None:
+        """Kill the primary's process (a crash follows, which will say `reason`)."""
+        primary = self.primary()
+        if primary is not None:
+            self._log.warning("provider_killed", reason=reason)
+            self.kill_reason = reason
+            primary.transport.kill()
+
+    def check_limits(self) -> None:
+        """Kill a primary over its resource limits (where no cgroup does)."""
+        primary = self.primary()
+        if primary is None or self.kill_reason is not None:
+            return
+        reason = primary.transport.over_limit()
+        if reason is not None:
+            self.kill(reason)
 
     def stderr_tail(self) -> list[str]:
         primary = self.primary()

@@ -82,3 +82,10 @@ class ProviderLists:
         # clients hear of it even when the list is back as it was by now: the provider said so
         self.rev += 1
         self.signals.add(which)
+
+    async def listen(self, session: McpSession) -> None:
+        """Keep a 2026-07-28 `subscriptions/listen` open, so that list changes reach the worker."""
+        try:
+            await session.request("subscriptions/listen", {"notifications": LISTEN_FILTER}, None)
+        except Exception as exc:
+            self._log.info("provider_listen_ended", error=repr(exc))

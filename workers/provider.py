@@ -29,7 +29,7 @@ from workers.errors import CallError, ErrorType
 from workers.figures import WorkerFigures
 from workers.jsonrpc import Raw
 from workers.lifecycle import Lifecycle, ProviderState
-from workers.lists import LIST_CHANGED, LISTEN_FILTER, ProviderLists
+from workers.lists import LIST_CHANGED, ProviderLists
 from workers.protocol import Era
 from workers.restart_policy import RestartPolicy
 from workers.session import RpcError, SessionClosed
@@ -78,7 +78,6 @@ class Provider:
         self._restarts = RestartPolicy(spec, clock)
         self._stopping = False
         self._tasks = TaskSet(f"provider {spec.id}")  # list refreshes
-        self._kill_reason: str | None = None  # why we killed a hung provider
         self._log = log.bind(provider=spec.id)
         self.lists = ProviderLists(spec, self._log)
         self._links = Connections(spec.shutdown_timeout_s, self._log)
@@ -233,7 +232,7 @@ class Provider:
     def _watch(self, connection: Connection) -> None:
         connection.run(self._watch_connection(connection))
         if connection.era is Era.MODERN:
-            connection.run(self._listen(connection))
+            connection.run(self.lists.listen(connection.session))
 
     async def _watch_connection(self, connection: Connection) -> None:
         """A connection's process exited or its stdout closed: the provider crashed."""
@@ -241,7 +240,7 @@ class Provider:
         if self._stopping or self.connections.get(connection.era) is not connection:
             exit_wait.cancel()
             return
-        kill_reason, self._kill_reason = self._kill_reason, None
+        kill_reason, self._links.kill_reason = self._links.kill_reason, None
         returncode, detail = await connection.loss(exit_wait, kill_reason, self._log)
         self.last_error = detail
         self._links.keep_stderr(connection.transport)
@@ -253,14 +252,6 @@ class Provider:
         # must end now (its calls fail as crashed) and the rest of its process group with it
         # (after the state moved on, so that nothing takes the provider for ready meanwhile)
         await self._links.close(connection)
-
-    async def _listen(self, connection: Connection) -> None:
-        """Keep a 2026-07-28 `subscriptions/listen` open, so list changes reach the worker."""
-        try:
-            filters = {"notifications": LISTEN_FILTER}
-            await connection.session.request("subscriptions/listen", filters, None)
-        except Exception as exc:
-            self._log.info("provider_listen_ended", error=repr(exc))
 
     # ------------------------------------------------------------------ failures
 
@@ -281,23 +272,13 @@ class Provider:
 
     def hung(self, detail: str) -> None:
         """The provider stopped answering: kill it, and let the crash handling restart it."""
-        primary = self.primary()
-        if primary is not None and not self._stopping:
-            self._kill(primary, f"stopped answering ({detail})")
+        if not self._stopping:
+            self._links.kill(f"stopped answering ({detail})")
 
     def check_limits(self) -> None:
         """Kill a provider over its resource limits (where no cgroup does): a crash that says why."""
-        primary = self.primary()
-        if primary is None or self._stopping or self._kill_reason is not None:
-            return
-        reason = primary.transport.over_limit()
-        if reason is not None:
-            self._kill(primary, reason)
-
-    def _kill(self, primary: Connection, reason: str) -> None:
-        self._log.warning("provider_killed", reason=reason)
-        self._kill_reason = reason  # what the crash it causes will say
-        primary.transport.kill()
+        if not self._stopping:
+            self._links.check_limits()
 
     def degrade(self, reason: str) -> None:
         if self.state is ProviderState.READY:
