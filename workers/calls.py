@@ -67,7 +67,7 @@ class Outcome:
     """The provider's answer, raw, and the era of the connection that gave it."""
 
     era: Era
-    body: bytes
+    body: jsonrpc.Raw | bytes  # sent on as it is (a view into the provider's line)
     rpc_error: bool
 
 

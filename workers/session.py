@@ -73,7 +73,7 @@ class RpcError(Exception):
 class Answer:
     """A provider's answer to a forwarded request: its result or error object, raw."""
 
-    body: bytes
+    body: Raw | bytes
     rpc_error: bool
 
 
@@ -323,10 +323,11 @@ class McpSession:
         if not message.method:
             pending = self._pending.pop(message.id, None) if isinstance(message.id, int) else None
             if pending is not None:
+                # the result stays a view into the line it came in: a large one is not copied here
                 if message.error:
-                    pending.settle(Answer(bytes(message.error), True))
+                    pending.settle(Answer(message.error, True))
                 else:
-                    pending.settle(Answer(bytes(message.result), False))
+                    pending.settle(Answer(message.result, False))
             return
         if message.method == "notifications/progress":
             self._progress(message.params)

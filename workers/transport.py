@@ -104,45 +104,53 @@ class ProviderTransport(Protocol):
 
 
 class LineSplitter:
-    """Bytes in, lines out to a `Receiver`; a line over MAX_MESSAGE_BYTES is skipped and reported."""
+    """Bytes in, lines out to a `Receiver`; a line over MAX_MESSAGE_BYTES is skipped and reported.
+
+    A line that comes in many reads (a large result: a pipe passes 64 KiB at a time) is held as
+    those reads and joined once, when its end comes: one copy of it, where a growing buffer
+    copied it again at each read and once more to hand it on.
+    """
 
     def __init__(self, receiver: Receiver, limit: int = MAX_MESSAGE_BYTES) -> None:
         self._receiver = receiver
         self._limit = limit
-        self._buffer = bytearray()
-        self._scanned = 0  # the buffer holds no newline before this
-        self._skipping = False
+        self._held: list[bytes] = []  # the reads of a line not yet ended
+        self._held_bytes = 0
+        self._skipping = False  # the rest of a line over the limit is dropped
 
     def feed(self, data: bytes) -> None:
-        buffer = self._buffer
-        if not buffer and not self._skipping and data.endswith(b"\n") and data.count(b"\n") == 1:
-            self._receiver.line(data)  # the usual case: exactly one message per read
-            return
-        buffer += data
-        start, end = 0, buffer.find(b"\n", self._scanned)  # a large message comes in many reads
+        start, end = 0, data.find(b"\n")
         while end >= 0:
+            line = data if start == 0 and end + 1 == len(data) else data[start : end + 1]
             if self._skipping:
                 self._skipping = False
-            elif start == 0 and end + 1 == len(buffer):
-                self._receiver.line(bytes(buffer))  # the whole buffer is one message: one copy
+            elif self._held:
+                self._held.append(line)
+                line = b"".join(self._held)
+                self._held.clear()
+                self._held_bytes = 0
+                self._receiver.line(line)
             else:
-                with memoryview(buffer) as view:
-                    self._receiver.line(bytes(view[start : end + 1]))
+                self._receiver.line(line)
             start = end + 1
-            end = buffer.find(b"\n", start)
-        del buffer[:start]
-        self._scanned = len(buffer)
-        if len(buffer) > self._limit:
-            if not self._skipping:
-                self._receiver.too_large(MessageTooLarge(bytes(buffer[:PREFIX_BYTES]), self._limit))
+            end = data.find(b"\n", start)
+        if start < len(data) and not self._skipping:
+            self._hold(data if start == 0 else data[start:])
+
+    def _hold(self, part: bytes) -> None:
+        self._held.append(part)
+        self._held_bytes += len(part)
+        if self._held_bytes > self._limit:
+            prefix = b"".join(self._held)[:PREFIX_BYTES]
+            self._receiver.too_large(MessageTooLarge(prefix, self._limit))
             self._skipping = True
-            buffer.clear()
-            self._scanned = 0
+            self._held.clear()
+            self._held_bytes = 0
 
     def end(self) -> None:
-        tail = bytes(self._buffer)
-        self._buffer.clear()
-        self._scanned = 0
+        tail = b"".join(self._held)
+        self._held.clear()
+        self._held_bytes = 0
         if tail.strip() and not self._skipping:
             self._receiver.line(tail)
 

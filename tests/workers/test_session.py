@@ -182,8 +182,8 @@ def test_forwarded_requests_pass_raw_and_answers_match_by_id_in_any_order() -> N
         transport.feed({"jsonrpc": "2.0", "id": b["id"], "result": {"which": "b"}})
         transport.feed({"jsonrpc": "2.0", "id": a["id"], "error": {"code": -32602, "message": "bad args"}})
         answer_a, answer_b = await first, await second
-        assert (answer_a.rpc_error, json.loads(answer_a.body)["code"]) == (True, -32602)
-        assert (answer_b.rpc_error, json.loads(answer_b.body)) == (False, {"which": "b"})
+        assert (answer_a.rpc_error, json.loads(bytes(answer_a.body))["code"]) == (True, -32602)
+        assert (answer_b.rpc_error, json.loads(bytes(answer_b.body))) == (False, {"which": "b"})
         await session.close()
 
     asyncio.run(scenario())
@@ -247,7 +247,7 @@ def test_an_oversized_answer_fails_its_request_and_the_session_goes_on() -> None
         small = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=2))
         sent = await transport.next_sent("tools/call")
         transport.feed({"jsonrpc": "2.0", "id": sent["id"], "result": {"ok": True}})
-        assert json.loads((await small).body) == {"ok": True}
+        assert json.loads(bytes((await small).body)) == {"ok": True}
         await session.close()
 
     asyncio.run(scenario())
@@ -313,7 +313,7 @@ def test_lines_that_are_not_jsonrpc_are_reported_and_skipped() -> None:
         call = asyncio.create_task(session.forward("tools/call", b"{}", timeout_s=2))
         sent = await transport.next_sent("tools/call")
         transport.feed({"jsonrpc": "2.0", "id": sent["id"], "result": {"fine": 1}})
-        assert json.loads((await call).body) == {"fine": 1}
+        assert json.loads(bytes((await call).body)) == {"fine": 1}
         assert transport.garbage == [b"Debugger listening on port 9229\n"]
         await session.close()
 
@@ -339,7 +339,7 @@ def test_forward_now_answers_to_its_callback_and_a_cancel_tells_the_provider() -
         transport.feed({"jsonrpc": "2.0", "id": second, "result": {"late": 1}})
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        assert [json.loads(a.body) for a in answers] == [{"ok": 1}]  # the cancelled one is never answered
+        assert [json.loads(bytes(a.body)) for a in answers] == [{"ok": 1}]  # the cancelled one is never answered
         await session.close()
 
     asyncio.run(scenario())
