@@ -149,26 +149,38 @@ def error_object(raw: Raw | bytes) -> ErrorObject:
 def request(request_id: RequestId, method: str, params: Raw | bytes | None) -> bytes:
     rid = _encoder.encode(request_id)
     if params:
-        return b'{"jsonrpc":"2.0","id":%b,"method":%b,"params":%b}' % (
-            rid,
-            _encoder.encode(method),
-            params,
+        return b"".join(
+            (
+                b'{"jsonrpc":"2.0","id":',
+                rid,
+                b',"method":',
+                _encoder.encode(method),
+                b',"params":',
+                params,
+                b"}",
+            )
         )
-    return b'{"jsonrpc":"2.0","id":%b,"method":%b}' % (rid, _encoder.encode(method))
+    return b"".join((b'{"jsonrpc":"2.0","id":', rid, b',"method":', _encoder.encode(method), b"}"))
 
 
 def notification(method: str, params: Raw | bytes | None) -> bytes:
     if params:
-        return b'{"jsonrpc":"2.0","method":%b,"params":%b}' % (_encoder.encode(method), params)
-    return b'{"jsonrpc":"2.0","method":%b}' % _encoder.encode(method)
+        return b"".join((b'{"jsonrpc":"2.0","method":', _encoder.encode(method), b',"params":', params, b"}"))
+    return b"".join((b'{"jsonrpc":"2.0","method":', _encoder.encode(method), b"}"))
 
 
 def encode_id(request_id: RequestId | None) -> bytes:
     return b"null" if request_id is None else _encoder.encode(request_id)
 
 
+# Messages are put together with `bytes.join`: as quick as `%` for a small message, and an order
+# of magnitude quicker for a large one (`%` grows its output as it goes; join copies each part once).
+
+
 def result(request_id: RequestId, result_json: Raw | bytes) -> bytes:
-    return b'{"jsonrpc":"2.0","id":%b,"result":%b}' % (_encoder.encode(request_id), result_json)
+    return b"".join(
+        (b'{"jsonrpc":"2.0","id":', _encoder.encode(request_id), b',"result":', result_json, b"}")
+    )
 
 
 def error(request_id: RequestId | None, code: int, message: str, data: Any = None) -> bytes:
@@ -179,7 +191,7 @@ def error(request_id: RequestId | None, code: int, message: str, data: Any = Non
 
 
 def error_raw(request_id: RequestId | None, error_json: Raw | bytes) -> bytes:
-    return b'{"jsonrpc":"2.0","id":%b,"error":%b}' % (encode_id(request_id), error_json)
+    return b"".join((b'{"jsonrpc":"2.0","id":', encode_id(request_id), b',"error":', error_json, b"}"))
 
 
 def replace_members(raw: Raw | bytes | None, changes: dict[str, Any]) -> bytes:
