@@ -257,6 +257,16 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ reloads
 
+    async def drained(self, providers: Iterable[str] | None, timeout_s: float) -> bool:
+        """Wait until no request sent to `providers` (None: to any) is unanswered, for at most
+        `timeout_s`; whether that came first."""
+        if providers is None:
+            return await self._in_flight.wait_until(lambda: not self._in_flight, timeout_s)
+        chosen = list(providers)
+        return await self._in_flight.wait_until(
+            lambda: not any(self.sent_in_flight(p) for p in chosen), timeout_s
+        )
+
     def sent_in_flight(self, provider: str) -> int:
         """Requests handed to the provider's worker and not answered yet."""
         return sum(1 for p in self._in_flight if p.provider == provider and p.sent and not p.settled)

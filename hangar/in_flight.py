@@ -9,6 +9,8 @@ provider are what least-connections balancing and a worker's retirement read.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,18 @@ class InFlight:
     def __init__(self) -> None:
         self._pending: dict[int, PendingCall] = {}
         self._per_provider: dict[str, int] = {}
+        self._left: asyncio.Event | None = None  # set when a request leaves, once someone waits
+
+    async def wait_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until `done()` holds, asked again each time a request leaves; False: `timeout_s`
+        passed first (a drain's bound)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while not done():
+                    self._left = self._left or asyncio.Event()
+                    self._left.clear()
+                    await self._left.wait()
+        return done()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -53,6 +67,8 @@ class InFlight:
         pending = self._pending.pop(call, None)
         if pending is not None:
             self._per_provider[pending.provider] -= 1
+            if self._left is not None:
+                self._left.set()
 
     def take(self, call: int) -> PendingCall | None:
         """The entry of a callback request, no longer pending; None for an awaited one."""
@@ -73,6 +89,8 @@ class InFlight:
         """Fail every request (the router is shutting down)."""
         pendings, self._pending = self._pending, {}
         self._per_provider.clear()
+        if self._left is not None:
+            self._left.set()
         for pending in pendings.values():
             if not pending.settled:
                 pending.settle(error)

@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,6 @@ from workers.protocol import ENV_ROUTER_ENDPOINT
 from workers.spec import decode_spec
 
 DRAIN_TIMEOUT_S = 4.0  # below the root's 5 s shutdown timeout for the router
-DRAIN_POLL_S = 0.01
 ROOT_COMMAND_TIMEOUT_S = 75.0  # a discovery cycle starts each new provider once, within its startup timeout
 
 log = structlog.get_logger("hangar.router")
@@ -220,10 +218,8 @@ async def main() -> None:
 
 async def drain(dispatcher: Dispatcher, reason: str) -> None:
     """Let the calls in flight finish (bounded), and their answers reach the client."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
     log.info("router_draining", reason=reason, in_flight=dispatcher.in_flight_total())
-    while dispatcher.in_flight_total() and time.monotonic() < deadline:
-        await asyncio.sleep(DRAIN_POLL_S)
+    await dispatcher.drained(None, DRAIN_TIMEOUT_S)
 
 
 if __name__ == "__main__":

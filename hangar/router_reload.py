@@ -9,7 +9,6 @@ workers it says so (`released`), and the held calls go on to the new ones.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from hangar.router import Router
 
 log = structlog.get_logger("hangar.router")
-
-DRAIN_POLL_S = 0.01  # how often a reload looks whether the calls it waits for have been answered
 
 
 async def reconfigure(
@@ -51,10 +48,7 @@ async def reconfigure(
             view.respec(spec)
     router.catalog.invalidate()
     router.lists_changed()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + drain_s
-    while any(dispatcher.sent_in_flight(p) for p in drain) and loop.time() < deadline:
-        await asyncio.sleep(DRAIN_POLL_S)
+    await dispatcher.drained(drain, drain_s)
     undrained = [p for p in drain if dispatcher.sent_in_flight(p)]
     for provider in removed:
         router.forget(provider)
