@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,25 +23,11 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import FIXTURE_SERVER, REPO, wait_until
+from tests.conftest import FIXTURE_SERVER, REPO, free_port, listening, wait_until
 
 HANDSHAKE = "2025-11-25"
 MODERN = "2026-07-28"
 DRAIN_S = 2.0  # what each replica serves on after SIGTERM, reporting not-ready
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def ready(port: int) -> bool:

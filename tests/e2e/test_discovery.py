@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,8 @@ from tests.conftest import (
     REPO,
     async_wait_until,
     fixture_provider,
+    free_port,
+    listening,
     require,
     running_hangar,
     wait_until,
@@ -393,13 +394,6 @@ IMAGE = "hangar-test/python-mcp:latest"  # built by .ci/engines (the container t
 SOCKETS = {"docker": "unix:///var/run/docker.sock", "podman": "unix:///run/podman/podman.sock"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(params=["docker", "podman"])
 def labelled_container(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
     """A running container of the test image serving the fixture server over HTTP, labelled for
@@ -428,15 +422,10 @@ def labelled_container(request: pytest.FixtureRequest) -> Iterator[tuple[str, st
     container = created["Id"]
     try:
         client.start(container)
-        wait_until(lambda: _listening(port), 30.0, "the container's server listening")
+        wait_until(lambda: listening(port), 30.0, "the container's server listening")
         yield runtime, provider, container
     finally:
         client.remove_container(container, force=True)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def test_labelled_container_is_a_provider_until_it_stops(

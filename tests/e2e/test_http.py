@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -28,6 +27,7 @@ from tests.conftest import (
     REPO,
     async_wait_until,
     fixture_provider,
+    free_port,
     require,
     router_node,
     wait_until,
@@ -35,12 +35,6 @@ from tests.conftest import (
 
 ECHO_TOOL = {"name": "echo", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}
 TOKEN = "s3cret-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:

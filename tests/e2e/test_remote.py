@@ -9,7 +9,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from tests.conftest import (
     REPO,
     async_wait_until,
     fixture_provider,
+    free_port,
+    listening,
     npm_bin,
     require,
     running_hangar,
@@ -38,20 +39,6 @@ pytestmark = pytest.mark.anyio
 BRIDGE = REPO / "tests" / "fixtures" / "socket_bridge.py"
 FAST_BACKOFF = {"initial_s": 0.1, "max_s": 0.5, "factor": 2.0, "jitter": 0.0}
 ERAS = ["legacy", "2026-07-28"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 class Server:
@@ -71,7 +58,7 @@ class Server:
             start_new_session=True,
         )
         wait_until(
-            lambda: self.proc.poll() is not None or listening(self.host, self.port),  # type: ignore[union-attr]
+            lambda: self.proc.poll() is not None or listening(self.port, self.host),  # type: ignore[union-attr]
             30.0,
             f"{self.argv[0]} on port {self.port}",
         )

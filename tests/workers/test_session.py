@@ -339,7 +339,8 @@ def test_forward_now_answers_to_its_callback_and_a_cancel_tells_the_provider() -
         transport.feed({"jsonrpc": "2.0", "id": second, "result": {"late": 1}})
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        assert [json.loads(bytes(a.body)) for a in answers] == [{"ok": 1}]  # the cancelled one is never answered
+        # the cancelled one is never answered
+        assert [json.loads(bytes(a.body)) for a in answers] == [{"ok": 1}]
         await session.close()
 
     asyncio.run(scenario())
