@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,15 +257,16 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ reloads
 
-    async def drained(self, providers: Iterable[str] | None, timeout_s: float) -> bool:
+    async def drained(self, providers: Sequence[str] | None, timeout_s: float) -> bool:
         """Wait until no request sent to `providers` (None: to any) is unanswered, for at most
         `timeout_s`; whether that came first."""
-        if providers is None:
-            return await self._in_flight.wait_until(lambda: not self._in_flight, timeout_s)
-        chosen = list(providers)
-        return await self._in_flight.wait_until(
-            lambda: not any(self.sent_in_flight(p) for p in chosen), timeout_s
-        )
+
+        def done() -> bool:
+            if providers is None:
+                return not self._in_flight
+            return not any(self.sent_in_flight(p) for p in providers)
+
+        return await self._in_flight.wait_until(done, timeout_s)
 
     def sent_in_flight(self, provider: str) -> int:
         """Requests handed to the provider's worker and not answered yet."""

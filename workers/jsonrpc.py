@@ -146,6 +146,10 @@ def error_object(raw: Raw | bytes) -> ErrorObject:
         return ErrorObject(INTERNAL_ERROR, "malformed error object", None)
 
 
+# Messages are put together with `bytes.join`: as quick as `%` for a small message, and an order
+# of magnitude quicker for a large one (`%` grows its output as it goes; join copies each part once).
+
+
 def request(request_id: RequestId, method: str, params: Raw | bytes | None) -> bytes:
     rid = _encoder.encode(request_id)
     if params:
@@ -171,10 +175,6 @@ def notification(method: str, params: Raw | bytes | None) -> bytes:
 
 def encode_id(request_id: RequestId | None) -> bytes:
     return b"null" if request_id is None else _encoder.encode(request_id)
-
-
-# Messages are put together with `bytes.join`: as quick as `%` for a small message, and an order
-# of magnitude quicker for a large one (`%` grows its output as it goes; join copies each part once).
 
 
 def result(request_id: RequestId, result_json: Raw | bytes) -> bytes:
