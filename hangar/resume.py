@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from workers import jsonrpc
+
 MEMORY_FILE = "client-initialize.json"
 IN_FLIGHT_FILE = "client-in-flight"  # requests a router took and has not answered yet
 
@@ -108,7 +110,7 @@ class InFlight:
     def _note(self, sign: bytes, request_id: int | str) -> None:
         if self._map is None:
             return
-        note = sign + json.dumps(request_id).encode() + b"\n\0"
+        note = b"".join((sign, jsonrpc.encode_id(request_id), b"\n\0"))
         end = self._end + len(note)
         if end > len(self._map):
             self._map_size(max(2 * len(self._map), end))
