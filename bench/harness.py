@@ -312,6 +312,11 @@ def bench_argv() -> list[str]:
     return [PYTHON, str(BENCH_SERVER)]
 
 
+def floor_argv() -> list[str]:
+    """`bench/floor_relay.py` in front of the bench provider (see that file)."""
+    return [PYTHON, str(REPO / "bench" / "floor_relay.py"), "--", *bench_argv()]
+
+
 def bench_provider(**overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {"command": PYTHON, "args": [str(BENCH_SERVER)]}
     spec.update(overrides)

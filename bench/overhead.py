@@ -3,8 +3,10 @@
 A trivial tool (the bench provider's `echo`) and a 200 KiB result (`blob`) called through
 `hangar serve` over stdio, against the same provider called directly with the same client: the
 SDK `Client` (handshake era), and a raw client that writes and reads JSON-RPC lines, so hangar's
-own cost shows without the SDK's. Calls are sequential and interleaved in blocks, so every path
-sees the same machine.
+own cost shows without the SDK's. The raw client also calls through `bench/floor_relay.py`, the
+least a relay of hangar's shape (two Python processes over ZeroMQ) can cost: the floor under
+hangar's figures on this machine, in this run. Calls are sequential and interleaved in blocks, so
+every path sees the same machine.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bench.harness import (
     bench_provider,
     call_text,
     check_ok,
+    floor_argv,
     hangar_argv,
     hangar_session,
     median,
@@ -42,6 +45,7 @@ TARGET_ECHO = (0.4, 1.5)  # added p50, p99 (ms) of a trivial call
 TARGET_BLOB = (1.5, None)  # added p50 (ms) of a 200 KiB result
 BLOB_KIB = 200
 BLOCK = 50  # calls per path before switching to the next one
+FLOOR_NOTE = "no target: what hangar's shape costs at the least (two Python processes over ZeroMQ)"
 
 CallFn = Callable[[], Awaitable[bool]]  # one call; True when it succeeded
 
@@ -190,6 +194,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         stdio_session(ctx, "overhead-direct", bench_argv()) as direct,
         raw_session(ctx, "overhead-raw-hangar", hangar_argv(config, socket_path)) as raw_h,
         raw_session(ctx, "overhead-raw-direct", bench_argv()) as raw_d,
+        raw_session(ctx, "overhead-raw-floor", floor_argv()) as raw_f,
     ):
 
         async def via_batch() -> bool:
@@ -207,6 +212,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 "direct": sdk_call(direct, "echo", echo, "x"),
                 "raw_hangar": raw_call(raw_h, "echo__echo", echo, "x"),
                 "raw_direct": raw_call(raw_d, "echo", echo, "x"),
+                "raw_floor": raw_call(raw_f, "echo__echo", echo, "x"),
             },
             n,
         )
@@ -221,6 +227,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                             "direct": sdk_call(direct, "blob", blob, text),
                             "raw_hangar": raw_call(raw_h, "echo__blob", blob, text),
                             "raw_direct": raw_call(raw_d, "blob", blob, text),
+                            "raw_floor": raw_call(raw_f, "echo__blob", blob, text),
                         },
                         n_blob,
                         warmup=10,
@@ -249,6 +256,13 @@ async def run(ctx: Context) -> dict[str, Any]:
                     "",
                 ),
                 (
+                    "the floor: echo through bench/floor_relay.py, raw client",
+                    "raw_floor",
+                    "raw_direct",
+                    None,
+                    FLOOR_NOTE,
+                ),
+                (
                     "hangar_call with 1 echo call",
                     "batch",
                     "direct",
@@ -262,6 +276,13 @@ async def run(ctx: Context) -> dict[str, Any]:
                     "blob_raw_direct",
                     TARGET_BLOB,
                     "",
+                ),
+                (
+                    f"the floor: a {BLOB_KIB} KiB result through bench/floor_relay.py, raw client",
+                    "blob_raw_floor",
+                    "blob_raw_direct",
+                    None,
+                    FLOOR_NOTE,
                 ),
             ],
         ),
