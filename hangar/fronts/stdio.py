@@ -59,6 +59,7 @@ class StdioFront:
         # what runs each request read: a task, or (for a plain tool call) the call's cancel function
         self._running: dict[RequestId, tuple[Exchange, asyncio.Task[None] | Callable[[], None]]] = {}
         self._writer: asyncio.WriteTransport | _FileWriter | None = None
+        self._output = _Output()
         self._eof = asyncio.Event()
         self._idle = asyncio.Event()  # a request was answered (for the wait at EOF)
         self._journal: resume.InFlight | None = None  # the requests taken, for a successor
@@ -82,7 +83,7 @@ class StdioFront:
             self._writer = _FileWriter(self._stdout)
         else:
             self._writer, _ = await loop.connect_write_pipe(
-                asyncio.Protocol, os.fdopen(self._stdout, "wb", buffering=0, closefd=False)
+                lambda: self._output, os.fdopen(self._stdout, "wb", buffering=0, closefd=False)
             )
         for request_id in orphaned:
             self._answer_orphan(request_id)
@@ -113,11 +114,14 @@ class StdioFront:
             self._journal.close()
 
     async def flush(self) -> None:
+        """Wait until everything written has gone into the client's pipe (or the pipe closed)."""
         writer = self._writer
-        if writer is None:
+        if writer is None or isinstance(writer, _FileWriter):
+            return  # a file is written at once
+        if writer.is_closing() or not writer.get_write_buffer_size():
             return
-        while writer.get_write_buffer_size() and not writer.is_closing():
-            await asyncio.sleep(0.001)
+        writer.set_write_buffer_limits(high=0)  # so the transport pauses us until it is empty
+        await self._output.flowing.wait()
 
     def send(self, line: bytes) -> bool:
         writer = self._writer
@@ -269,6 +273,23 @@ class StdioFront:
 
 def _is_file(fd: int) -> bool:
     return stat.S_ISREG(os.fstat(fd).st_mode)
+
+
+class _Output(asyncio.Protocol):
+    """The client's pipe, as its transport sees it: `flowing` is clear while its buffer is full."""
+
+    def __init__(self) -> None:
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    def pause_writing(self) -> None:
+        self.flowing.clear()
+
+    def resume_writing(self) -> None:
+        self.flowing.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.flowing.set()
 
 
 class _FileWriter:

@@ -21,7 +21,15 @@ import pytest
 from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from tests.conftest import REPO, async_wait_until, everything_fixture, npm_bin, running_hangar, serve_command
+from tests.conftest import (
+    REPO,
+    async_wait_until,
+    everything_fixture,
+    fixture_provider,
+    npm_bin,
+    running_hangar,
+    serve_command,
+)
 
 pytestmark = pytest.mark.anyio
 MODES = ["auto", "legacy"]
@@ -181,6 +189,43 @@ def test_every_request_read_before_stdin_closes_is_answered(write_config: Any, s
     }
     assert set(answers) == {1, 2, 3}, proc.stdout
     assert answers[3]["result"]["content"][0]["text"]
+    assert proc.returncode == 0
+
+
+def test_large_answers_still_being_written_at_stdin_eof_all_reach_the_client(
+    write_config: Any, short_tmp: Path
+) -> None:
+    """Megabytes of answers outrun a 64 KiB pipe: at EOF hangar waits for its buffer to empty."""
+    config = write_config({"fx": fixture_provider()})
+    text = "y" * (1024 * 1024)
+    calls = [
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "tools/call",
+                "params": {"name": "fx__echo", "arguments": {"text": text}},
+            }
+        )
+        for n in range(2, 6)
+    ]
+    initialize = (
+        '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
+        '"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'
+    )
+    proc = subprocess.run(
+        serve_command(config, short_tmp / "ctl.sock"),
+        input=("\n".join([initialize, *calls]) + "\n").encode(),
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+
+    messages = map(json.loads, proc.stdout.splitlines())
+    answers = {message["id"]: message for message in messages if "id" in message}
+    assert set(answers) == {1, 2, 3, 4, 5}
+    assert all(answers[n]["result"]["content"][0]["text"] == text for n in range(2, 6))
     assert proc.returncode == 0
 
 
