@@ -10,6 +10,7 @@ even when the list came back as it was.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from workers.session import McpSession, RpcError, SessionClosed
@@ -52,19 +53,29 @@ class ProviderLists:
         return signals
 
     async def fetch(self, session: McpSession) -> None:
-        """Every list the provider's capabilities offer, at its start."""
+        """Every list the provider's capabilities offer, at its start: asked for all at once, so a
+        cold start waits for one round trip to the provider, not one per list."""
         capabilities = session.capabilities
         lists: Lists = {"capabilities": capabilities, "instructions": session.instructions}
-        for capability, method, key, ours in LISTS:
-            if capability not in capabilities and not (ours == "tools" and not capabilities):
-                continue
-            try:
-                lists[ours] = await session.list_all(method, key, LIST_TIMEOUT_S)  # type: ignore[literal-required]
-            except (RpcError, SessionClosed, TimeoutError) as exc:
-                self._log.warning("provider_list_failed", method=method, error=str(exc) or "timeout")
+        wanted = [
+            (method, key, ours)
+            for capability, method, key, ours in LISTS
+            if capability in capabilities or (ours == "tools" and not capabilities)
+        ]
+        found = await asyncio.gather(*(self._list(session, method, key) for method, key, _ in wanted))
+        for (_, _, ours), items in zip(wanted, found, strict=True):
+            if items is not None:
+                lists[ours] = items  # type: ignore[literal-required]
         self.items = lists
         self.rev += 1
         self.source = "live"
+
+    async def _list(self, session: McpSession, method: str, key: str) -> list[dict[str, Any]] | None:
+        try:
+            return await session.list_all(method, key, LIST_TIMEOUT_S)
+        except (RpcError, SessionClosed, TimeoutError) as exc:
+            self._log.warning("provider_list_failed", method=method, error=str(exc) or "timeout")
+            return None
 
     async def refresh(self, session: McpSession, which: str) -> None:
         """Fetch one list again (after the provider said it changed)."""
