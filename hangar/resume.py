@@ -44,6 +44,12 @@ class InFlight:
     in flight; a restarted router reads what is left (`orphaned`) and answers each with an error
     saying what happened.
 
+    An answer counts as given once it has left the router: while the client's pipe is full,
+    answers wait in the router's buffer, and a router that dies then takes them with it, the one
+    being written perhaps cut in the middle of its line. So the router notes `!` when output
+    starts to wait and `.` when it has all gone, and notes the answers that waited only then; a
+    successor that finds the last mark a `!` (`cut`) ends the cut line before it writes anything.
+
     The journal is a file mapped into memory: a note is a copy into the shared page, with no
     system call on the hot path, and it outlives the process that wrote it (the page belongs to
     the file, not to the process). The notes are lines ended by a NUL byte, the rest of the file
@@ -57,7 +63,8 @@ class InFlight:
         self._fd: int | None = None
         self._map: mmap.mmap | None = None
         self._end = 0  # where the next note goes
-        self._open = 0
+        self._open = 0  # requests taken and not answered, and 1 while output waits
+        self.cut = False  # (after `orphaned`) the router before may have died inside a line
 
     def orphaned(self) -> list[int | str]:
         """Requests a router before this one took and never answered, in the order it took them."""
@@ -67,6 +74,9 @@ class InFlight:
             return []
         held: dict[int | str, None] = {}
         for line in notes.splitlines():
+            if line in (b"!", b"."):
+                self.cut = line == b"!"
+                continue
             try:
                 request_id = json.loads(line[1:])
             except ValueError:
@@ -91,13 +101,27 @@ class InFlight:
 
     def answered(self, request_id: int | str) -> None:
         self._open -= 1
-        if self._open <= 0:
-            self._open = 0
-            self._end = 0
-            if self._map is not None:
-                self._map[0] = 0
-        else:
+        if not self._forget_all():
             self._note(b"-", request_id)
+
+    def output_waits(self) -> None:
+        self._note(b"!", None)
+        self._open += 1
+
+    def output_gone(self) -> None:
+        self._open -= 1
+        if not self._forget_all():
+            self._note(b".", None)
+
+    def _forget_all(self) -> bool:
+        """Start over when nothing is held any more; False while something is."""
+        if self._open > 0:
+            return False
+        self._open = 0
+        self._end = 0
+        if self._map is not None:
+            self._map[0] = 0
+        return True
 
     def close(self) -> None:
         if self._map is not None:
@@ -107,10 +131,10 @@ class InFlight:
             os.close(self._fd)
             self._fd = None
 
-    def _note(self, sign: bytes, request_id: int | str) -> None:
+    def _note(self, sign: bytes, request_id: int | str | None) -> None:
         if self._map is None:
             return
-        note = b"".join((sign, jsonrpc.encode_id(request_id), b"\n\0"))
+        note = b"".join((sign, b"" if request_id is None else jsonrpc.encode_id(request_id), b"\n\0"))
         end = self._end + len(note)
         if end > len(self._map):
             self._map_size(max(2 * len(self._map), end))

@@ -7,16 +7,21 @@ many requests at once, or kill the router and see exactly what comes back (and w
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import subprocess
+import termios
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import start_serve
 
 PROTOCOL_VERSION = "2025-11-25"
+F_GETPIPE_SZ = 1032  # <fcntl.h>: a pipe's capacity (Python 3.11's fcntl lacks the name)
 
 
 class LineClient:
@@ -29,6 +34,8 @@ class LineClient:
         self._lines: list[bytes] = []
         self._changed = threading.Condition()
         self._eof = False
+        self._reading = threading.Event()  # cleared: the client stops reading (its pipe fills up)
+        self._reading.set()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._next_id = 0
@@ -50,8 +57,24 @@ class LineClient:
             client.initialize()
         return client
 
+    def _lines_read(self) -> Iterator[bytes]:
+        """stdout's lines, read in chunks of at most 64 KiB, none read while reading is stopped."""
+        held: list[bytes] = []  # the chunks of a line not ended yet
+        fd = self._stdout.fileno()
+        while True:
+            self._reading.wait()
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return
+            *ended, rest = chunk.split(b"\n")
+            for line in ended:
+                yield b"".join([*held, line, b"\n"])
+                held.clear()
+            if rest:
+                held.append(rest)
+
     def _read(self) -> None:
-        for line in self._stdout:
+        for line in self._lines_read():
             with self._changed:
                 self._lines.append(line)
                 try:
@@ -95,6 +118,19 @@ class LineClient:
         self._stdin.close()
 
     # ------------------------------------------------------------------ reading
+
+    def stop_reading(self) -> None:
+        """Read nothing more until `resume_reading` (but for the one chunk being read, if any)."""
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
+
+    def pipe_full(self) -> bool:
+        """Whether hangar has filled the pipe to this client (so what it writes now waits in it)."""
+        fd = self._stdout.fileno()
+        unread = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4), "little")
+        return unread >= fcntl.fcntl(fd, F_GETPIPE_SZ)
 
     def answer(self, request_id: Any, timeout_s: float = 20.0) -> dict[str, Any]:
         """The response to `request_id` (waits for it)."""

@@ -59,7 +59,8 @@ class StdioFront:
         # what runs each request read: a task, or (for a plain tool call) the call's cancel function
         self._running: dict[RequestId, tuple[Exchange, asyncio.Task[None] | Callable[[], None]]] = {}
         self._writer: asyncio.WriteTransport | _FileWriter | None = None
-        self._output = _Output()
+        self._output = _Output(self._output_waits, self._output_gone)
+        self._unsent: list[RequestId] = []  # answered, the answer still in our buffer
         self._eof = asyncio.Event()
         self._idle = asyncio.Event()  # a request was answered (for the wait at EOF)
         self._journal: resume.InFlight | None = None  # the requests taken, for a successor
@@ -85,6 +86,10 @@ class StdioFront:
             self._writer, _ = await loop.connect_write_pipe(
                 lambda: self._output, os.fdopen(self._stdout, "wb", buffering=0, closefd=False)
             )
+            # told the moment output starts to wait in our buffer, and when it has all gone
+            self._writer.set_write_buffer_limits(high=0)
+        if self._journal is not None and self._journal.cut:
+            self.send(b"")  # the router before died inside a line: end it, so the next one parses
         for request_id in orphaned:
             self._answer_orphan(request_id)
         if _is_file(self._stdin):  # `hangar serve < requests.jsonl`
@@ -118,10 +123,8 @@ class StdioFront:
         writer = self._writer
         if writer is None or isinstance(writer, _FileWriter):
             return  # a file is written at once
-        if writer.is_closing() or not writer.get_write_buffer_size():
-            return
-        writer.set_write_buffer_limits(high=0)  # so the transport pauses us until it is empty
-        await self._output.flowing.wait()
+        if not writer.is_closing():
+            await self._output.flowing.wait()
 
     def send(self, line: bytes) -> bool:
         writer = self._writer
@@ -211,8 +214,23 @@ class StdioFront:
         if running is not None and running[0] is exchange:
             del self._running[exchange.request_id]
             if self._journal is not None:
-                self._journal.answered(exchange.request_id)
+                if self._output.flowing.is_set():
+                    self._journal.answered(exchange.request_id)
+                else:
+                    self._unsent.append(exchange.request_id)  # noted once it has left
             self._idle.set()
+
+    def _output_waits(self) -> None:
+        if self._journal is not None:
+            self._journal.output_waits()
+
+    def _output_gone(self) -> None:
+        if self._journal is None:
+            return
+        unsent, self._unsent = self._unsent, []
+        for request_id in unsent:
+            self._journal.answered(request_id)
+        self._journal.output_gone()
 
     def _answer_orphan(self, request_id: RequestId) -> None:
         """A request the router before this one took and died holding: say so, as its answer."""
@@ -276,20 +294,27 @@ def _is_file(fd: int) -> bool:
 
 
 class _Output(asyncio.Protocol):
-    """The client's pipe, as its transport sees it: `flowing` is clear while its buffer is full."""
+    """The client's pipe, as its transport sees it (with a high-water mark of 0): `flowing` is
+    clear while anything written waits in the transport's buffer."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_wait: Callable[[], None], on_gone: Callable[[], None]) -> None:
         self.flowing = asyncio.Event()
         self.flowing.set()
+        self._on_wait = on_wait
+        self._on_gone = on_gone
 
     def pause_writing(self) -> None:
         self.flowing.clear()
+        self._on_wait()
 
     def resume_writing(self) -> None:
         self.flowing.set()
+        self._on_gone()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.flowing.set()
+        if not self.flowing.is_set():
+            self.flowing.set()
+            self._on_gone()  # nothing more will go: the client is gone
 
 
 class _FileWriter:

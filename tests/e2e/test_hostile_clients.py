@@ -135,6 +135,26 @@ def test_requests_held_by_a_killed_router_are_answered_by_its_replacement(
         assert answer["result"]["content"][0]["text"] == "after"
 
 
+def test_an_answer_still_in_the_routers_buffer_when_it_is_killed_is_answered_by_its_replacement(
+    write_config: Any, short_tmp: Path
+) -> None:
+    config = write_config({"fx": fixture_provider()})
+    with LineClient.start(config, short_tmp / "ctl.sock") as client:
+        client.call("tools/call", {"name": "hangar_warm", "arguments": {"providers": "fx"}}, 30.0)
+        client.stop_reading()
+        big = client.request("tools/call", {"name": "fx__echo", "arguments": {"text": "z" * 2**21}})
+        # the answer (4 MiB) fills the pipe, and the rest of it waits in the router's buffer
+        wait_until(client.pipe_full, 30.0, "the pipe to the client full")
+        assert client.socket is not None
+        router = router_node(request(client.socket, "tree", {}))["pid"]
+        os.kill(router, signal.SIGKILL)
+        client.resume_reading()
+        answer = client.answer(big, 30.0)  # the cut line was ended, so this one parses
+        assert answer["error"]["data"]["type"] == "router_crashed"
+        answer = client.call("tools/call", {"name": "fx__echo", "arguments": {"text": "after"}}, 30.0)
+        assert answer["result"]["content"][0]["text"] == "after"
+
+
 def test_a_call_in_flight_when_the_root_is_killed_is_answered_as_shutting_down(
     write_config: Any, short_tmp: Path
 ) -> None:

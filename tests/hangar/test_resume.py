@@ -31,6 +31,38 @@ def test_the_journal_starts_over_when_nothing_is_in_flight(tmp_path: Path) -> No
     assert InFlight(tmp_path).orphaned() == ["later"]
 
 
+def test_output_waiting_when_the_router_died_is_known_to_its_successor(tmp_path: Path) -> None:
+    journal = InFlight(tmp_path)
+    journal.start()
+    journal.took(1)
+    journal.output_waits()
+    successor = InFlight(tmp_path)
+    assert successor.orphaned() == [1]
+    assert successor.cut
+    journal.output_gone()
+    journal.took(2)  # output went and came back: the journal was not started over
+    journal.output_waits()
+    journal.output_gone()
+    successor = InFlight(tmp_path)
+    assert successor.orphaned() == [1, 2]
+    assert not successor.cut
+
+
+def test_the_journal_starts_over_only_once_output_has_gone_too(tmp_path: Path) -> None:
+    journal = InFlight(tmp_path)
+    journal.start()
+    journal.took(1)
+    journal.output_waits()
+    journal.answered(1)
+    successor = InFlight(tmp_path)
+    assert successor.orphaned() == []
+    assert successor.cut  # the answer may still have been in the dead router's buffer
+    journal.output_gone()
+    successor = InFlight(tmp_path)
+    assert successor.orphaned() == []
+    assert not successor.cut
+
+
 def test_a_journal_longer_than_its_file_grows_it(tmp_path: Path) -> None:
     journal = InFlight(tmp_path)
     journal.start()
