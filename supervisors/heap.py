@@ -16,7 +16,6 @@ near its peak, at most TRIM_THRESHOLD above what it uses. Without glibc nothing 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 MMAP_THRESHOLD = 4 * 1024 * 1024  # larger blocks still get pages of their own, as before
 TRIM_THRESHOLD = 8 * 1024 * 1024  # freed memory kept for reuse, at most
@@ -27,10 +26,10 @@ _M_MMAP_THRESHOLD = -3
 
 def keep_freed_buffers() -> bool:
     """Tune this process's glibc malloc as above; False where there is no glibc `mallopt`."""
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):
+        # the interpreter's own symbols, libc's among them (`find_library` would run ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
