@@ -82,10 +82,8 @@ class ProviderLists:
         for _capability, method, key, ours in LISTS:
             if ours != which and not (which == "resources" and ours == "resource_templates"):
                 continue
-            try:
-                items = await session.list_all(method, key, LIST_TIMEOUT_S)
-            except (RpcError, SessionClosed, TimeoutError) as exc:
-                self._log.warning("provider_list_failed", method=method, error=str(exc) or "timeout")
+            items = await self._list(session, method, key)
+            if items is None:
                 continue
             if items != self.items.get(ours):
                 self.items[ours] = items  # type: ignore[literal-required]
